@@ -1,0 +1,131 @@
+//! The registry of connected clients, for `CLIENT LIST`, `CLIENT KILL`, `INFO clients` and the
+//! `--maxclients` limit. A connection owns its session; the registry holds only what other
+//! connections may read (the `ClientMeta`) and a handle to ask the connection to close.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hashbrown::HashMap;
+use tokio::sync::Notify;
+
+/// What `CLIENT LIST` shows of a client; updated by its connection as it changes.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub name: String,
+    pub lib_name: String,
+    pub lib_ver: String,
+    pub resp: i64,
+    pub last_command: String,
+    pub last_interaction_ms: u64,
+    pub query_buffer_bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct ClientEntry {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub local_addr: SocketAddr,
+    pub connected_ms: u64,
+    pub meta: Mutex<ClientMeta>,
+    /// Notified to make the connection close itself (CLIENT KILL).
+    pub kill: Notify,
+}
+
+impl ClientEntry {
+    pub fn meta(&self) -> MutexGuard<'_, ClientMeta> {
+        self.meta.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One `CLIENT LIST` line (without the trailing newline), in Redis's field order.
+    pub fn list_line(&self, now_ms: u64) -> String {
+        let meta = self.meta();
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
+             multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
+             tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.local_addr,
+            meta.name,
+            now_ms.saturating_sub(self.connected_ms) / 1000,
+            now_ms.saturating_sub(meta.last_interaction_ms) / 1000,
+            meta.query_buffer_bytes,
+            if meta.last_command.is_empty() {
+                "NULL"
+            } else {
+                &meta.last_command
+            },
+            meta.resp,
+            meta.lib_name,
+            meta.lib_ver,
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ClientRegistry {
+    next_id: AtomicU64,
+    clients: Mutex<HashMap<u64, Arc<ClientEntry>>>,
+}
+
+impl ClientRegistry {
+    fn clients(&self) -> MutexGuard<'_, HashMap<u64, Arc<ClientEntry>>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new client, or returns `None` when `clients_max` are already connected.
+    pub fn register(
+        &self,
+        addr: SocketAddr,
+        local_addr: SocketAddr,
+        now_ms: u64,
+        clients_max: usize,
+    ) -> Option<Arc<ClientEntry>> {
+        let mut clients = self.clients();
+        if clients.len() >= clients_max {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let entry = Arc::new(ClientEntry {
+            id,
+            addr,
+            local_addr,
+            connected_ms: now_ms,
+            meta: Mutex::new(ClientMeta {
+                resp: 2,
+                last_interaction_ms: now_ms,
+                ..ClientMeta::default()
+            }),
+            kill: Notify::new(),
+        });
+        clients.insert(id, Arc::clone(&entry));
+        Some(entry)
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.clients().remove(&id);
+    }
+
+    pub fn count(&self) -> usize {
+        self.clients().len()
+    }
+
+    /// Every client, ordered by ID (as Redis lists them).
+    pub fn snapshot(&self) -> Vec<Arc<ClientEntry>> {
+        let mut all: Vec<_> = self.clients().values().cloned().collect();
+        all.sort_by_key(|c| c.id);
+        all
+    }
+
+    /// Asks the clients matching `pred` to close; returns how many were asked.
+    pub fn kill_where(&self, pred: impl Fn(&ClientEntry) -> bool) -> usize {
+        let clients = self.clients();
+        let mut killed = 0;
+        for entry in clients.values().filter(|c| pred(c)) {
+            entry.kill.notify_one();
+            killed += 1;
+        }
+        killed
+    }
+}

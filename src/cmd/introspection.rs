@@ -1,0 +1,234 @@
+//! COMMAND: the command table as clients and tools read it (COUNT, INFO, DOCS, LIST).
+
+use bytes::Bytes;
+
+use super::{CommandSpec, Ctx, SYNTAX_ERROR, commands, lookup, lookup_subcommand, reply_help};
+use crate::resp::ReplyBuf;
+
+const fn sub(name: &'static str, arity: i32, summary: &'static str, handler: super::Handler) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags: &["loading", "stale"],
+        first_key: 0,
+        last_key: 0,
+        key_step: 0,
+        acl_categories: &["@slow", "@connection"],
+        group: "server",
+        since: "2.8.13",
+        summary,
+        complexity: "O(N) where N is the number of commands",
+        handler,
+        subcommands: &[],
+    }
+}
+
+pub const COMMAND: CommandSpec = CommandSpec {
+    name: "command",
+    arity: -1,
+    flags: &["loading", "stale"],
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
+    acl_categories: &["@slow", "@connection"],
+    group: "server",
+    since: "2.8.13",
+    summary: "Returns detailed information about all commands.",
+    complexity: "O(N) where N is the total number of commands",
+    handler: all,
+    subcommands: &[
+        sub("command|count", 2, "Returns a count of commands.", count),
+        sub("command|info", -2, "Returns information about one, multiple or all commands.", info),
+        sub("command|docs", -2, "Returns documentary information about one, multiple or all commands.", docs),
+        sub("command|list", -2, "Returns a list of command names.", list),
+        sub("command|help", 2, "Returns helpful text about the different subcommands.", help),
+    ],
+};
+
+fn all(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    ctx.out.array(commands().len());
+    for spec in commands() {
+        write_info(ctx.out, spec);
+    }
+}
+
+fn count(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    ctx.out.integer(commands().len() as i64);
+}
+
+fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    if args.len() == 2 {
+        return all(ctx, args);
+    }
+    ctx.out.array(args.len() - 2);
+    for name in &args[2..] {
+        match find(name) {
+            Some(spec) => write_info(ctx.out, spec),
+            None => ctx.out.null(),
+        }
+    }
+}
+
+fn docs(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let specs: Vec<&CommandSpec> = if args.len() == 2 {
+        commands().iter().collect()
+    } else {
+        args[2..].iter().filter_map(|name| find(name)).collect()
+    };
+    ctx.out.map(specs.len());
+    for spec in specs {
+        ctx.out.bulk(spec.name.as_bytes());
+        write_doc(ctx.out, spec);
+    }
+}
+
+fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    if args.len() > 2 {
+        // FILTERBY MODULE/ACLCAT/PATTERN narrows the list in Redis; presenced has no modules.
+        if args.len() != 5 || !args[2].eq_ignore_ascii_case(b"FILTERBY") {
+            return ctx.out.error(SYNTAX_ERROR);
+        }
+        let kind = &args[3];
+        let names: Vec<&str> = if kind.eq_ignore_ascii_case(b"PATTERN") {
+            commands()
+                .iter()
+                .map(|c| c.name)
+                .filter(|n| crate::glob::glob_match(&args[4], n.as_bytes(), true))
+                .collect()
+        } else if kind.eq_ignore_ascii_case(b"ACLCAT") {
+            let wanted = format!("@{}", String::from_utf8_lossy(&args[4]).to_ascii_lowercase());
+            commands()
+                .iter()
+                .filter(|c| c.acl_categories.contains(&wanted.as_str()))
+                .map(|c| c.name)
+                .collect()
+        } else if kind.eq_ignore_ascii_case(b"MODULE") {
+            Vec::new()
+        } else {
+            return ctx.out.error(SYNTAX_ERROR);
+        };
+        ctx.out.array(names.len());
+        for name in names {
+            ctx.out.bulk(name.as_bytes());
+        }
+        return;
+    }
+    ctx.out.array(commands().len());
+    for spec in commands() {
+        ctx.out.bulk(spec.name.as_bytes());
+    }
+}
+
+fn help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    reply_help(
+        ctx.out,
+        &[
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all commands.",
+            "COUNT",
+            "    Return the total number of commands in this server.",
+            "LIST [FILTERBY (MODULE <name>|ACLCAT <cat>|PATTERN <pattern>)]",
+            "    Return a list of all commands in this server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple commands.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple commands.",
+            "HELP",
+            "    Print this help.",
+        ],
+    );
+}
+
+/// A command by name, or a subcommand by `parent|sub`.
+fn find(name: &[u8]) -> Option<&'static CommandSpec> {
+    match name.iter().position(|&b| b == b'|') {
+        None => lookup(name),
+        Some(bar) => lookup_subcommand(lookup(&name[..bar])?, &name[bar + 1..]),
+    }
+}
+
+/// Redis 7's ten-element command description.
+fn write_info(out: &mut ReplyBuf, spec: &CommandSpec) {
+    out.array(10);
+    out.bulk(spec.name.as_bytes());
+    out.integer(i64::from(spec.arity));
+    out.set(spec.flags.len());
+    for flag in spec.flags {
+        out.simple(flag);
+    }
+    out.integer(i64::from(spec.first_key));
+    out.integer(i64::from(spec.last_key));
+    out.integer(i64::from(spec.key_step));
+    out.set(spec.acl_categories.len());
+    for category in spec.acl_categories {
+        out.simple(category);
+    }
+    out.array(0);
+    if spec.first_key > 0 {
+        write_key_spec(out, spec);
+    } else {
+        out.array(0);
+    }
+    out.array(spec.subcommands.len());
+    for sub in spec.subcommands {
+        write_info(out, sub);
+    }
+}
+
+/// One key specification: keys start at `first_key` and run to `last_key` (relative to the
+/// end when negative), as Redis's `begin_search index` / `find_keys range` spec says.
+fn write_key_spec(out: &mut ReplyBuf, spec: &CommandSpec) {
+    let write = spec.flags.contains(&"write");
+    out.array(1);
+    out.map(3);
+    out.bulk(b"flags");
+    out.set(2);
+    out.simple(if write { "RW" } else { "RO" });
+    out.simple(if write { "UPDATE" } else { "ACCESS" });
+    out.bulk(b"begin_search");
+    out.map(2);
+    out.bulk(b"type");
+    out.bulk(b"index");
+    out.bulk(b"spec");
+    out.map(1);
+    out.bulk(b"index");
+    out.integer(i64::from(spec.first_key));
+    out.bulk(b"find_keys");
+    out.map(2);
+    out.bulk(b"type");
+    out.bulk(b"range");
+    out.bulk(b"spec");
+    out.map(3);
+    out.bulk(b"lastkey");
+    out.integer(if spec.last_key < 0 {
+        i64::from(spec.last_key)
+    } else {
+        i64::from(spec.last_key - spec.first_key)
+    });
+    out.bulk(b"keystep");
+    out.integer(i64::from(spec.key_step));
+    out.bulk(b"limit");
+    out.integer(0);
+}
+
+fn write_doc(out: &mut ReplyBuf, spec: &CommandSpec) {
+    let has_subcommands = !spec.subcommands.is_empty();
+    out.map(if has_subcommands { 5 } else { 4 });
+    out.bulk(b"summary");
+    out.bulk(spec.summary.as_bytes());
+    out.bulk(b"since");
+    out.bulk(spec.since.as_bytes());
+    out.bulk(b"group");
+    out.bulk(spec.group.as_bytes());
+    out.bulk(b"complexity");
+    out.bulk(spec.complexity.as_bytes());
+    if has_subcommands {
+        out.bulk(b"subcommands");
+        out.map(spec.subcommands.len());
+        for sub in spec.subcommands {
+            out.bulk(sub.name.as_bytes());
+            write_doc(out, sub);
+        }
+    }
+}

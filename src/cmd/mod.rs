@@ -1,0 +1,210 @@
+//! The command table and dispatch: name lookup, arity, authentication, subcommands.
+//! One file per command family; each handler parses its own arguments and writes its reply.
+
+mod client;
+mod connection;
+mod introspection;
+mod presence;
+mod server_admin;
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+
+use crate::resp::ReplyBuf;
+use crate::server::Server;
+use crate::session::{Flow, Session};
+
+/// What a handler works with.
+pub struct Ctx<'a> {
+    pub server: &'a Server,
+    pub session: &'a mut Session,
+    pub out: &'a mut ReplyBuf,
+    pub now_ms: u64,
+    pub flow: Flow,
+}
+
+type Handler = fn(&mut Ctx<'_>, &[Bytes]);
+
+/// One command as `COMMAND INFO` and `COMMAND DOCS` describe it.
+pub struct CommandSpec {
+    /// Lower-case name; for a subcommand, `parent|sub`.
+    pub name: &'static str,
+    /// Redis's convention: N means exactly N arguments counting the name, -N at least N.
+    pub arity: i32,
+    pub flags: &'static [&'static str],
+    pub first_key: i32,
+    pub last_key: i32,
+    pub key_step: i32,
+    pub acl_categories: &'static [&'static str],
+    pub group: &'static str,
+    pub since: &'static str,
+    pub summary: &'static str,
+    pub complexity: &'static str,
+    pub handler: Handler,
+    pub subcommands: &'static [CommandSpec],
+}
+
+impl CommandSpec {
+    fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let arity = i64::from(self.arity);
+        if arity >= 0 { argc == arity } else { argc >= -arity }
+    }
+
+    fn allowed_before_auth(&self) -> bool {
+        self.flags.contains(&"no_auth")
+    }
+
+    /// The name after `|` for a subcommand.
+    pub fn short_name(&self) -> &'static str {
+        self.name.rsplit('|').next().unwrap_or(self.name)
+    }
+}
+
+/// Every top-level command, in the order `COMMAND` lists them.
+pub fn commands() -> &'static [CommandSpec] {
+    COMMANDS
+}
+
+static COMMANDS: &[CommandSpec] = &[
+    presence::HEARTBEAT,
+    presence::MHEARTBEAT,
+    presence::STATUS,
+    presence::MSTATUS,
+    presence::OFFLINE,
+    connection::PING,
+    connection::ECHO,
+    connection::HELLO,
+    connection::AUTH,
+    connection::SELECT,
+    connection::QUIT,
+    connection::RESET,
+    client::CLIENT,
+    introspection::COMMAND,
+    server_admin::INFO,
+    server_admin::DBSIZE,
+    server_admin::CONFIG,
+    server_admin::TIME,
+    server_admin::FLUSHALL,
+    server_admin::SHUTDOWN,
+];
+
+fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
+    static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
+    TABLE.get_or_init(|| COMMANDS.iter().map(|c| (c.name, c)).collect())
+}
+
+/// Case-insensitive lookup without allocating: command names are short ASCII words.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let mut lower = [0u8; 32];
+    let lower = lower.get_mut(..name.len())?;
+    for (dst, src) in lower.iter_mut().zip(name) {
+        *dst = src.to_ascii_lowercase();
+    }
+    let name = std::str::from_utf8(lower).ok()?;
+    table().get(name).copied()
+}
+
+fn lookup_subcommand(parent: &'static CommandSpec, name: &[u8]) -> Option<&'static CommandSpec> {
+    parent
+        .subcommands
+        .iter()
+        .find(|s| s.short_name().as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Runs one request and writes its reply. Returns what the connection should do next and
+/// the name of the command that ran (for `CLIENT LIST`).
+pub fn execute(
+    server: &Server,
+    session: &mut Session,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+    now_ms: u64,
+) -> (Flow, Option<&'static str>) {
+    let Some(first) = args.first() else {
+        return (Flow::Continue, None);
+    };
+    let Some(spec) = lookup(first) else {
+        out.error(&unknown_command_message(args));
+        return (Flow::Continue, None);
+    };
+    if !spec.arity_ok(args.len()) {
+        out.error(&wrong_arity(spec.name));
+        return (Flow::Continue, Some(spec.name));
+    }
+    if !session.authenticated && !spec.allowed_before_auth() {
+        out.error("NOAUTH Authentication required.");
+        return (Flow::Continue, Some(spec.name));
+    }
+    let mut spec = spec;
+    if !spec.subcommands.is_empty() && args.len() >= 2 {
+        let Some(sub) = lookup_subcommand(spec, &args[1]) else {
+            out.error(&format!(
+                "ERR unknown subcommand '{}'. Try {} HELP.",
+                printable(&args[1], 128),
+                spec.name.to_ascii_uppercase()
+            ));
+            return (Flow::Continue, Some(spec.name));
+        };
+        if !sub.arity_ok(args.len()) {
+            out.error(&wrong_arity(sub.name));
+            return (Flow::Continue, Some(sub.name));
+        }
+        spec = sub;
+    }
+    let mut ctx = Ctx {
+        server,
+        session,
+        out,
+        now_ms,
+        flow: Flow::Continue,
+    };
+    (spec.handler)(&mut ctx, args);
+    (ctx.flow, Some(spec.name))
+}
+
+/// Redis's text: the name and the first arguments, each quoted, up to about 128 bytes.
+fn unknown_command_message(args: &[Bytes]) -> String {
+    let mut listed = String::new();
+    for arg in &args[1..] {
+        if listed.len() >= 128 {
+            break;
+        }
+        let room = 128 - listed.len();
+        listed.push('\'');
+        listed.push_str(&printable(arg, room));
+        listed.push_str("' ");
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        printable(&args[0], 128),
+        listed
+    )
+}
+
+/// Client bytes as text for an error line, cut at `max_bytes`.
+pub fn printable(bytes: &[u8], max_bytes: usize) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(max_bytes)]).into_owned()
+}
+
+pub fn wrong_arity(name: &str) -> String {
+    format!("ERR wrong number of arguments for '{name}' command")
+}
+
+pub const SYNTAX_ERROR: &str = "ERR syntax error";
+pub const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
+
+/// A decimal integer argument, parsed as Redis does.
+pub fn parse_i64(arg: &[u8]) -> Option<i64> {
+    crate::resp::parse_integer(arg)
+}
+
+/// Lists a command family's subcommands for `<CMD> HELP`.
+pub fn reply_help(out: &mut ReplyBuf, lines: &[&str]) {
+    out.array(lines.len());
+    for line in lines {
+        out.simple(line);
+    }
+}

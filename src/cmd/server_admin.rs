@@ -1,0 +1,423 @@
+//! Server commands: INFO, DBSIZE, CONFIG, TIME, FLUSHALL, SHUTDOWN.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use super::{CommandSpec, Ctx, SYNTAX_ERROR, printable, reply_help};
+use crate::clock;
+use crate::session::Flow;
+use crate::stats::Stats;
+
+/// The Redis version presenced reports where tools expect one (`INFO redis_version`): the
+/// command surface it implements matches Redis 7.2 for the commands it has.
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+const fn admin(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    summary: &'static str,
+    complexity: &'static str,
+    handler: super::Handler,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: 0,
+        last_key: 0,
+        key_step: 0,
+        acl_categories: &["@slow", "@admin", "@dangerous"],
+        group: "server",
+        since: "1.0.0",
+        summary,
+        complexity,
+        handler,
+        subcommands: &[],
+    }
+}
+
+pub const INFO: CommandSpec = admin(
+    "info",
+    -1,
+    &["loading", "stale"],
+    "Returns information and statistics about the server.",
+    "O(1)",
+    info,
+);
+pub const DBSIZE: CommandSpec = admin(
+    "dbsize",
+    1,
+    &["readonly", "fast"],
+    "Returns the number of users online now.",
+    "O(S) where S is the number of shards",
+    dbsize,
+);
+pub const TIME: CommandSpec = admin(
+    "time",
+    1,
+    &["loading", "stale", "fast"],
+    "Returns the server time: Unix seconds and microseconds.",
+    "O(1)",
+    time,
+);
+pub const FLUSHALL: CommandSpec = admin(
+    "flushall",
+    -1,
+    &["write"],
+    "Forgets every user: presence and last-seen.",
+    "O(S) where S is the number of shards",
+    flushall,
+);
+pub const SHUTDOWN: CommandSpec = admin(
+    "shutdown",
+    -1,
+    &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"],
+    "Stops the server.",
+    "O(1)",
+    shutdown,
+);
+
+pub const CONFIG: CommandSpec = CommandSpec {
+    name: "config",
+    arity: -2,
+    flags: &[],
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
+    acl_categories: &["@slow"],
+    group: "server",
+    since: "2.0.0",
+    summary: "A container for server configuration commands.",
+    complexity: "Depends on subcommand.",
+    handler: |_, _| {},
+    subcommands: &[
+        admin("config|get", -3, &["admin", "noscript", "loading", "stale"], "Returns the effective values of configuration parameters.", "O(N) where N is the number of parameters", config_get),
+        admin("config|set", -4, &["admin", "noscript", "loading", "stale"], "Sets configuration parameters at runtime.", "O(N) where N is the number of parameters", config_set),
+        admin("config|resetstat", 2, &["admin", "noscript", "loading", "stale"], "Resets the server's statistics.", "O(1)", config_resetstat),
+        admin("config|help", 2, &["loading", "stale"], "Returns helpful text about the subcommands.", "O(1)", config_help),
+    ],
+};
+
+fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    ctx.out.integer(ctx.server.store.online_count() as i64);
+}
+
+fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    let now_us = clock::now_us();
+    ctx.out.array(2);
+    ctx.out.bulk((now_us / 1_000_000).to_string().as_bytes());
+    ctx.out.bulk((now_us % 1_000_000).to_string().as_bytes());
+}
+
+fn flushall(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let mode_ok = match args.len() {
+        1 => true,
+        2 => args[1].eq_ignore_ascii_case(b"ASYNC") || args[1].eq_ignore_ascii_case(b"SYNC"),
+        _ => false,
+    };
+    if !mode_ok {
+        return ctx.out.error(SYNTAX_ERROR);
+    }
+    match ctx.server.store.flush(ctx.now_ms) {
+        Ok(()) => {
+            tracing::info!(client = ctx.session.id(), "FLUSHALL: every user forgotten");
+            ctx.out.ok();
+        }
+        Err(err) => {
+            tracing::error!(%err, "FLUSHALL could not map fresh slot memory");
+            ctx.out.error(&format!("ERR FLUSHALL failed: {err}"));
+        }
+    }
+}
+
+fn shutdown(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    for arg in &args[1..] {
+        let known = [&b"NOSAVE"[..], b"SAVE", b"NOW", b"FORCE"]
+            .iter()
+            .any(|k| arg.eq_ignore_ascii_case(k));
+        if arg.eq_ignore_ascii_case(b"ABORT") {
+            return ctx.out.error("ERR No shutdown in progress.");
+        }
+        if !known {
+            return ctx.out.error(SYNTAX_ERROR);
+        }
+    }
+    tracing::info!(client = ctx.session.id(), "SHUTDOWN requested");
+    // As in Redis, a successful SHUTDOWN sends no reply: the connection just closes.
+    ctx.flow = Flow::Shutdown;
+}
+
+/// The parameters `CONFIG GET` knows, with their current values.
+fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
+    let config = &ctx.server.config;
+    vec![
+        ("bind", config.listen_addr.ip().to_string()),
+        ("port", ctx.server.listen_addr.port().to_string()),
+        ("requirepass", config.requirepass.clone().unwrap_or_default()),
+        ("maxclients", config.clients_max.to_string()),
+        ("proto-max-bulk-len", config.bulk_len_max.to_string()),
+        ("proto-max-args", config.args_max.to_string()),
+        ("client-query-buffer-limit", config.query_buffer_max.to_string()),
+        ("ttl", config.default_ttl_s.to_string()),
+        ("capacity", config.capacity.to_string()),
+        ("shards", ctx.server.store.shard_count().to_string()),
+        ("databases", "1".to_string()),
+        ("save", String::new()),
+        ("appendonly", "no".to_string()),
+        ("timeout", "0".to_string()),
+        ("tcp-keepalive", "0".to_string()),
+        ("maxmemory", "0".to_string()),
+        ("maxmemory-policy", "noeviction".to_string()),
+        ("notify-keyspace-events", String::new()),
+        ("cluster-enabled", "no".to_string()),
+        ("hz", "10".to_string()),
+        ("loglevel", config.log_level.clone()),
+    ]
+}
+
+/// Replies with every parameter matching any of the patterns, each once (a map in RESP3).
+fn config_get(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let params = config_params(ctx);
+    let matched: Vec<&(&str, String)> = params
+        .iter()
+        .filter(|(name, _)| {
+            args[2..]
+                .iter()
+                .any(|p| crate::glob::glob_match(p, name.as_bytes(), true))
+        })
+        .collect();
+    ctx.out.map(matched.len());
+    for (name, value) in matched {
+        ctx.out.bulk(name.as_bytes());
+        ctx.out.bulk(value.as_bytes());
+    }
+}
+
+fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    if args.len() % 2 != 0 {
+        return ctx.out.error(&super::wrong_arity("config|set"));
+    }
+    let params = config_params(ctx);
+    let name = &args[2];
+    if params.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)) {
+        ctx.out.error(&format!(
+            "ERR CONFIG SET failed (possibly related to argument '{}') - can't set immutable config",
+            printable(name, 128)
+        ));
+    } else {
+        ctx.out.error(&format!(
+            "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+            printable(name, 128)
+        ));
+    }
+}
+
+fn config_resetstat(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    let stats = &ctx.server.stats;
+    for counter in [
+        &stats.connections_received,
+        &stats.connections_rejected,
+        &stats.commands_processed,
+        &stats.protocol_errors,
+        &stats.heartbeats,
+        &stats.status_lookups,
+        &stats.logouts,
+        &stats.users_expired,
+        &stats.net_input_bytes,
+        &stats.net_output_bytes,
+    ] {
+        counter.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+    ctx.out.ok();
+}
+
+fn config_help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    reply_help(
+        ctx.out,
+        &[
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their values.",
+            "SET <directive> <value>",
+            "    Set the configuration <directive> to <value> (presenced's are fixed at start).",
+            "RESETSTAT",
+            "    Reset statistics reported by the INFO command.",
+            "HELP",
+            "    Print this help.",
+        ],
+    );
+}
+
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "presence",
+    "keyspace",
+];
+
+fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let wanted: Vec<String> = args[1..]
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let sections: Vec<&str> = if wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "default" || w == "all" || w == "everything")
+    {
+        DEFAULT_SECTIONS.to_vec()
+    } else {
+        DEFAULT_SECTIONS
+            .iter()
+            .copied()
+            .filter(|s| wanted.iter().any(|w| w == s))
+            .collect()
+    };
+    let mut text = String::new();
+    for (i, section) in sections.iter().enumerate() {
+        if i > 0 {
+            text.push_str("\r\n");
+        }
+        write_section(ctx, section, &mut text);
+    }
+    ctx.out.verbatim_text(&text);
+}
+
+fn write_section(ctx: &Ctx<'_>, section: &str, text: &mut String) {
+    let server = ctx.server;
+    let stats = &server.stats;
+    let store = &server.store;
+    let counter = |c: &std::sync::atomic::AtomicU64| Stats::get(c).to_string();
+    let (heading, fields): (&str, Vec<(&str, String)>) = match section {
+        "server" => {
+            let uptime_s = ctx.now_ms.saturating_sub(server.started_ms) / 1000;
+            let executable = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            (
+                "Server",
+                vec![
+                    ("redis_version", REDIS_COMPAT_VERSION.to_string()),
+                    ("presenced_version", env!("CARGO_PKG_VERSION").to_string()),
+                    ("redis_mode", "standalone".to_string()),
+                    ("os", std::env::consts::OS.to_string()),
+                    ("arch_bits", usize::BITS.to_string()),
+                    ("multiplexing_api", "epoll".to_string()),
+                    ("process_id", std::process::id().to_string()),
+                    ("run_id", server.run_id.clone()),
+                    ("tcp_port", server.listen_addr.port().to_string()),
+                    ("server_time_usec", clock::now_us().to_string()),
+                    ("uptime_in_seconds", uptime_s.to_string()),
+                    ("uptime_in_days", (uptime_s / 86_400).to_string()),
+                    ("hz", "10".to_string()),
+                    ("executable", executable),
+                    ("config_file", String::new()),
+                ],
+            )
+        }
+        "clients" => (
+            "Clients",
+            vec![
+                ("connected_clients", server.clients.count().to_string()),
+                ("maxclients", server.config.clients_max.to_string()),
+                ("blocked_clients", "0".to_string()),
+            ],
+        ),
+        "memory" => {
+            let rss = resident_bytes();
+            (
+                "Memory",
+                vec![
+                    ("used_memory", rss.to_string()),
+                    ("used_memory_human", human_bytes(rss)),
+                    ("used_memory_rss", rss.to_string()),
+                    ("used_memory_rss_human", human_bytes(rss)),
+                    ("maxmemory", "0".to_string()),
+                    ("maxmemory_policy", "noeviction".to_string()),
+                    ("dense_slots_reserved_bytes", (store.capacity() * 8).to_string()),
+                ],
+            )
+        }
+        "persistence" => (
+            "Persistence",
+            vec![
+                ("loading", "0".to_string()),
+                ("rdb_changes_since_last_save", "0".to_string()),
+                ("rdb_bgsave_in_progress", "0".to_string()),
+                ("aof_enabled", "0".to_string()),
+            ],
+        ),
+        "stats" => (
+            "Stats",
+            vec![
+                ("total_connections_received", counter(&stats.connections_received)),
+                ("total_commands_processed", counter(&stats.commands_processed)),
+                ("total_net_input_bytes", counter(&stats.net_input_bytes)),
+                ("total_net_output_bytes", counter(&stats.net_output_bytes)),
+                ("rejected_connections", counter(&stats.connections_rejected)),
+                ("expired_keys", counter(&stats.users_expired)),
+                ("evicted_keys", "0".to_string()),
+                ("total_error_replies_protocol", counter(&stats.protocol_errors)),
+            ],
+        ),
+        "replication" => (
+            "Replication",
+            vec![
+                ("role", "master".to_string()),
+                ("connected_slaves", "0".to_string()),
+            ],
+        ),
+        "presence" => (
+            "Presence",
+            vec![
+                ("online_users", store.online_count().to_string()),
+                ("tracked_users", store.tracked_count().to_string()),
+                ("side_table_users", store.side_count().to_string()),
+                ("dense_capacity", store.capacity().to_string()),
+                ("shards", store.shard_count().to_string()),
+                ("default_ttl_s", server.config.default_ttl_s.to_string()),
+                ("expiry_wheel_entries", store.wheel_len().to_string()),
+                ("heartbeats_total", counter(&stats.heartbeats)),
+                ("status_lookups_total", counter(&stats.status_lookups)),
+                ("logouts_total", counter(&stats.logouts)),
+                ("users_expired_total", counter(&stats.users_expired)),
+            ],
+        ),
+        "keyspace" => {
+            // Redis lists a database only when it holds keys.
+            let online = store.online_count();
+            let db0 = format!("keys={online},expires={online},avg_ttl=0");
+            ("Keyspace", if online > 0 { vec![("db0", db0)] } else { vec![] })
+        }
+        _ => return,
+    };
+    let _ = write!(text, "# {heading}\r\n");
+    for (name, value) in fields {
+        let _ = write!(text, "{name}:{value}\r\n");
+    }
+}
+
+fn resident_bytes() -> u64 {
+    // /proc/self/statm: size resident shared ... in pages.
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
+}

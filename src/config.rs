@@ -1,0 +1,135 @@
+//! Command-line flags, validated into the `Config` the server runs with.
+
+use std::net::{IpAddr, SocketAddr};
+
+use clap::Parser;
+
+use crate::limits;
+
+/// presenced: an in-memory presence datastore that speaks the Redis protocol.
+///
+/// Each user is online while their heartbeats keep arriving and offline once the TTL runs
+/// out. Any Redis client can talk to it: `redis-cli -p 6379 HEARTBEAT 42`.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "presenced", version, about, long_about = None)]
+pub struct Args {
+    /// Address to listen on. Loopback by default: expose it to a network deliberately.
+    #[arg(long, default_value = "127.0.0.1", env = "PRESENCED_BIND")]
+    pub bind: IpAddr,
+
+    /// TCP port to listen on (6379, Redis's, so clients work unchanged; 0 picks a free port).
+    #[arg(long, default_value_t = 6379, env = "PRESENCED_PORT")]
+    pub port: u16,
+
+    /// Seconds a heartbeat keeps a user online when it names no TTL (1..=86400).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub ttl: u64,
+
+    /// Dense slots: user IDs that are decimal integers below this live in an 8-byte slot.
+    /// Reserved lazily: untouched slots cost no resident memory. Other IDs use a side table.
+    #[arg(long, default_value_t = limits::CAPACITY_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(1..=limits::CAPACITY_MAX))]
+    pub capacity: u64,
+
+    /// Shards the user space is split into (default: one per CPU core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub shards: Option<u64>,
+
+    /// Require clients to AUTH with this password before any other command.
+    #[arg(long, env = "PRESENCED_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+
+    /// Most simultaneous client connections; one more is refused with an error.
+    #[arg(long, default_value_t = limits::CLIENTS_MAX_DEFAULT)]
+    pub maxclients: usize,
+
+    /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
+    #[arg(long, default_value = "info", env = "PRESENCED_LOG")]
+    pub log_level: String,
+
+    /// Largest bulk string a client may send, in bytes (Redis's proto-max-bulk-len).
+    #[arg(long, default_value_t = limits::BULK_LEN_MAX_DEFAULT)]
+    pub proto_max_bulk_len: usize,
+
+    /// Most arguments in one command (an MSTATUS of N users has N+1).
+    #[arg(long, default_value_t = limits::ARGS_MAX_DEFAULT)]
+    pub proto_max_args: usize,
+
+    /// Most unprocessed input buffered for one client, in bytes (Redis's
+    /// client-query-buffer-limit); a client over it is disconnected.
+    #[arg(long, default_value_t = limits::QUERY_BUFFER_MAX_DEFAULT)]
+    pub client_query_buffer_limit: usize,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub default_ttl_s: u64,
+    pub capacity: u64,
+    pub shard_count: usize,
+    pub requirepass: Option<String>,
+    pub clients_max: usize,
+    pub log_level: String,
+    pub bulk_len_max: usize,
+    pub args_max: usize,
+    pub query_buffer_max: usize,
+}
+
+impl Config {
+    pub fn from_args(args: Args) -> Result<Config, String> {
+        let shard_count = match args.shards {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if args.maxclients == 0 {
+            return Err("--maxclients must be at least 1".to_string());
+        }
+        if args.proto_max_args < 2 {
+            return Err("--proto-max-args must be at least 2".to_string());
+        }
+        if args.requirepass.as_deref() == Some("") {
+            return Err("--requirepass must not be empty".to_string());
+        }
+        Ok(Config {
+            listen_addr: SocketAddr::new(args.bind, args.port),
+            default_ttl_s: args.ttl,
+            capacity: args.capacity,
+            shard_count,
+            requirepass: args.requirepass,
+            clients_max: args.maxclients,
+            log_level: args.log_level,
+            bulk_len_max: args.proto_max_bulk_len,
+            args_max: args.proto_max_args,
+            query_buffer_max: args.client_query_buffer_limit,
+        })
+    }
+
+    /// Settings for tests: an ephemeral loopback port and a small store.
+    pub fn for_tests() -> Config {
+        Config::from_args(Args::parse_from(["presenced", "--port", "0", "--capacity", "1048576"]))
+            .expect("test defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let config = Config::from_args(Args::parse_from(["presenced"])).expect("defaults");
+        assert!(config.listen_addr.ip().is_loopback());
+        assert_eq!(config.listen_addr.port(), 6379);
+        assert_eq!(config.default_ttl_s, 30);
+        assert_eq!(config.capacity, 1 << 32);
+        assert!(Args::try_parse_from(["presenced", "--ttl", "0"]).is_err());
+        assert!(Args::try_parse_from(["presenced", "--ttl", "86401"]).is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! One client connection: socket bytes in, requests decoded, commands run, replies out.
+//!
+//! Input is bounded by the query-buffer limit; output is flushed every `REPLY_FLUSH_BYTES`, so
+//! a client that pipelines without reading stalls only itself (its own task waits on the
+//! socket) while every other client keeps being served.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+
+use crate::clients::ClientEntry;
+use crate::clock;
+use crate::cmd;
+use crate::limits::{READ_CHUNK_BYTES, REPLY_FLUSH_BYTES};
+use crate::resp::{DecodeLimits, Protocol, ReplyBuf, RequestDecoder};
+use crate::server::Server;
+use crate::session::{Flow, Session};
+use crate::stats::Stats;
+
+/// Registers the client and spawns its task, or refuses it when `--maxclients` are connected.
+pub fn accept(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr) {
+    Stats::add(&server.stats.connections_received, 1);
+    let _ = socket.set_nodelay(true);
+    let local_addr = socket.local_addr().unwrap_or(server.listen_addr);
+    let now_ms = clock::now_ms();
+    match server
+        .clients
+        .register(addr, local_addr, now_ms, server.config.clients_max)
+    {
+        None => {
+            Stats::add(&server.stats.connections_rejected, 1);
+            tokio::spawn(async move {
+                let _ = socket
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+            });
+        }
+        Some(entry) => {
+            tokio::spawn(async move {
+                let id = entry.id;
+                let result = serve(&server, socket, entry).await;
+                server.clients.unregister(id);
+                if let Err(err) = result {
+                    debug!(client = id, %err, "connection ended with an I/O error");
+                }
+            });
+        }
+    }
+}
+
+async fn serve(server: &Server, mut socket: TcpStream, entry: Arc<ClientEntry>) -> std::io::Result<()> {
+    let mut session = Session::new(Arc::clone(&entry), server.config.requirepass.is_some());
+    let mut decoder = RequestDecoder::new();
+    let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut out = ReplyBuf::new(Protocol::Resp2);
+    let mut shutdown = server.shutdown_requested();
+    loop {
+        let mut flow = Flow::Continue;
+        let mut last_command = None;
+        let mut command_count = 0u64;
+        let now_ms = clock::now_ms();
+        loop {
+            // Limits are re-read per request: AUTH earlier in the same batch lifts them.
+            let limits = DecodeLimits {
+                bulk_len_max: server.config.bulk_len_max,
+                args_max: server.config.args_max,
+                authenticated: session.authenticated,
+            };
+            match decoder.decode(&mut input, &limits) {
+                Ok(Some(args)) => {
+                    let (next, name) = cmd::execute(server, &mut session, &args, &mut out, now_ms);
+                    command_count += 1;
+                    last_command = name.or(last_command);
+                    if next != Flow::Continue {
+                        flow = next;
+                        break;
+                    }
+                    if out.len() >= REPLY_FLUSH_BYTES {
+                        flush(server, &mut socket, &mut out).await?;
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    Stats::add(&server.stats.protocol_errors, 1);
+                    debug!(client = entry.id, addr = %entry.addr, "protocol error: {}", err.message());
+                    out.error(&err.message());
+                    flow = Flow::Close;
+                    break;
+                }
+            }
+        }
+        Stats::add(&server.stats.commands_processed, command_count);
+        if command_count > 0 {
+            let mut meta = entry.meta();
+            meta.last_interaction_ms = now_ms;
+            meta.query_buffer_bytes = input.len();
+            if let Some(name) = last_command {
+                if meta.last_command != name {
+                    meta.last_command = name.to_string();
+                }
+            }
+        }
+        flush(server, &mut socket, &mut out).await?;
+        match flow {
+            Flow::Continue => {}
+            Flow::Close => return socket.shutdown().await,
+            Flow::Shutdown => {
+                server.request_shutdown();
+                return socket.shutdown().await;
+            }
+        }
+        if input.len() > server.config.query_buffer_max {
+            warn!(client = entry.id, addr = %entry.addr, bytes = input.len(),
+                  "closing client that reached the query buffer limit");
+            out.error("ERR Protocol error: client query buffer limit reached");
+            flush(server, &mut socket, &mut out).await?;
+            return socket.shutdown().await;
+        }
+        input.reserve(READ_CHUNK_BYTES);
+        tokio::select! {
+            read = socket.read_buf(&mut input) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok(());
+                }
+                Stats::add(&server.stats.net_input_bytes, n as u64);
+            }
+            _ = entry.kill.notified() => {
+                debug!(client = entry.id, "killed by CLIENT KILL");
+                return Ok(());
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+async fn flush(server: &Server, socket: &mut TcpStream, out: &mut ReplyBuf) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    socket.write_all(&out.buf).await?;
+    Stats::add(&server.stats.net_output_bytes, out.len() as u64);
+    out.buf.clear();
+    Ok(())
+}

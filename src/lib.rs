@@ -1,0 +1,20 @@
+//! presenced: an in-memory presence datastore that speaks RESP.
+//!
+//! Codemap: `server` accepts connections and runs offline detection; `connection` turns socket
+//! bytes into requests with `resp` and runs them through `cmd`; `cmd` holds the command table;
+//! `store` keeps every user's 8-byte slot in shards; `expiry` holds the timing wheel.
+//! `docs/ARCHITECTURE.md` is the full map.
+
+pub mod clients;
+pub mod clock;
+pub mod cmd;
+pub mod config;
+pub mod connection;
+pub mod expiry;
+pub mod glob;
+pub mod limits;
+pub mod resp;
+pub mod server;
+pub mod session;
+pub mod stats;
+pub mod store;

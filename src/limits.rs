@@ -1,0 +1,53 @@
+//! Every protocol and resource limit in one place, with the arithmetic that justifies it.
+//!
+//! Defaults follow Redis where Redis has the same knob, so that tools which read them with
+//! `CONFIG GET` see familiar values; presenced-only limits say why they are what they are.
+
+/// Longest inline command line (Redis's PROTO_INLINE_MAX_SIZE). Also bounds how far the decoder
+/// scans for the CRLF of a `*N` or `$N` header before declaring it too big.
+pub const INLINE_LINE_MAX: usize = 64 * 1024;
+
+/// Default largest bulk string a client may send (Redis's `proto-max-bulk-len`, 512 MB). A
+/// declared length above it is rejected before a single byte of the body is buffered.
+pub const BULK_LEN_MAX_DEFAULT: usize = 512 * 1024 * 1024;
+
+/// Default largest argument count of one command. 1,048,576 arguments leaves room for one
+/// `MSTATUS` of a million users (10x the 100,000 that gateways are expected to send) while a
+/// declared count above it is refused before any argument is buffered.
+pub const ARGS_MAX_DEFAULT: usize = 1024 * 1024;
+
+/// Default cap on a client's unprocessed input (Redis's `client-query-buffer-limit`, 1 GB).
+/// A client whose pending request grows past it is disconnected.
+pub const QUERY_BUFFER_MAX_DEFAULT: usize = 1024 * 1024 * 1024;
+
+/// Before authentication a client may declare at most this many arguments (Redis's rule):
+/// an unauthenticated peer cannot make the server buffer large requests.
+pub const UNAUTHENTICATED_ARGS_MAX: usize = 10;
+
+/// Before authentication a client may declare bulk strings of at most this many bytes.
+pub const UNAUTHENTICATED_BULK_LEN_MAX: usize = 16 * 1024;
+
+/// Default `--maxclients` (Redis's default).
+pub const CLIENTS_MAX_DEFAULT: usize = 10_000;
+
+/// Longest non-numeric user ID. 256 bytes holds any UUID, ULID or e-mail-like handle.
+pub const USER_ID_LEN_MAX: usize = 256;
+
+/// Heartbeat TTL bounds in seconds: at least one second, at most one day.
+pub const TTL_S_MIN: u64 = 1;
+pub const TTL_S_MAX: u64 = 86_400;
+
+/// Default dense capacity: every 32-bit user ID. 2^32 slots x 8 bytes = 32 GiB of address
+/// space, reserved with MAP_NORESERVE so only touched 4 KiB pages cost resident memory.
+pub const CAPACITY_DEFAULT: u64 = 1 << 32;
+
+/// Largest `--capacity`: 2^36 slots x 8 bytes = 512 GiB of address space, far below the
+/// 128 TiB user address space of x86-64 and aarch64 Linux.
+pub const CAPACITY_MAX: u64 = 1 << 36;
+
+/// Replies are flushed to the socket once this many bytes are pending, so a long pipeline
+/// does not accumulate its whole output in memory before the first byte is written.
+pub const REPLY_FLUSH_BYTES: usize = 64 * 1024;
+
+/// Size of one socket read.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;

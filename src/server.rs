@@ -1,0 +1,162 @@
+//! The accept loop, the offline-detection timer, and shutdown on SIGINT, SIGTERM or SHUTDOWN.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::clients::ClientRegistry;
+use crate::clock;
+use crate::config::Config;
+use crate::connection;
+use crate::stats::Stats;
+use crate::store::Store;
+
+/// How often each shard's timing wheel is advanced. With 100 ms buckets, a user is declared
+/// offline at most ~150 ms after their deadline.
+const EXPIRY_PERIOD: Duration = Duration::from_millis(50);
+
+/// Everything the connections share.
+pub struct Server {
+    pub config: Config,
+    pub store: Store,
+    pub clients: ClientRegistry,
+    pub stats: Stats,
+    pub run_id: String,
+    pub started_ms: u64,
+    pub listen_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Asks the accept loop and every connection to stop.
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_requested(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+/// Binds, serves until shutdown is requested, and returns.
+pub async fn run(config: Config) -> std::io::Result<()> {
+    let listener = TcpListener::bind(config.listen_addr).await?;
+    let listen_addr = listener.local_addr()?;
+    let now_ms = clock::now_ms();
+    let store = Store::new(config.capacity, config.shard_count, now_ms)?;
+    let (shutdown, _) = watch::channel(false);
+    let server = Arc::new(Server {
+        store,
+        clients: ClientRegistry::default(),
+        stats: Stats::default(),
+        run_id: new_run_id(),
+        started_ms: now_ms,
+        listen_addr,
+        shutdown,
+        config,
+    });
+    info!(
+        shards = server.store.shard_count(),
+        capacity = server.store.capacity(),
+        ttl_s = server.config.default_ttl_s,
+        "presenced listening on {listen_addr}"
+    );
+
+    tokio::spawn(expiry_loop(Arc::clone(&server)));
+    let mut shutdown_rx = server.shutdown_requested();
+    let signals = shutdown_signal();
+    tokio::pin!(signals);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, addr)) => connection::accept(Arc::clone(&server), socket, addr),
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning on the error.
+                    warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown_rx.changed() => {
+                info!("shutdown requested by a client");
+                break;
+            }
+            signal = &mut signals => {
+                info!("received {signal}, shutting down");
+                server.request_shutdown();
+                break;
+            }
+        }
+    }
+    info!(
+        online_users = server.store.online_count(),
+        "presenced stopped"
+    );
+    Ok(())
+}
+
+async fn expiry_loop(server: Arc<Server>) {
+    let mut interval = tokio::time::interval(EXPIRY_PERIOD);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = server.shutdown_requested();
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let pass = server.store.expire_due(clock::now_ms());
+        Stats::add(&server.stats.users_expired, pass.expired_count);
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+/// 40 hexadecimal characters, different on every start, like Redis's run_id. Seeded from the
+/// standard library's per-process random hasher keys, so no extra dependency is needed.
+fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = String::with_capacity(48);
+    for round in 0..3u64 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(round);
+        hasher.write_u64(clock::now_us());
+        hasher.write_u32(std::process::id());
+        id.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    id.truncate(40);
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_id_is_40_hex() {
+        let id = super::new_run_id();
+        assert_eq!(id.len(), 40);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(id, super::new_run_id());
+    }
+}
