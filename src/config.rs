@@ -107,8 +107,14 @@ impl Config {
 
     /// Settings for tests: an ephemeral loopback port and a small store.
     pub fn for_tests() -> Config {
-        Config::from_args(Args::parse_from(["presenced", "--port", "0", "--capacity", "1048576"]))
-            .expect("test defaults are valid")
+        Config::from_args(Args::parse_from([
+            "presenced",
+            "--port",
+            "0",
+            "--capacity",
+            "1048576",
+        ]))
+        .expect("test defaults are valid")
     }
 }
 

@@ -52,7 +52,11 @@ pub fn accept(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr) {
     }
 }
 
-async fn serve(server: &Server, mut socket: TcpStream, entry: Arc<ClientEntry>) -> std::io::Result<()> {
+async fn serve(
+    server: &Server,
+    mut socket: TcpStream,
+    entry: Arc<ClientEntry>,
+) -> std::io::Result<()> {
     let mut session = Session::new(Arc::clone(&entry), server.config.requirepass.is_some());
     let mut decoder = RequestDecoder::new();
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);

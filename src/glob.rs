@@ -139,6 +139,10 @@ mod tests {
         }
         assert!(glob_match(b"MAX*", b"maxclients", true));
         let hostile = "a*".repeat(50) + "b";
-        assert!(!glob_match(hostile.as_bytes(), "a".repeat(200).as_bytes(), false));
+        assert!(!glob_match(
+            hostile.as_bytes(),
+            "a".repeat(200).as_bytes(),
+            false
+        ));
     }
 }

@@ -45,14 +45,62 @@ pub const CLIENT: CommandSpec = CommandSpec {
     complexity: "Depends on subcommand.",
     handler: |_, _| {},
     subcommands: &[
-        sub("client|id", 2, CONN_FLAGS, "Returns the unique client ID of the connection.", id),
-        sub("client|setname", 3, CONN_FLAGS, "Sets the connection name.", setname),
-        sub("client|getname", 2, CONN_FLAGS, "Returns the name of the connection.", getname),
-        sub("client|setinfo", 4, CONN_FLAGS, "Sets information specific to the client library.", setinfo),
-        sub("client|list", -2, &["admin", "noscript", "loading", "stale"], "Lists open connections.", list),
-        sub("client|info", 2, CONN_FLAGS, "Returns information about this connection.", info),
-        sub("client|kill", -3, &["admin", "noscript", "loading", "stale"], "Terminates open connections.", kill),
-        sub("client|help", 2, &["loading", "stale"], "Returns helpful text about the subcommands.", help),
+        sub(
+            "client|id",
+            2,
+            CONN_FLAGS,
+            "Returns the unique client ID of the connection.",
+            id,
+        ),
+        sub(
+            "client|setname",
+            3,
+            CONN_FLAGS,
+            "Sets the connection name.",
+            setname,
+        ),
+        sub(
+            "client|getname",
+            2,
+            CONN_FLAGS,
+            "Returns the name of the connection.",
+            getname,
+        ),
+        sub(
+            "client|setinfo",
+            4,
+            CONN_FLAGS,
+            "Sets information specific to the client library.",
+            setinfo,
+        ),
+        sub(
+            "client|list",
+            -2,
+            &["admin", "noscript", "loading", "stale"],
+            "Lists open connections.",
+            list,
+        ),
+        sub(
+            "client|info",
+            2,
+            CONN_FLAGS,
+            "Returns information about this connection.",
+            info,
+        ),
+        sub(
+            "client|kill",
+            -3,
+            &["admin", "noscript", "loading", "stale"],
+            "Terminates open connections.",
+            kill,
+        ),
+        sub(
+            "client|help",
+            2,
+            &["loading", "stale"],
+            "Returns helpful text about the subcommands.",
+            help,
+        ),
     ],
 };
 
@@ -120,8 +168,10 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     while let Some(option) = rest.first() {
         if option.eq_ignore_ascii_case(b"TYPE") && rest.len() >= 2 {
             let kind = &rest[1];
-            if !kind.eq_ignore_ascii_case(b"normal") && !kind.eq_ignore_ascii_case(b"pubsub")
-                && !kind.eq_ignore_ascii_case(b"master") && !kind.eq_ignore_ascii_case(b"replica")
+            if !kind.eq_ignore_ascii_case(b"normal")
+                && !kind.eq_ignore_ascii_case(b"pubsub")
+                && !kind.eq_ignore_ascii_case(b"master")
+                && !kind.eq_ignore_ascii_case(b"replica")
             {
                 return ctx.out.error(&format!(
                     "ERR Unknown client type '{}'",
@@ -214,10 +264,10 @@ fn kill(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let matches = |id: u64, addr: &str| {
         filter_id.is_none_or(|f| f == id) && filter_addr.as_deref().is_none_or(|f| f == addr)
     };
-    let mut killed = ctx
-        .server
-        .clients
-        .kill_where(|c| c.id != own_id && matches(c.id, &c.addr.to_string())) as i64;
+    let mut killed =
+        ctx.server
+            .clients
+            .kill_where(|c| c.id != own_id && matches(c.id, &c.addr.to_string())) as i64;
     if !skip_me && matches(own_id, &ctx.session.client.addr.to_string()) {
         killed += 1;
         ctx.flow = Flow::Close;

@@ -44,14 +44,28 @@ pub const ECHO: CommandSpec =
 pub const HELLO: CommandSpec = connection_command(
     "hello",
     -1,
-    &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
+    &[
+        "noscript",
+        "loading",
+        "stale",
+        "fast",
+        "no_auth",
+        "allow_busy",
+    ],
     "Handshakes with the server: protocol version, authentication, client name.",
     hello,
 );
 pub const AUTH: CommandSpec = connection_command(
     "auth",
     -2,
-    &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
+    &[
+        "noscript",
+        "loading",
+        "stale",
+        "fast",
+        "no_auth",
+        "allow_busy",
+    ],
     "Authenticates the connection.",
     auth,
 );
@@ -65,14 +79,28 @@ pub const SELECT: CommandSpec = connection_command(
 pub const QUIT: CommandSpec = connection_command(
     "quit",
     -1,
-    &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
+    &[
+        "noscript",
+        "loading",
+        "stale",
+        "fast",
+        "no_auth",
+        "allow_busy",
+    ],
     "Closes the connection.",
     quit,
 );
 pub const RESET: CommandSpec = connection_command(
     "reset",
     1,
-    &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
+    &[
+        "noscript",
+        "loading",
+        "stale",
+        "fast",
+        "no_auth",
+        "allow_busy",
+    ],
     "Resets the connection: protocol 2, no name, authenticated again if a password is set.",
     reset,
 );

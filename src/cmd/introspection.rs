@@ -5,7 +5,12 @@ use bytes::Bytes;
 use super::{CommandSpec, Ctx, SYNTAX_ERROR, commands, lookup, lookup_subcommand, reply_help};
 use crate::resp::ReplyBuf;
 
-const fn sub(name: &'static str, arity: i32, summary: &'static str, handler: super::Handler) -> CommandSpec {
+const fn sub(
+    name: &'static str,
+    arity: i32,
+    summary: &'static str,
+    handler: super::Handler,
+) -> CommandSpec {
     CommandSpec {
         name,
         arity,
@@ -38,10 +43,25 @@ pub const COMMAND: CommandSpec = CommandSpec {
     handler: all,
     subcommands: &[
         sub("command|count", 2, "Returns a count of commands.", count),
-        sub("command|info", -2, "Returns information about one, multiple or all commands.", info),
-        sub("command|docs", -2, "Returns documentary information about one, multiple or all commands.", docs),
+        sub(
+            "command|info",
+            -2,
+            "Returns information about one, multiple or all commands.",
+            info,
+        ),
+        sub(
+            "command|docs",
+            -2,
+            "Returns documentary information about one, multiple or all commands.",
+            docs,
+        ),
         sub("command|list", -2, "Returns a list of command names.", list),
-        sub("command|help", 2, "Returns helpful text about the different subcommands.", help),
+        sub(
+            "command|help",
+            2,
+            "Returns helpful text about the different subcommands.",
+            help,
+        ),
     ],
 };
 
@@ -96,7 +116,10 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
                 .filter(|n| crate::glob::glob_match(&args[4], n.as_bytes(), true))
                 .collect()
         } else if kind.eq_ignore_ascii_case(b"ACLCAT") {
-            let wanted = format!("@{}", String::from_utf8_lossy(&args[4]).to_ascii_lowercase());
+            let wanted = format!(
+                "@{}",
+                String::from_utf8_lossy(&args[4]).to_ascii_lowercase()
+            );
             commands()
                 .iter()
                 .filter(|c| c.acl_categories.contains(&wanted.as_str()))

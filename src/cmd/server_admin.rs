@@ -73,7 +73,14 @@ pub const FLUSHALL: CommandSpec = admin(
 pub const SHUTDOWN: CommandSpec = admin(
     "shutdown",
     -1,
-    &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"],
+    &[
+        "admin",
+        "noscript",
+        "loading",
+        "stale",
+        "no_multi",
+        "allow_busy",
+    ],
     "Stops the server.",
     "O(1)",
     shutdown,
@@ -93,10 +100,38 @@ pub const CONFIG: CommandSpec = CommandSpec {
     complexity: "Depends on subcommand.",
     handler: |_, _| {},
     subcommands: &[
-        admin("config|get", -3, &["admin", "noscript", "loading", "stale"], "Returns the effective values of configuration parameters.", "O(N) where N is the number of parameters", config_get),
-        admin("config|set", -4, &["admin", "noscript", "loading", "stale"], "Sets configuration parameters at runtime.", "O(N) where N is the number of parameters", config_set),
-        admin("config|resetstat", 2, &["admin", "noscript", "loading", "stale"], "Resets the server's statistics.", "O(1)", config_resetstat),
-        admin("config|help", 2, &["loading", "stale"], "Returns helpful text about the subcommands.", "O(1)", config_help),
+        admin(
+            "config|get",
+            -3,
+            &["admin", "noscript", "loading", "stale"],
+            "Returns the effective values of configuration parameters.",
+            "O(N) where N is the number of parameters",
+            config_get,
+        ),
+        admin(
+            "config|set",
+            -4,
+            &["admin", "noscript", "loading", "stale"],
+            "Sets configuration parameters at runtime.",
+            "O(N) where N is the number of parameters",
+            config_set,
+        ),
+        admin(
+            "config|resetstat",
+            2,
+            &["admin", "noscript", "loading", "stale"],
+            "Resets the server's statistics.",
+            "O(1)",
+            config_resetstat,
+        ),
+        admin(
+            "config|help",
+            2,
+            &["loading", "stale"],
+            "Returns helpful text about the subcommands.",
+            "O(1)",
+            config_help,
+        ),
     ],
 };
 
@@ -155,11 +190,17 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     vec![
         ("bind", config.listen_addr.ip().to_string()),
         ("port", ctx.server.listen_addr.port().to_string()),
-        ("requirepass", config.requirepass.clone().unwrap_or_default()),
+        (
+            "requirepass",
+            config.requirepass.clone().unwrap_or_default(),
+        ),
         ("maxclients", config.clients_max.to_string()),
         ("proto-max-bulk-len", config.bulk_len_max.to_string()),
         ("proto-max-args", config.args_max.to_string()),
-        ("client-query-buffer-limit", config.query_buffer_max.to_string()),
+        (
+            "client-query-buffer-limit",
+            config.query_buffer_max.to_string(),
+        ),
         ("ttl", config.default_ttl_s.to_string()),
         ("capacity", config.capacity.to_string()),
         ("shards", ctx.server.store.shard_count().to_string()),
@@ -201,7 +242,10 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     }
     let params = config_params(ctx);
     let name = &args[2];
-    if params.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)) {
+    if params
+        .iter()
+        .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+    {
         ctx.out.error(&format!(
             "ERR CONFIG SET failed (possibly related to argument '{}') - can't set immutable config",
             printable(name, 128)
@@ -340,7 +384,10 @@ fn write_section(ctx: &Ctx<'_>, section: &str, text: &mut String) {
                     ("used_memory_rss_human", human_bytes(rss)),
                     ("maxmemory", "0".to_string()),
                     ("maxmemory_policy", "noeviction".to_string()),
-                    ("dense_slots_reserved_bytes", (store.capacity() * 8).to_string()),
+                    (
+                        "dense_slots_reserved_bytes",
+                        (store.capacity() * 8).to_string(),
+                    ),
                 ],
             )
         }
@@ -356,14 +403,23 @@ fn write_section(ctx: &Ctx<'_>, section: &str, text: &mut String) {
         "stats" => (
             "Stats",
             vec![
-                ("total_connections_received", counter(&stats.connections_received)),
-                ("total_commands_processed", counter(&stats.commands_processed)),
+                (
+                    "total_connections_received",
+                    counter(&stats.connections_received),
+                ),
+                (
+                    "total_commands_processed",
+                    counter(&stats.commands_processed),
+                ),
                 ("total_net_input_bytes", counter(&stats.net_input_bytes)),
                 ("total_net_output_bytes", counter(&stats.net_output_bytes)),
                 ("rejected_connections", counter(&stats.connections_rejected)),
                 ("expired_keys", counter(&stats.users_expired)),
                 ("evicted_keys", "0".to_string()),
-                ("total_error_replies_protocol", counter(&stats.protocol_errors)),
+                (
+                    "total_error_replies_protocol",
+                    counter(&stats.protocol_errors),
+                ),
             ],
         ),
         "replication" => (
@@ -393,7 +449,14 @@ fn write_section(ctx: &Ctx<'_>, section: &str, text: &mut String) {
             // Redis lists a database only when it holds keys.
             let online = store.online_count();
             let db0 = format!("keys={online},expires={online},avg_ttl=0");
-            ("Keyspace", if online > 0 { vec![("db0", db0)] } else { vec![] })
+            (
+                "Keyspace",
+                if online > 0 {
+                    vec![("db0", db0)]
+                } else {
+                    vec![]
+                },
+            )
         }
         _ => return,
     };

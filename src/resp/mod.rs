@@ -12,4 +12,6 @@ mod reply;
 mod request;
 
 pub use reply::{Protocol, ReplyBuf};
-pub use request::{DecodeLimits, ProtocolError, RequestDecoder, parse_redis_integer as parse_integer};
+pub use request::{
+    DecodeLimits, ProtocolError, RequestDecoder, parse_redis_integer as parse_integer,
+};

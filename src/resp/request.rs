@@ -90,8 +90,7 @@ impl RequestDecoder {
                         InlineOutcome::Args(args) => return Ok(Some(args)),
                     }
                 }
-                let Some((count, header_len)) = parse_header(buf, 0, HeaderKind::Multibulk)?
-                else {
+                let Some((count, header_len)) = parse_header(buf, 0, HeaderKind::Multibulk)? else {
                     return Ok(None);
                 };
                 if count > i64::from(i32::MAX) || count > limits.args_max as i64 {
@@ -118,8 +117,7 @@ impl RequestDecoder {
                 if kind != b'$' {
                     return Err(ProtocolError::ExpectedBulk(kind));
                 }
-                let Some((len, header_len)) =
-                    parse_header(buf, self.parsed_len, HeaderKind::Bulk)?
+                let Some((len, header_len)) = parse_header(buf, self.parsed_len, HeaderKind::Bulk)?
                 else {
                     return Ok(None);
                 };
@@ -179,7 +177,9 @@ fn decode_inline(buf: &mut BytesMut) -> Result<InlineOutcome, ProtocolError> {
     if args.is_empty() {
         return Ok(InlineOutcome::Empty);
     }
-    Ok(InlineOutcome::Args(args.into_iter().map(Bytes::from).collect()))
+    Ok(InlineOutcome::Args(
+        args.into_iter().map(Bytes::from).collect(),
+    ))
 }
 
 #[derive(Clone, Copy)]

@@ -177,9 +177,19 @@ mod tests {
     fn batches_keep_request_order() {
         let store = Store::new(1 << 20, 3, T0_MS).expect("map");
         let ids: Vec<Vec<u8>> = (0..100u32)
-            .map(|i| if i % 7 == 0 { format!("u-{i}") } else { i.to_string() }.into_bytes())
+            .map(|i| {
+                if i % 7 == 0 {
+                    format!("u-{i}")
+                } else {
+                    i.to_string()
+                }
+                .into_bytes()
+            })
             .collect();
-        let keys: Vec<UserKey<'_>> = ids.iter().map(|id| store.parse(id).expect("valid")).collect();
+        let keys: Vec<UserKey<'_>> = ids
+            .iter()
+            .map(|id| store.parse(id).expect("valid"))
+            .collect();
         let odd: Vec<UserKey<'_>> = keys.iter().copied().skip(1).step_by(2).collect();
         assert_eq!(store.heartbeat_many(&odd, 30, T0_MS), 50);
         assert_eq!(store.heartbeat_many(&odd, 30, T0_MS + 1), 0);

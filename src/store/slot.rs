@@ -127,7 +127,10 @@ mod tests {
         assert!(!off.is_online(now_ms));
         assert!(off.armed());
         assert!(!off.with_armed(false).armed());
-        assert_eq!(Slot::new(now_ms, SLOT_TTL_S_MAX, false).ttl_s(), SLOT_TTL_S_MAX);
+        assert_eq!(
+            Slot::new(now_ms, SLOT_TTL_S_MAX, false).ttl_s(),
+            SLOT_TTL_S_MAX
+        );
         assert!(!Slot::new(0, 0, false).is_never_seen());
     }
 }

@@ -68,9 +68,24 @@ mod tests {
         let cap = 1 << 32;
         assert_eq!(parse_user_id(b"0", cap), Ok(UserKey::Dense(0)));
         assert_eq!(parse_user_id(b"42", cap), Ok(UserKey::Dense(42)));
-        assert_eq!(parse_user_id(b"4294967295", cap), Ok(UserKey::Dense(4294967295)));
-        for side in [&b"4294967296"[..], b"042", b"+42", b"-1", b"4 2", b"u42", b"99999999999999999999999"] {
-            assert_eq!(parse_user_id(side, cap), Ok(UserKey::Side(side)), "{side:?}");
+        assert_eq!(
+            parse_user_id(b"4294967295", cap),
+            Ok(UserKey::Dense(4294967295))
+        );
+        for side in [
+            &b"4294967296"[..],
+            b"042",
+            b"+42",
+            b"-1",
+            b"4 2",
+            b"u42",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(
+                parse_user_id(side, cap),
+                Ok(UserKey::Side(side)),
+                "{side:?}"
+            );
         }
         assert_eq!(parse_user_id(b"", cap), Err(UserIdError::Empty));
         assert_eq!(parse_user_id(&[b'a'; 257], cap), Err(UserIdError::TooLong));
