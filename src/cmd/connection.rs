@@ -93,14 +93,8 @@ pub const QUIT: CommandSpec = connection_command(
 pub const RESET: CommandSpec = connection_command(
     "reset",
     1,
-    &[
-        "noscript",
-        "loading",
-        "stale",
-        "fast",
-        "no_auth",
-        "allow_busy",
-    ],
+    // Unlike Redis, RESET needs authentication: only AUTH, HELLO and QUIT are open before it.
+    &["noscript", "loading", "stale", "fast", "allow_busy"],
     "Resets the connection: protocol 2, no name, authenticated again if a password is set.",
     reset,
 );
