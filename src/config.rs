@@ -25,6 +25,11 @@ pub struct Args {
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub ttl: u64,
 
+    /// Seconds a user stays online after DISCONNECT (a dropped connection) before being
+    /// declared offline; a heartbeat inside it cancels the disconnect (0..=86400).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub offline_grace: u64,
+
     /// Dense slots: user IDs that are decimal integers below this live in an 8-byte slot.
     /// Reserved lazily: untouched slots cost no resident memory. Other IDs use a side table.
     #[arg(long, default_value_t = limits::CAPACITY_DEFAULT,
@@ -66,6 +71,7 @@ pub struct Args {
 pub struct Config {
     pub listen_addr: SocketAddr,
     pub default_ttl_s: u64,
+    pub offline_grace_s: u64,
     pub capacity: u64,
     pub shard_count: usize,
     pub requirepass: Option<String>,
@@ -94,6 +100,7 @@ impl Config {
         Ok(Config {
             listen_addr: SocketAddr::new(args.bind, args.port),
             default_ttl_s: args.ttl,
+            offline_grace_s: args.offline_grace,
             capacity: args.capacity,
             shard_count,
             requirepass: args.requirepass,

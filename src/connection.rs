@@ -102,10 +102,10 @@ async fn serve(
             let mut meta = entry.meta();
             meta.last_interaction_ms = now_ms;
             meta.query_buffer_bytes = input.len();
-            if let Some(name) = last_command {
-                if meta.last_command != name {
-                    meta.last_command = name.to_string();
-                }
+            if let Some(name) = last_command
+                && meta.last_command != name
+            {
+                meta.last_command = name.to_string();
             }
         }
         flush(server, &mut socket, &mut out).await?;
@@ -120,8 +120,8 @@ async fn serve(
         if input.len() > server.config.query_buffer_max {
             warn!(client = entry.id, addr = %entry.addr, bytes = input.len(),
                   "closing client that reached the query buffer limit");
-            out.error("ERR Protocol error: client query buffer limit reached");
-            flush(server, &mut socket, &mut out).await?;
+            // As Redis does, the client is closed without a reply: it is mid-request, so a
+            // reply would be read as the answer to a request it has not finished sending.
             return socket.shutdown().await;
         }
         input.reserve(READ_CHUNK_BYTES);

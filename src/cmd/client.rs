@@ -196,6 +196,9 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             return ctx.out.error(SYNTAX_ERROR);
         }
     }
+    // As in Redis, the caller's own line shows the command running now. The connection
+    // records commands once per batch, so the current one is not recorded yet.
+    ctx.session.client.meta().last_command = "client|list".to_string();
     let mut text = String::new();
     for client in ctx.server.clients.snapshot() {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&client.id)) {
@@ -208,6 +211,7 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 }
 
 fn info(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    ctx.session.client.meta().last_command = "client|info".to_string();
     let line = ctx.session.client.list_line(ctx.now_ms) + "\n";
     ctx.out.verbatim_text(&line);
 }

@@ -78,6 +78,8 @@ static COMMANDS: &[CommandSpec] = &[
     presence::STATUS,
     presence::MSTATUS,
     presence::OFFLINE,
+    presence::DISCONNECT,
+    presence::SETSTATUS,
     connection::PING,
     connection::ECHO,
     connection::HELLO,

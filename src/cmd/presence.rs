@@ -6,7 +6,7 @@ use super::{CommandSpec, Ctx, SYNTAX_ERROR, parse_i64, printable};
 use crate::limits::{TTL_S_MAX, TTL_S_MIN};
 use crate::resp::{Protocol, ReplyBuf};
 use crate::stats::Stats;
-use crate::store::{Slot, UserKey};
+use crate::store::{AppStatus, DEVICE_ID_LEN_MAX, ManualStatus, UserKey, View};
 
 const PRESENCE_ACL: &[&str] = &["@presence", "@fast"];
 
@@ -76,7 +76,7 @@ pub const MSTATUS: CommandSpec = CommandSpec {
 
 pub const OFFLINE: CommandSpec = CommandSpec {
     name: "offline",
-    arity: 2,
+    arity: -2,
     flags: &["write", "fast"],
     first_key: 1,
     last_key: 1,
@@ -84,33 +84,93 @@ pub const OFFLINE: CommandSpec = CommandSpec {
     acl_categories: PRESENCE_ACL,
     group: "presence",
     since: "0.1.0",
-    summary: "Logs a user out now, keeping their last-seen time. Replies 1 if they were online.",
+    summary: "Logs a user (or one device) out now, keeping their last-seen time. Replies 1 if they were online.",
     complexity: "O(1)",
     handler: offline,
     subcommands: &[],
 };
 
+pub const DISCONNECT: CommandSpec = CommandSpec {
+    name: "disconnect",
+    arity: -2,
+    flags: &["write", "fast"],
+    first_key: 1,
+    last_key: 1,
+    key_step: 1,
+    acl_categories: PRESENCE_ACL,
+    group: "presence",
+    since: "0.1.0",
+    summary: "A user's (or device's) connection dropped: offline after the grace period unless a heartbeat comes first.",
+    complexity: "O(1)",
+    handler: disconnect,
+    subcommands: &[],
+};
+
+pub const SETSTATUS: CommandSpec = CommandSpec {
+    name: "setstatus",
+    arity: -3,
+    flags: &["write", "fast"],
+    first_key: 1,
+    last_key: 1,
+    key_step: 1,
+    acl_categories: PRESENCE_ACL,
+    group: "presence",
+    since: "0.1.0",
+    summary: "Sets or clears a user's manual status (dnd, invisible, away, busy, none), optionally for a TTL.",
+    complexity: "O(1)",
+    handler: setstatus,
+    subcommands: &[],
+};
+
 fn heartbeat(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let mut ttl_s = ctx.server.config.default_ttl_s;
+    let mut app = None;
+    let mut device = None;
     let mut rest = &args[2..];
     while let Some(option) = rest.first() {
-        if option.eq_ignore_ascii_case(b"TTL") && rest.len() >= 2 {
-            match parse_ttl(&rest[1]) {
+        let Some(value) = rest.get(1) else {
+            return ctx.out.error(SYNTAX_ERROR);
+        };
+        if option.eq_ignore_ascii_case(b"TTL") {
+            match parse_ttl(value) {
                 Ok(t) => ttl_s = t,
                 Err(message) => return ctx.out.error(&message),
             }
-            rest = &rest[2..];
+        } else if option.eq_ignore_ascii_case(b"STATUS") {
+            match AppStatus::parse(value) {
+                Some(status) => app = Some(status),
+                None => {
+                    return ctx.out.error(&format!(
+                        "ERR invalid status '{}': must be online, away or busy",
+                        printable(value, 64)
+                    ));
+                }
+            }
+        } else if option.eq_ignore_ascii_case(b"DEVICE") {
+            match parse_device(value) {
+                Ok(id) => device = Some(id),
+                Err(message) => return ctx.out.error(&message),
+            }
         } else {
             return ctx.out.error(SYNTAX_ERROR);
         }
+        rest = &rest[2..];
     }
     let key = match parse_user(ctx, &args[1]) {
         Some(key) => key,
         None => return,
     };
-    let came_online = ctx.server.store.heartbeat(key, ttl_s, ctx.now_ms);
-    Stats::add(&ctx.server.stats.heartbeats, 1);
-    ctx.out.integer(i64::from(came_online));
+    match ctx
+        .server
+        .store
+        .heartbeat(key, ttl_s, app, device, ctx.now_ms)
+    {
+        Ok(came_online) => {
+            Stats::add(&ctx.server.stats.heartbeats, 1);
+            ctx.out.integer(i64::from(came_online));
+        }
+        Err(err) => ctx.out.error(&err.message()),
+    }
 }
 
 fn mheartbeat(ctx: &mut Ctx<'_>, args: &[Bytes]) {
@@ -127,40 +187,99 @@ fn status(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let Some(key) = parse_user(ctx, &args[1]) else {
         return;
     };
-    let slot = ctx.server.store.get(key);
+    let view = ctx.server.store.view(key, ctx.now_ms);
     Stats::add(&ctx.server.stats.status_lookups, 1);
-    write_status(ctx.out, slot, ctx.now_ms);
+    write_status(ctx.out, view);
 }
 
 fn mstatus(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let Some(keys) = parse_users(ctx, &args[1..]) else {
         return;
     };
-    let slots = ctx.server.store.get_many(&keys);
-    Stats::add(&ctx.server.stats.status_lookups, slots.len() as u64);
-    ctx.out.array(slots.len());
-    for slot in slots {
-        write_status(ctx.out, slot, ctx.now_ms);
+    let views = ctx.server.store.view_many(&keys, ctx.now_ms);
+    Stats::add(&ctx.server.stats.status_lookups, views.len() as u64);
+    ctx.out.array(views.len());
+    for view in views {
+        write_status(ctx.out, view);
     }
 }
 
 fn offline(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let device = match parse_device_option(args) {
+        Ok(device) => device,
+        Err(message) => return ctx.out.error(&message),
+    };
     let Some(key) = parse_user(ctx, &args[1]) else {
         return;
     };
-    let was_online = ctx.server.store.offline(key, ctx.now_ms);
+    let was_online = ctx.server.store.offline(key, device, ctx.now_ms);
     Stats::add(&ctx.server.stats.logouts, 1);
     ctx.out.integer(i64::from(was_online));
 }
 
+fn disconnect(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let device = match parse_device_option(args) {
+        Ok(device) => device,
+        Err(message) => return ctx.out.error(&message),
+    };
+    let Some(key) = parse_user(ctx, &args[1]) else {
+        return;
+    };
+    let grace_ms = ctx.server.config.offline_grace_s * 1000;
+    let started = ctx
+        .server
+        .store
+        .disconnect(key, device, grace_ms, ctx.now_ms);
+    ctx.out.integer(i64::from(started));
+}
+
+fn setstatus(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let manual = match ManualStatus::parse(&args[2]) {
+        Some(manual) => manual,
+        None => {
+            return ctx.out.error(&format!(
+                "ERR invalid status '{}': must be dnd, invisible, away, busy or none",
+                printable(&args[2], 64)
+            ));
+        }
+    };
+    let ttl_s = match &args[3..] {
+        [] => None,
+        [option, value] if option.eq_ignore_ascii_case(b"TTL") => match parse_ttl(value) {
+            Ok(t) => Some(t),
+            Err(message) => return ctx.out.error(&message),
+        },
+        _ => return ctx.out.error(SYNTAX_ERROR),
+    };
+    let Some(key) = parse_user(ctx, &args[1]) else {
+        return;
+    };
+    ctx.server.store.set_status(key, manual, ttl_s, ctx.now_ms);
+    ctx.out.ok();
+}
+
+/// `user [DEVICE id]`, the tail of OFFLINE and DISCONNECT.
+fn parse_device_option(args: &[Bytes]) -> Result<Option<&[u8]>, String> {
+    match &args[2..] {
+        [] => Ok(None),
+        [option, value] if option.eq_ignore_ascii_case(b"DEVICE") => parse_device(value).map(Some),
+        _ => Err(SYNTAX_ERROR.to_string()),
+    }
+}
+
+fn parse_device(id: &[u8]) -> Result<&[u8], String> {
+    if id.is_empty() || id.len() > DEVICE_ID_LEN_MAX {
+        return Err(format!(
+            "ERR invalid device id: must be 1 to {DEVICE_ID_LEN_MAX} bytes"
+        ));
+    }
+    Ok(id)
+}
+
 /// RESP2: `[state, last_seen_ms]`; RESP3: `{state: ..., last_seen_ms: ...}`. A user never
 /// seen has a null last-seen.
-fn write_status(out: &mut ReplyBuf, slot: Slot, now_ms: u64) {
-    let state: &[u8] = if slot.is_online(now_ms) {
-        b"online"
-    } else {
-        b"offline"
-    };
+fn write_status(out: &mut ReplyBuf, view: View) {
+    let state = view.state.as_str().as_bytes();
     match out.protocol {
         Protocol::Resp2 => {
             out.array(2);
@@ -173,7 +292,7 @@ fn write_status(out: &mut ReplyBuf, slot: Slot, now_ms: u64) {
             out.bulk(b"last_seen_ms");
         }
     }
-    match slot.last_seen_ms() {
+    match view.last_seen_ms {
         Some(ms) => out.integer(ms as i64),
         None => out.null(),
     }

@@ -237,7 +237,7 @@ fn config_get(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 }
 
 fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return ctx.out.error(&super::wrong_arity("config|set"));
     }
     let params = config_params(ctx);

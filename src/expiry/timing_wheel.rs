@@ -38,22 +38,31 @@ impl<T> TimingWheel<T> {
     }
 
     /// Schedules `item` to fire no earlier than `deadline_ms`, unless the deadline is beyond the
-    /// horizon, in which case it fires at the horizon and the caller re-arms it.
-    pub fn insert(&mut self, deadline_ms: u64, item: T) {
-        let tick = deadline_ms
-            .div_ceil(TICK_MS)
-            .clamp(self.next_tick, self.next_tick + BUCKET_COUNT - 1);
+    /// horizon, in which case it fires at the horizon and the caller re-arms it. Returns the
+    /// tick it will fire at, which `advance` hands back with the item.
+    pub fn insert(&mut self, deadline_ms: u64, item: T) -> u64 {
+        let tick = self.tick_for(deadline_ms);
         self.buckets[(tick % BUCKET_COUNT) as usize].push(item);
         self.len += 1;
+        tick
     }
 
-    /// Moves every entry whose bucket has fully passed by `now_ms` into `due`, stopping after
-    /// the bucket in which `due` reaches `due_max` so that one call's work is bounded.
-    pub fn advance(&mut self, now_ms: u64, due: &mut Vec<T>, due_max: usize) {
+    /// The tick an entry inserted now with `deadline_ms` would fire at.
+    pub fn tick_for(&self, deadline_ms: u64) -> u64 {
+        deadline_ms
+            .div_ceil(TICK_MS)
+            .clamp(self.next_tick, self.next_tick + BUCKET_COUNT - 1)
+    }
+
+    /// Moves every entry whose bucket has fully passed by `now_ms` into `due`, with the tick it
+    /// was scheduled for, stopping after the bucket in which `due` reaches `due_max` so that one
+    /// call's work is bounded.
+    pub fn advance(&mut self, now_ms: u64, due: &mut Vec<(u64, T)>, due_max: usize) {
         while self.next_tick * TICK_MS <= now_ms && due.len() < due_max {
-            let bucket = &mut self.buckets[(self.next_tick % BUCKET_COUNT) as usize];
+            let tick = self.next_tick;
+            let bucket = &mut self.buckets[(tick % BUCKET_COUNT) as usize];
             self.len -= bucket.len();
-            due.append(bucket);
+            due.extend(bucket.drain(..).map(|item| (tick, item)));
             self.next_tick += 1;
         }
     }
@@ -80,13 +89,15 @@ mod tests {
         wheel.advance(start_ms + 1_099, &mut due, usize::MAX);
         assert!(due.is_empty());
         wheel.advance(start_ms + 1_100, &mut due, usize::MAX);
-        assert_eq!(due, vec!["a", "b"]);
+        let items: Vec<&str> = due.iter().map(|(_, item)| *item).collect();
+        assert_eq!(items, vec!["a", "b"]);
+        assert_eq!(due[0].0, (start_ms + 1_100) / TICK_MS);
         assert_eq!(wheel.len(), 1);
         due.clear();
         wheel.advance(start_ms + 4_999, &mut due, usize::MAX);
         assert!(due.is_empty());
         wheel.advance(start_ms + 60_000, &mut due, usize::MAX);
-        assert_eq!(due, vec!["c"]);
+        assert_eq!(due, vec![((start_ms + 5_000) / TICK_MS, "c")]);
         assert!(wheel.is_empty());
     }
 
@@ -96,13 +107,13 @@ mod tests {
         let start_ms = 2_000_000;
         let mut wheel = TimingWheel::new(start_ms);
         wheel.insert(0, 1);
-        wheel.insert(u64::MAX / 2, 2);
+        let far_tick = wheel.insert(u64::MAX / 2, 2);
         let mut due = Vec::new();
         wheel.advance(start_ms, &mut due, usize::MAX);
-        assert_eq!(due, vec![1]);
+        assert_eq!(due, vec![(start_ms / TICK_MS, 1)]);
         due.clear();
         wheel.advance(start_ms + BUCKET_COUNT * TICK_MS, &mut due, usize::MAX);
-        assert_eq!(due, vec![2]);
+        assert_eq!(due, vec![(far_tick, 2)]);
     }
 
     /// A budget stops the advance early; the rest fires on the next call.

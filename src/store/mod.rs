@@ -4,27 +4,40 @@
 //! Dense user `id` lives in shard `id % N` at index `id / N`, so consecutive IDs spread over
 //! all shards. Side-table IDs go to the shard their hash picks. Each shard sits behind its own
 //! mutex: no lock is shared by users of different shards. The store never reads the clock.
+//!
+//! Transitions are handed to the event sink while the shard's lock is still held, so two
+//! transitions of one user reach the sink in the order they happened.
 
+mod extra;
 mod shard;
 mod slot;
 mod slot_array;
+mod status;
 mod user_id;
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
-pub use shard::{ExpiryPass, Shard, ShardKey};
+pub use extra::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, ShardKey};
+pub use shard::{ExpiryPass, Shard, StoreError, Transition, UserRef, View};
 pub use slot::{EPOCH_MS, SLOT_TTL_S_MAX, Slot};
+pub use status::{AppStatus, ManualStatus, State};
 pub use user_id::{UserIdError, UserKey, parse_user_id};
+
+use crate::expiry::LagHistogram;
 
 /// Most wheel entries one shard examines while holding its lock in one expiry pass, so that
 /// 1,000,000 users expiring in the same tick do not stall that shard's heartbeats for long.
 pub const EXPIRY_DUE_MAX: usize = 65_536;
 
+/// Receives every transition, in order per user.
+pub type EventSink = Box<dyn Fn(&[Transition]) + Send + Sync>;
+
 pub struct Store {
     shards: Vec<Mutex<Shard>>,
     capacity: u64,
     hasher: hashbrown::DefaultHashBuilder,
+    sink: OnceLock<EventSink>,
 }
 
 impl Store {
@@ -32,13 +45,19 @@ impl Store {
         assert!(shard_count > 0, "at least one shard");
         let per_shard = capacity.div_ceil(shard_count as u64) as usize;
         let shards = (0..shard_count)
-            .map(|_| Shard::new(per_shard, now_ms).map(Mutex::new))
+            .map(|i| Shard::new(per_shard, i, shard_count, now_ms).map(Mutex::new))
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Self {
             shards,
             capacity,
             hasher: hashbrown::DefaultHashBuilder::default(),
+            sink: OnceLock::new(),
         })
+    }
+
+    /// Sets where transitions go; without a sink they are dropped. Set once, at start.
+    pub fn set_event_sink(&self, sink: EventSink) {
+        let _ = self.sink.set(sink);
     }
 
     pub fn capacity(&self) -> u64 {
@@ -74,9 +93,40 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn heartbeat(&self, key: UserKey<'_>, ttl_s: u64, now_ms: u64) -> bool {
+    fn emit(&self, events: &[Transition]) {
+        if events.is_empty() {
+            return;
+        }
+        if let Some(sink) = self.sink.get() {
+            sink(events);
+        }
+    }
+
+    /// Runs `f` on the user's shard and hands its transitions to the sink before unlocking.
+    fn with_user<R>(
+        &self,
+        key: UserKey<'_>,
+        f: impl FnOnce(&mut Shard, ShardKey<'_>, &mut Vec<Transition>) -> R,
+    ) -> R {
         let (shard_index, shard_key) = self.route(key);
-        self.lock(shard_index).heartbeat(shard_key, ttl_s, now_ms)
+        let mut shard = self.lock(shard_index);
+        let mut events = Vec::new();
+        let result = f(&mut shard, shard_key, &mut events);
+        self.emit(&events);
+        result
+    }
+
+    pub fn heartbeat(
+        &self,
+        key: UserKey<'_>,
+        ttl_s: u64,
+        app: Option<AppStatus>,
+        device: Option<&[u8]>,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        self.with_user(key, |shard, k, events| {
+            shard.heartbeat(k, ttl_s, app, device, now_ms, events)
+        })
     }
 
     /// Heartbeats every user of `keys`, taking each shard's lock once. Returns how many came
@@ -84,51 +134,90 @@ impl Store {
     pub fn heartbeat_many(&self, keys: &[UserKey<'_>], ttl_s: u64, now_ms: u64) -> u64 {
         let routed: Vec<(usize, ShardKey<'_>)> = keys.iter().map(|&k| self.route(k)).collect();
         let mut came_online = 0;
+        let mut events = Vec::new();
         for shard_index in 0..self.shards.len() {
             if !routed.iter().any(|(s, _)| *s == shard_index) {
                 continue;
             }
             let mut shard = self.lock(shard_index);
             for (_, key) in routed.iter().filter(|(s, _)| *s == shard_index) {
-                came_online += u64::from(shard.heartbeat(*key, ttl_s, now_ms));
+                // Without a device a heartbeat cannot hit the device limit.
+                if let Ok(true) = shard.heartbeat(*key, ttl_s, None, None, now_ms, &mut events) {
+                    came_online += 1;
+                }
             }
+            self.emit(&events);
+            events.clear();
         }
         came_online
     }
 
-    pub fn get(&self, key: UserKey<'_>) -> Slot {
+    pub fn view(&self, key: UserKey<'_>, now_ms: u64) -> View {
         let (shard_index, shard_key) = self.route(key);
-        self.lock(shard_index).get(shard_key)
+        self.lock(shard_index).view(shard_key, now_ms)
     }
 
-    /// The slots of `keys`, in request order, taking each shard's lock once.
-    pub fn get_many(&self, keys: &[UserKey<'_>]) -> Vec<Slot> {
+    /// What readers see of `keys`, in request order, taking each shard's lock once.
+    pub fn view_many(&self, keys: &[UserKey<'_>], now_ms: u64) -> Vec<View> {
         let routed: Vec<(usize, ShardKey<'_>)> = keys.iter().map(|&k| self.route(k)).collect();
-        let mut slots = vec![Slot::NEVER_SEEN; keys.len()];
+        let never_seen = View {
+            state: State::Offline,
+            last_seen_ms: None,
+        };
+        let mut views = vec![never_seen; keys.len()];
         for shard_index in 0..self.shards.len() {
             if !routed.iter().any(|(s, _)| *s == shard_index) {
                 continue;
             }
             let shard = self.lock(shard_index);
-            for (i, (_, key)) in routed.iter().enumerate() {
-                if routed[i].0 == shard_index {
-                    slots[i] = shard.get(*key);
+            for (view, (s, key)) in views.iter_mut().zip(&routed) {
+                if *s == shard_index {
+                    *view = shard.view(*key, now_ms);
                 }
             }
         }
-        slots
+        views
     }
 
-    pub fn offline(&self, key: UserKey<'_>, now_ms: u64) -> bool {
-        let (shard_index, shard_key) = self.route(key);
-        self.lock(shard_index).offline(shard_key, now_ms)
+    pub fn offline(&self, key: UserKey<'_>, device: Option<&[u8]>, now_ms: u64) -> bool {
+        self.with_user(key, |shard, k, events| {
+            shard.offline(k, device, now_ms, events)
+        })
+    }
+
+    pub fn disconnect(
+        &self,
+        key: UserKey<'_>,
+        device: Option<&[u8]>,
+        grace_ms: u64,
+        now_ms: u64,
+    ) -> bool {
+        self.with_user(key, |shard, k, events| {
+            shard.disconnect(k, device, grace_ms, now_ms, events)
+        })
+    }
+
+    pub fn set_status(
+        &self,
+        key: UserKey<'_>,
+        manual: Option<ManualStatus>,
+        ttl_s: Option<u64>,
+        now_ms: u64,
+    ) {
+        self.with_user(key, |shard, k, events| {
+            shard.set_status(k, manual, ttl_s, now_ms, events)
+        })
     }
 
     /// One offline-detection pass over every shard.
     pub fn expire_due(&self, now_ms: u64) -> ExpiryPass {
         let mut total = ExpiryPass::default();
+        let mut events = Vec::new();
         for shard_index in 0..self.shards.len() {
-            let pass = self.lock(shard_index).expire_due(now_ms, EXPIRY_DUE_MAX);
+            let mut shard = self.lock(shard_index);
+            let pass = shard.expire_due(now_ms, EXPIRY_DUE_MAX, &mut events);
+            self.emit(&events);
+            events.clear();
             total.expired_count += pass.expired_count;
             total.rearmed_count += pass.rearmed_count;
         }
@@ -137,12 +226,22 @@ impl Store {
 
     /// Forgets every user. Each shard's memory is returned to the kernel.
     pub fn flush(&self, now_ms: u64) -> std::io::Result<()> {
-        for shard_index in 0..self.shards.len() {
+        let shard_count = self.shards.len();
+        for shard_index in 0..shard_count {
             let mut shard = self.lock(shard_index);
             let dense_len = shard.dense_len();
-            *shard = Shard::new(dense_len, now_ms)?;
+            *shard = Shard::new(dense_len, shard_index, shard_count, now_ms)?;
         }
         Ok(())
+    }
+
+    /// Offline-detection lag over all shards.
+    pub fn lag(&self) -> LagHistogram {
+        let mut total = LagHistogram::default();
+        for shard_index in 0..self.shards.len() {
+            total.merge(&self.lock(shard_index).lag);
+        }
+        total
     }
 
     pub fn online_count(&self) -> u64 {
@@ -157,49 +256,15 @@ impl Store {
         self.sum(|s| s.side_count())
     }
 
+    pub fn extras_count(&self) -> u64 {
+        self.sum(|s| s.extras_count())
+    }
+
     pub fn wheel_len(&self) -> u64 {
         self.sum(|s| s.wheel_len() as u64)
     }
 
     fn sum(&self, f: impl Fn(&Shard) -> u64) -> u64 {
         (0..self.shards.len()).map(|i| f(&self.lock(i))).sum()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const T0_MS: u64 = 1_764_000_000_000;
-
-    /// Batches spread over shards come back in request order.
-    #[test]
-    fn batches_keep_request_order() {
-        let store = Store::new(1 << 20, 3, T0_MS).expect("map");
-        let ids: Vec<Vec<u8>> = (0..100u32)
-            .map(|i| {
-                if i % 7 == 0 {
-                    format!("u-{i}")
-                } else {
-                    i.to_string()
-                }
-                .into_bytes()
-            })
-            .collect();
-        let keys: Vec<UserKey<'_>> = ids
-            .iter()
-            .map(|id| store.parse(id).expect("valid"))
-            .collect();
-        let odd: Vec<UserKey<'_>> = keys.iter().copied().skip(1).step_by(2).collect();
-        assert_eq!(store.heartbeat_many(&odd, 30, T0_MS), 50);
-        assert_eq!(store.heartbeat_many(&odd, 30, T0_MS + 1), 0);
-        let slots = store.get_many(&keys);
-        for (i, slot) in slots.iter().enumerate() {
-            assert_eq!(slot.is_online(T0_MS + 2), i % 2 == 1, "user {i}");
-        }
-        assert_eq!(store.online_count(), 50);
-        assert_eq!(store.tracked_count(), 50);
-        store.flush(T0_MS).expect("flush");
-        assert_eq!(store.tracked_count(), 0);
     }
 }

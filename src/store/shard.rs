@@ -1,163 +1,585 @@
-//! One shard: its part of the dense slot array, its side table and its timing wheel.
+//! One shard: its part of the dense slot array, its side table, the extras of users with
+//! devices or overrides, and its timing wheels.
 //!
-//! A shard does no I/O and never reads the clock: every method is handed `now_ms`.
+//! Every operation first *settles* the user — applies whatever time alone has changed (a TTL
+//! or grace period that ran out, an override that lapsed) — then changes what it changes, then
+//! compares what subscribers were last told with the truth now. A difference is a transition,
+//! appended to the caller's `events`; nothing else produces events, so a heartbeat of an online
+//! user produces none. A shard does no I/O and never reads the clock: it is handed `now_ms`.
 
 use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use super::slot::Slot;
-use super::slot_array::SlotArray;
-use crate::expiry::TimingWheel;
+use super::extra::{DEVICES_PER_USER_MAX, Device, Extra, Override, OwnedKey, ShardKey};
+use super::slot::{SLOT_TTL_S_MAX, Slot};
+use super::status::{AppStatus, ManualStatus, State};
+use crate::expiry::{LagHistogram, TimingWheel};
 
-/// A user within one shard.
-#[derive(Clone, Copy, Debug)]
-pub enum ShardKey<'a> {
-    /// Index into this shard's slot array (the user ID divided by the shard count).
-    Dense(usize),
-    Side(&'a [u8]),
+/// A user as events name them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserRef {
+    Dense(u64),
+    Side(Arc<[u8]>),
+}
+
+impl UserRef {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            UserRef::Dense(id) => id.to_string().into_bytes(),
+            UserRef::Side(bytes) => bytes.to_vec(),
+        }
+    }
+}
+
+/// A change subscribers must hear about: the user's visible state is now `state`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub user: UserRef,
+    pub state: State,
+    /// The last-seen others may see (frozen while invisible), `None` for never seen.
+    pub last_seen_ms: Option<u64>,
+}
+
+/// What a reader sees of a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    pub state: State,
+    pub last_seen_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    TooManyDevices,
+}
+
+impl StoreError {
+    pub fn message(self) -> String {
+        match self {
+            StoreError::TooManyDevices => {
+                format!("ERR too many devices for this user (at most {DEVICES_PER_USER_MAX})")
+            }
+        }
+    }
 }
 
 /// What one pass of offline detection did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExpiryPass {
-    /// Users declared offline because their TTL ran out.
+    /// Users declared offline because their TTL or grace period ran out.
     pub expired_count: u64,
     /// Entries still online that were re-armed at their new deadline.
     pub rearmed_count: u64,
 }
 
 pub struct Shard {
-    dense: SlotArray,
+    shard_index: u64,
+    shard_count: u64,
+    dense: super::slot_array::SlotArray,
     side: HashMap<Arc<[u8]>, Slot>,
+    extras: HashMap<OwnedKey, Extra>,
     dense_wheel: TimingWheel<usize>,
     side_wheel: TimingWheel<Arc<[u8]>>,
-    /// Slots whose TTL field is non-zero: online, or expired but not yet reaped by the wheel.
+    /// Slots whose TTL field is non-zero: users connected as of their last settling.
     online_count: u64,
     /// Dense slots ever written (side-table users are counted by the table's length).
     dense_tracked_count: u64,
+    expired_count: u64,
+    pub lag: LagHistogram,
+}
+
+fn plain_state(slot: Slot) -> State {
+    if slot.ttl_s() > 0 {
+        slot.app_status().state()
+    } else {
+        State::Offline
+    }
 }
 
 impl Shard {
-    pub fn new(dense_len: usize, now_ms: u64) -> std::io::Result<Self> {
+    pub fn new(
+        dense_len: usize,
+        shard_index: usize,
+        shard_count: usize,
+        now_ms: u64,
+    ) -> std::io::Result<Self> {
         Ok(Self {
-            dense: SlotArray::new(dense_len)?,
+            shard_index: shard_index as u64,
+            shard_count: shard_count as u64,
+            dense: super::slot_array::SlotArray::new(dense_len)?,
             side: HashMap::new(),
+            extras: HashMap::new(),
             dense_wheel: TimingWheel::new(now_ms),
             side_wheel: TimingWheel::new(now_ms),
             online_count: 0,
             dense_tracked_count: 0,
+            expired_count: 0,
+            lag: LagHistogram::default(),
         })
     }
 
-    pub fn get(&self, key: ShardKey<'_>) -> Slot {
+    fn slot(&self, key: ShardKey<'_>) -> Slot {
         match key {
             ShardKey::Dense(index) => self.dense.get(index),
             ShardKey::Side(id) => self.side.get(id).copied().unwrap_or(Slot::NEVER_SEEN),
         }
     }
 
-    /// Marks the user online now for `ttl_s` seconds. Returns true if this brought them online.
-    pub fn heartbeat(&mut self, key: ShardKey<'_>, ttl_s: u64, now_ms: u64) -> bool {
-        debug_assert!(ttl_s > 0);
-        let deadline_ms = now_ms + ttl_s * 1000;
+    fn set_slot(&mut self, key: ShardKey<'_>, slot: Slot) {
         match key {
             ShardKey::Dense(index) => {
-                let old = self.dense.get(index);
-                if !old.armed() {
-                    self.dense_wheel.insert(deadline_ms, index);
-                }
-                self.dense.set(index, Slot::new(now_ms, ttl_s, true));
-                if old.is_never_seen() {
+                if self.dense.get(index).is_never_seen() && !slot.is_never_seen() {
                     self.dense_tracked_count += 1;
                 }
-                self.count_online_transition(old);
-                !old.is_online(now_ms)
+                self.dense.set(index, slot);
             }
-            ShardKey::Side(id) => {
-                let (old, arc_key) = match self.side.get_key_value(id) {
-                    Some((k, slot)) => (*slot, Arc::clone(k)),
-                    None => (Slot::NEVER_SEEN, Arc::<[u8]>::from(id)),
-                };
-                if !old.armed() {
-                    self.side_wheel.insert(deadline_ms, Arc::clone(&arc_key));
+            ShardKey::Side(id) => match self.side.get_mut(id) {
+                Some(stored) => *stored = slot,
+                None => {
+                    self.side.insert(Arc::from(id), slot);
                 }
-                self.side.insert(arc_key, Slot::new(now_ms, ttl_s, true));
-                self.count_online_transition(old);
-                !old.is_online(now_ms)
+            },
+        }
+    }
+
+    fn owned(&self, key: ShardKey<'_>) -> OwnedKey {
+        match key {
+            ShardKey::Dense(index) => OwnedKey::Dense(index),
+            ShardKey::Side(id) => OwnedKey::Side(match self.side.get_key_value(id) {
+                Some((arc, _)) => Arc::clone(arc),
+                None => Arc::from(id),
+            }),
+        }
+    }
+
+    fn user_ref(&self, key: ShardKey<'_>) -> UserRef {
+        match key {
+            ShardKey::Dense(index) => {
+                UserRef::Dense(index as u64 * self.shard_count + self.shard_index)
+            }
+            ShardKey::Side(_) => match self.owned(key) {
+                OwnedKey::Side(arc) => UserRef::Side(arc),
+                OwnedKey::Dense(_) => unreachable!("a side key stays a side key"),
+            },
+        }
+    }
+
+    fn arm(&mut self, key: ShardKey<'_>, at_ms: u64) -> u64 {
+        match key {
+            ShardKey::Dense(index) => self.dense_wheel.insert(at_ms, index),
+            ShardKey::Side(_) => {
+                let OwnedKey::Side(arc) = self.owned(key) else {
+                    unreachable!("a side key stays a side key")
+                };
+                self.side_wheel.insert(at_ms, arc)
             }
         }
     }
 
-    fn count_online_transition(&mut self, old: Slot) {
-        if old.ttl_s() == 0 {
-            self.online_count += 1;
+    fn tick_for(&self, key: ShardKey<'_>, at_ms: u64) -> u64 {
+        match key {
+            ShardKey::Dense(_) => self.dense_wheel.tick_for(at_ms),
+            ShardKey::Side(_) => self.side_wheel.tick_for(at_ms),
         }
     }
 
-    /// Logs the user out now, keeping last-seen. Returns true if they were online.
-    pub fn offline(&mut self, key: ShardKey<'_>, now_ms: u64) -> bool {
-        let old = self.get(key);
-        if old.is_never_seen() {
+    /// What a reader sees now.
+    pub fn view(&self, key: ShardKey<'_>, now_ms: u64) -> View {
+        let slot = self.slot(key);
+        if slot.has_extra()
+            && let Some(extra) = self.extras.get(&key)
+        {
+            let truth = extra.truth(slot.last_seen_ms(), now_ms);
+            return View {
+                state: truth.state,
+                last_seen_ms: truth.shown_last_seen_ms,
+            };
+        }
+        View {
+            state: if slot.is_online(now_ms) {
+                slot.app_status().state()
+            } else {
+                State::Offline
+            },
+            last_seen_ms: slot.last_seen_ms(),
+        }
+    }
+
+    /// Applies what time alone has changed for this user.
+    fn settle(&mut self, key: ShardKey<'_>, now_ms: u64, events: &mut Vec<Transition>) {
+        let slot = self.slot(key);
+        if slot.is_never_seen() {
+            return;
+        }
+        if slot.has_extra() {
+            return self.settle_extra(key, now_ms, events);
+        }
+        if slot.ttl_s() > 0 && !slot.is_online(now_ms) {
+            let deadline_ms = slot.deadline_ms().unwrap_or(now_ms);
+            self.set_slot(key, slot.offline());
+            self.online_count -= 1;
+            self.expired_count += 1;
+            self.lag.record(now_ms.saturating_sub(deadline_ms));
+            events.push(Transition {
+                user: self.user_ref(key),
+                state: State::Offline,
+                last_seen_ms: slot.last_seen_ms(),
+            });
+        }
+    }
+
+    /// Settles a user with extras: prunes expired devices and lapsed overrides, publishes a
+    /// change of visible state, re-arms the wheel if the next change is earlier than the entry
+    /// it has, refreshes the slot's aggregate, and drops the extras once nothing is left in them.
+    fn settle_extra(&mut self, key: ShardKey<'_>, now_ms: u64, events: &mut Vec<Transition>) {
+        let slot = self.slot(key);
+        let Some(extra) = self.extras.get_mut(&key) else {
+            // The flag without an entry cannot happen; repair rather than fail a client.
+            debug_assert!(false, "EXTRA flag without an extras entry");
+            self.set_slot(key, slot.with_extra(false));
+            return;
+        };
+        let mut expired_deadline_ms = None;
+        extra.devices.retain(|d| {
+            let live = now_ms < d.deadline_ms;
+            if !live {
+                expired_deadline_ms = expired_deadline_ms.max(Some(d.deadline_ms));
+            }
+            live
+        });
+        if extra.manual.is_some_and(|m| !m.active(now_ms)) {
+            extra.manual = None;
+        }
+        let truth = extra.truth(slot.last_seen_ms(), now_ms);
+        let publish = truth.state != extra.published;
+        extra.published = truth.state;
+        let wake_ms = truth.next_wake_ms;
+        let current_tick = extra.wheel_tick;
+        let mut entries = extra.wheel_entries;
+        let drop_extra = extra.devices.is_empty() && extra.manual.is_none();
+
+        if publish {
+            events.push(Transition {
+                user: self.user_ref(key),
+                state: truth.state,
+                last_seen_ms: truth.shown_last_seen_ms,
+            });
+        }
+        if let Some(wake_ms) = wake_ms
+            && current_tick.is_none_or(|t| self.tick_for(key, wake_ms) < t)
+        {
+            let tick = self.arm(key, wake_ms);
+            entries += 1;
+            if let Some(extra) = self.extras.get_mut(&key) {
+                extra.wheel_entries = entries;
+                extra.wheel_tick = Some(tick);
+            }
+        }
+        let was_connected = slot.ttl_s() > 0;
+        match (was_connected, truth.connected) {
+            (true, false) => {
+                self.online_count -= 1;
+                if let Some(deadline_ms) = expired_deadline_ms {
+                    self.expired_count += 1;
+                    self.lag.record(now_ms.saturating_sub(deadline_ms));
+                }
+            }
+            (false, true) => self.online_count += 1,
+            _ => {}
+        }
+        let ttl_s = match (truth.connected, truth.deadline_ms, truth.last_seen_ms) {
+            (true, Some(deadline_ms), Some(seen_ms)) => deadline_ms
+                .saturating_sub(seen_ms)
+                .div_ceil(1000)
+                .clamp(1, SLOT_TTL_S_MAX),
+            (true, _, _) => 1,
+            (false, _, _) => 0,
+        };
+        let mut new_slot = slot
+            .with_times(truth.last_seen_ms, ttl_s)
+            .with_app_status(if truth.connected {
+                truth.app
+            } else {
+                AppStatus::Online
+            })
+            .with_armed(entries > 0);
+        if drop_extra && entries == 0 {
+            self.extras.remove(&key);
+            new_slot = new_slot.with_extra(false);
+        }
+        self.set_slot(key, new_slot);
+    }
+
+    /// Moves a user to the extras table (devices, override or a shortened deadline). A live
+    /// plain heartbeat becomes the user's unnamed device.
+    fn ensure_extra(&mut self, key: ShardKey<'_>) {
+        let slot = self.slot(key);
+        if slot.has_extra() && self.extras.contains_key(&key) {
+            return;
+        }
+        let devices = match (slot.last_seen_ms(), slot.deadline_ms()) {
+            (Some(last_seen_ms), Some(deadline_ms)) => vec![Device {
+                id: Box::default(),
+                last_seen_ms,
+                deadline_ms,
+                status: slot.app_status(),
+            }],
+            _ => Vec::new(),
+        };
+        let extra = Extra {
+            devices,
+            manual: None,
+            published: plain_state(slot),
+            wheel_entries: u32::from(slot.armed()),
+            wheel_tick: None,
+        };
+        let owned = self.owned(key);
+        self.extras.insert(owned, extra);
+        self.set_slot(key, slot.with_extra(true));
+    }
+
+    /// A heartbeat: the user (or one of their devices) is live now for `ttl_s` seconds.
+    /// Returns true if this brought the user online.
+    pub fn heartbeat(
+        &mut self,
+        key: ShardKey<'_>,
+        ttl_s: u64,
+        app: Option<AppStatus>,
+        device: Option<&[u8]>,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) -> Result<bool, StoreError> {
+        debug_assert!(ttl_s > 0);
+        self.settle(key, now_ms, events);
+        let slot = self.slot(key);
+        let was_connected = slot.ttl_s() > 0;
+        let deadline_ms = now_ms + ttl_s * 1000;
+        let extends = slot.deadline_ms().is_none_or(|d| deadline_ms >= d);
+        if !slot.has_extra() && device.is_none() && (!was_connected || extends) {
+            // The hot path: one slot read, one slot write; the wheel only when coming online.
+            let before = plain_state(slot);
+            let app = app.unwrap_or(if was_connected {
+                slot.app_status()
+            } else {
+                AppStatus::Online
+            });
+            let new_slot = slot
+                .with_times(Some(now_ms), ttl_s)
+                .with_app_status(app)
+                .with_armed(true);
+            self.set_slot(key, new_slot);
+            if !slot.armed() {
+                self.arm(key, deadline_ms);
+            }
+            if !was_connected {
+                self.online_count += 1;
+            }
+            if before != app.state() {
+                events.push(Transition {
+                    user: self.user_ref(key),
+                    state: app.state(),
+                    last_seen_ms: Some(now_ms),
+                });
+            }
+            return Ok(!was_connected);
+        }
+        let id = device.unwrap_or_default();
+        if let Some(extra) = self.extras.get(&key)
+            && extra.devices.len() >= DEVICES_PER_USER_MAX
+            && !extra.devices.iter().any(|d| &*d.id == id)
+        {
+            return Err(StoreError::TooManyDevices);
+        }
+        self.ensure_extra(key);
+        if let Some(extra) = self.extras.get_mut(&key) {
+            match extra.devices.iter_mut().find(|d| &*d.id == id) {
+                Some(d) => {
+                    d.last_seen_ms = now_ms;
+                    d.deadline_ms = deadline_ms;
+                    if let Some(app) = app {
+                        d.status = app;
+                    }
+                }
+                None => extra.devices.push(Device {
+                    id: id.into(),
+                    last_seen_ms: now_ms,
+                    deadline_ms,
+                    status: app.unwrap_or_default(),
+                }),
+            }
+        }
+        self.settle_extra(key, now_ms, events);
+        Ok(!was_connected)
+    }
+
+    /// Logs the user (or one device) out now, keeping last-seen. Returns true if the user
+    /// (or that device) was live.
+    pub fn offline(
+        &mut self,
+        key: ShardKey<'_>,
+        device: Option<&[u8]>,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) -> bool {
+        self.settle(key, now_ms, events);
+        let slot = self.slot(key);
+        if slot.is_never_seen() {
             return false;
         }
-        if old.ttl_s() > 0 {
+        if !slot.has_extra() {
+            if device.is_some() || slot.ttl_s() == 0 {
+                return false;
+            }
+            let before = plain_state(slot);
+            self.set_slot(key, slot.offline());
             self.online_count -= 1;
+            if before != State::Offline {
+                events.push(Transition {
+                    user: self.user_ref(key),
+                    state: State::Offline,
+                    last_seen_ms: slot.last_seen_ms(),
+                });
+            }
+            return true;
         }
-        // The wheel entry stays armed and finds the user offline when it fires.
-        let new = old.offline();
-        match key {
-            ShardKey::Dense(index) => self.dense.set(index, new),
-            ShardKey::Side(id) => {
-                if let Some(slot) = self.side.get_mut(id) {
-                    *slot = new;
-                }
+        let Some(extra) = self.extras.get_mut(&key) else {
+            return false;
+        };
+        let was_live = match device {
+            Some(id) => {
+                let before = extra.devices.len();
+                extra.devices.retain(|d| &*d.id != id);
+                before != extra.devices.len()
+            }
+            None => {
+                let had = !extra.devices.is_empty();
+                extra.devices.clear();
+                had
+            }
+        };
+        self.settle_extra(key, now_ms, events);
+        was_live
+    }
+
+    /// A dropped connection: the user (or one device) stays live for `grace_ms` more, and goes
+    /// offline then unless a heartbeat arrives first. Returns true if anything was live.
+    pub fn disconnect(
+        &mut self,
+        key: ShardKey<'_>,
+        device: Option<&[u8]>,
+        grace_ms: u64,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) -> bool {
+        self.settle(key, now_ms, events);
+        if self.slot(key).ttl_s() == 0 {
+            return false;
+        }
+        self.ensure_extra(key);
+        let mut hit = false;
+        if let Some(extra) = self.extras.get_mut(&key) {
+            for d in extra
+                .devices
+                .iter_mut()
+                .filter(|d| device.is_none_or(|id| &*d.id == id))
+            {
+                d.deadline_ms = now_ms + grace_ms;
+                hit = true;
             }
         }
-        old.is_online(now_ms)
+        self.settle_extra(key, now_ms, events);
+        hit
+    }
+
+    /// Sets (`Some`) or clears (`None`) the user's manual override, for `ttl_s` or until
+    /// cleared.
+    pub fn set_status(
+        &mut self,
+        key: ShardKey<'_>,
+        manual: Option<ManualStatus>,
+        ttl_s: Option<u64>,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) {
+        self.settle(key, now_ms, events);
+        self.ensure_extra(key);
+        let slot = self.slot(key);
+        if let Some(extra) = self.extras.get_mut(&key) {
+            extra.manual = manual.map(|status| {
+                let frozen_last_seen_ms = match (status, extra.manual) {
+                    (ManualStatus::Invisible, Some(old))
+                        if old.status == ManualStatus::Invisible && old.active(now_ms) =>
+                    {
+                        old.frozen_last_seen_ms
+                    }
+                    (ManualStatus::Invisible, _) => {
+                        extra.truth(slot.last_seen_ms(), now_ms).shown_last_seen_ms
+                    }
+                    _ => None,
+                };
+                Override {
+                    status,
+                    until_ms: ttl_s.map(|t| now_ms + t * 1000),
+                    frozen_last_seen_ms,
+                }
+            });
+        }
+        self.settle_extra(key, now_ms, events);
     }
 
     /// Declares offline every user whose deadline has passed, looking only at wheel entries
     /// that are due, never at the whole slot array. At most about `due_max` entries per call.
-    pub fn expire_due(&mut self, now_ms: u64, due_max: usize) -> ExpiryPass {
+    pub fn expire_due(
+        &mut self,
+        now_ms: u64,
+        due_max: usize,
+        events: &mut Vec<Transition>,
+    ) -> ExpiryPass {
+        let expired_before = self.expired_count;
         let mut pass = ExpiryPass::default();
         let mut due = Vec::new();
         self.dense_wheel.advance(now_ms, &mut due, due_max);
-        for index in due {
-            let slot = self.dense.get(index);
-            match self.judge(slot, now_ms, &mut pass) {
-                Verdict::Rearm(deadline_ms) => self.dense_wheel.insert(deadline_ms, index),
-                Verdict::Set(new) => self.dense.set(index, new),
-            }
+        for (tick, index) in due {
+            self.fire(ShardKey::Dense(index), tick, now_ms, events, &mut pass);
         }
         let mut due = Vec::new();
         self.side_wheel.advance(now_ms, &mut due, due_max);
-        for id in due {
-            let Some(slot) = self.side.get(&*id).copied() else {
-                continue;
-            };
-            match self.judge(slot, now_ms, &mut pass) {
-                Verdict::Rearm(deadline_ms) => self.side_wheel.insert(deadline_ms, id),
-                Verdict::Set(new) => {
-                    self.side.insert(id, new);
-                }
-            }
+        for (tick, id) in due {
+            self.fire(ShardKey::Side(&id), tick, now_ms, events, &mut pass);
         }
+        pass.expired_count = self.expired_count - expired_before;
         pass
     }
 
-    fn judge(&mut self, slot: Slot, now_ms: u64, pass: &mut ExpiryPass) -> Verdict {
+    fn fire(
+        &mut self,
+        key: ShardKey<'_>,
+        tick: u64,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+        pass: &mut ExpiryPass,
+    ) {
+        let slot = self.slot(key);
+        if slot.has_extra() {
+            if let Some(extra) = self.extras.get_mut(&key) {
+                extra.wheel_entries = extra.wheel_entries.saturating_sub(1);
+                if extra.wheel_tick == Some(tick) {
+                    extra.wheel_tick = None;
+                }
+            }
+            return self.settle_extra(key, now_ms, events);
+        }
+        // A plain user has exactly one entry: this one.
         match slot.deadline_ms() {
             Some(deadline_ms) if now_ms < deadline_ms => {
                 pass.rearmed_count += 1;
-                Verdict::Rearm(deadline_ms)
+                self.arm(key, deadline_ms);
             }
-            Some(_) => {
-                pass.expired_count += 1;
-                self.online_count -= 1;
-                Verdict::Set(slot.offline().with_armed(false))
+            _ => {
+                self.settle(key, now_ms, events);
+                let settled = self.slot(key);
+                self.set_slot(key, settled.with_armed(false));
             }
-            None => Verdict::Set(slot.with_armed(false)),
         }
     }
 
@@ -173,6 +595,10 @@ impl Shard {
         self.side.len() as u64
     }
 
+    pub fn extras_count(&self) -> u64 {
+        self.extras.len() as u64
+    }
+
     pub fn wheel_len(&self) -> usize {
         self.dense_wheel.len() + self.side_wheel.len()
     }
@@ -182,43 +608,76 @@ impl Shard {
     }
 }
 
-enum Verdict {
-    Rearm(u64),
-    Set(Slot),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const T0_MS: u64 = 1_764_000_000_000;
 
+    fn shard() -> Shard {
+        Shard::new(1024, 0, 1, T0_MS).expect("map")
+    }
+
+    /// Runs the wheel at `now_ms` and returns the transitions it produced.
+    fn tick(shard: &mut Shard, now_ms: u64) -> Vec<(State, Option<u64>)> {
+        let mut events = Vec::new();
+        shard.expire_due(now_ms, usize::MAX, &mut events);
+        events.iter().map(|e| (e.state, e.last_seen_ms)).collect()
+    }
+
+    fn states(events: &[Transition]) -> Vec<State> {
+        events.iter().map(|e| e.state).collect()
+    }
+
     /// Heartbeat, expiry by the wheel and logout, driven by a hand-held clock.
     #[test]
     fn lifecycle_with_controlled_clock() {
-        let mut shard = Shard::new(1024, T0_MS).expect("map");
+        let mut shard = shard();
         let user = ShardKey::Dense(7);
-        assert!(shard.heartbeat(user, 1, T0_MS));
-        assert!(!shard.heartbeat(user, 1, T0_MS + 500));
+        let mut events = Vec::new();
+        assert_eq!(
+            shard.heartbeat(user, 1, None, None, T0_MS, &mut events),
+            Ok(true)
+        );
+        assert_eq!(
+            shard.heartbeat(user, 1, None, None, T0_MS + 500, &mut events),
+            Ok(false)
+        );
+        assert_eq!(
+            states(&events),
+            vec![State::Online],
+            "no event per heartbeat"
+        );
+        assert_eq!(events[0].user, UserRef::Dense(7));
         assert_eq!(shard.online_count(), 1);
         assert_eq!(shard.wheel_len(), 1);
         // The first entry fires at T0+1 s, finds the later deadline and re-arms.
-        let pass = shard.expire_due(T0_MS + 1_000, usize::MAX);
-        assert_eq!((pass.expired_count, pass.rearmed_count), (0, 1));
-        assert!(shard.get(user).is_online(T0_MS + 1_499));
-        let pass = shard.expire_due(T0_MS + 1_500, usize::MAX);
-        assert_eq!(pass.expired_count, 1);
-        let slot = shard.get(user);
-        assert!(!slot.is_online(T0_MS + 1_500));
-        assert_eq!(slot.last_seen_ms(), Some(T0_MS + 500));
+        assert!(tick(&mut shard, T0_MS + 1_000).is_empty());
+        assert_eq!(shard.view(user, T0_MS + 1_499).state, State::Online);
+        assert_eq!(
+            tick(&mut shard, T0_MS + 1_500),
+            vec![(State::Offline, Some(T0_MS + 500))]
+        );
         assert_eq!(shard.online_count(), 0);
         assert_eq!(shard.wheel_len(), 0);
-        assert!(shard.heartbeat(user, 30, T0_MS + 2_000));
-        assert!(shard.offline(user, T0_MS + 3_000));
-        assert!(!shard.offline(user, T0_MS + 3_000));
-        assert_eq!(shard.get(user).last_seen_ms(), Some(T0_MS + 2_000));
+        assert_eq!(shard.lag.count(), 1);
+        events.clear();
+        assert_eq!(
+            shard.heartbeat(user, 30, None, None, T0_MS + 2_000, &mut events),
+            Ok(true)
+        );
+        assert!(shard.offline(user, None, T0_MS + 3_000, &mut events));
+        assert!(!shard.offline(user, None, T0_MS + 3_000, &mut events));
+        assert_eq!(states(&events), vec![State::Online, State::Offline]);
+        assert_eq!(
+            shard.view(user, T0_MS + 3_000).last_seen_ms,
+            Some(T0_MS + 2_000)
+        );
         // Coming back before the old entry fires must not add a second entry.
-        assert!(shard.heartbeat(user, 30, T0_MS + 4_000));
+        assert_eq!(
+            shard.heartbeat(user, 30, None, None, T0_MS + 4_000, &mut events),
+            Ok(true)
+        );
         assert_eq!(shard.wheel_len(), 1);
         assert_eq!(shard.online_count(), 1);
     }
@@ -226,14 +685,259 @@ mod tests {
     /// Side-table users behave exactly like dense ones.
     #[test]
     fn side_table_behaves_identically() {
-        let mut shard = Shard::new(16, T0_MS).expect("map");
+        let mut shard = shard();
         let user = ShardKey::Side(b"0b0e5a52-1111-4b3c-9f4e-8d2d7c1f0a11");
-        assert!(shard.get(user).is_never_seen());
-        assert!(shard.heartbeat(user, 1, T0_MS));
+        let mut events = Vec::new();
+        assert_eq!(shard.view(user, T0_MS).last_seen_ms, None);
+        assert_eq!(
+            shard.heartbeat(user, 1, None, None, T0_MS, &mut events),
+            Ok(true)
+        );
         assert_eq!(shard.tracked_count(), 1);
-        assert_eq!(shard.expire_due(T0_MS + 1_000, usize::MAX).expired_count, 1);
-        assert_eq!(shard.get(user).last_seen_ms(), Some(T0_MS));
-        assert!(!shard.get(user).is_online(T0_MS + 1_000));
+        assert_eq!(
+            tick(&mut shard, T0_MS + 1_000),
+            vec![(State::Offline, Some(T0_MS))]
+        );
         assert_eq!(shard.online_count(), 0);
+    }
+
+    /// A heartbeat with a shorter TTL than the one pending is still detected on time.
+    #[test]
+    fn shortened_ttl_expires_on_time() {
+        let mut shard = shard();
+        let user = ShardKey::Dense(3);
+        let mut events = Vec::new();
+        shard
+            .heartbeat(user, 3600, None, None, T0_MS, &mut events)
+            .unwrap();
+        shard
+            .heartbeat(user, 1, None, None, T0_MS + 100, &mut events)
+            .unwrap();
+        assert_eq!(
+            tick(&mut shard, T0_MS + 1_100),
+            vec![(State::Offline, Some(T0_MS + 100))]
+        );
+        // The superseded entry fires an hour later and changes nothing.
+        assert!(tick(&mut shard, T0_MS + 3_700_000).is_empty());
+        assert_eq!(shard.wheel_len(), 0);
+        assert_eq!(shard.extras_count(), 0, "the user is plain again");
+    }
+
+    /// DISCONNECT then a heartbeat inside the grace: no events; left alone: offline at its end.
+    #[test]
+    fn grace_period() {
+        let mut shard = shard();
+        let user = ShardKey::Dense(5);
+        let mut events = Vec::new();
+        shard
+            .heartbeat(user, 30, None, None, T0_MS, &mut events)
+            .unwrap();
+        events.clear();
+        assert!(shard.disconnect(user, None, 10_000, T0_MS + 1_000, &mut events));
+        assert_eq!(
+            shard.heartbeat(user, 30, None, None, T0_MS + 5_000, &mut events),
+            Ok(false)
+        );
+        assert!(tick(&mut shard, T0_MS + 12_000).is_empty());
+        assert!(events.is_empty(), "no flapping: {events:?}");
+        assert!(shard.disconnect(user, None, 10_000, T0_MS + 20_000, &mut events));
+        assert!(tick(&mut shard, T0_MS + 29_999).is_empty());
+        assert_eq!(
+            tick(&mut shard, T0_MS + 30_000),
+            vec![(State::Offline, Some(T0_MS + 5_000))]
+        );
+        assert_eq!(shard.online_count(), 0);
+        assert!(!shard.disconnect(user, None, 10_000, T0_MS + 31_000, &mut events));
+    }
+
+    /// Two devices: one logs out (still online), then the other (offline).
+    #[test]
+    fn devices() {
+        let mut shard = shard();
+        let user = ShardKey::Dense(9);
+        let mut events = Vec::new();
+        let phone = Some(&b"phone"[..]);
+        let laptop = Some(&b"laptop"[..]);
+        assert_eq!(
+            shard.heartbeat(user, 30, None, phone, T0_MS, &mut events),
+            Ok(true)
+        );
+        assert_eq!(
+            shard.heartbeat(user, 30, None, laptop, T0_MS + 10, &mut events),
+            Ok(false)
+        );
+        assert!(shard.offline(user, phone, T0_MS + 20, &mut events));
+        assert_eq!(shard.view(user, T0_MS + 20).state, State::Online);
+        assert!(!shard.offline(user, phone, T0_MS + 20, &mut events));
+        assert!(shard.offline(user, laptop, T0_MS + 30, &mut events));
+        assert_eq!(states(&events), vec![State::Online, State::Offline]);
+        assert_eq!(events[1].last_seen_ms, Some(T0_MS + 10));
+        assert_eq!(shard.online_count(), 0);
+        // A device expiring while another lives changes nothing visible.
+        events.clear();
+        shard
+            .heartbeat(user, 1, None, phone, T0_MS + 100, &mut events)
+            .unwrap();
+        shard
+            .heartbeat(user, 5, None, laptop, T0_MS + 100, &mut events)
+            .unwrap();
+        assert!(tick(&mut shard, T0_MS + 1_200).is_empty());
+        assert_eq!(
+            tick(&mut shard, T0_MS + 5_100),
+            vec![(State::Offline, Some(T0_MS + 100))]
+        );
+        for i in 0..DEVICES_PER_USER_MAX {
+            let id = format!("d{i}");
+            shard
+                .heartbeat(
+                    user,
+                    30,
+                    None,
+                    Some(id.as_bytes()),
+                    T0_MS + 6_000,
+                    &mut events,
+                )
+                .unwrap();
+        }
+        assert_eq!(
+            shard.heartbeat(
+                user,
+                30,
+                None,
+                Some(b"one-too-many"),
+                T0_MS + 6_000,
+                &mut events
+            ),
+            Err(StoreError::TooManyDevices)
+        );
+    }
+
+    /// Manual override beats the app's status, which beats the inferred `online`.
+    #[test]
+    fn status_precedence() {
+        let mut shard = shard();
+        let user = ShardKey::Dense(11);
+        let mut events = Vec::new();
+        shard
+            .heartbeat(user, 30, None, None, T0_MS, &mut events)
+            .unwrap();
+        shard
+            .heartbeat(
+                user,
+                30,
+                Some(AppStatus::Away),
+                None,
+                T0_MS + 1,
+                &mut events,
+            )
+            .unwrap();
+        shard.set_status(user, Some(ManualStatus::Dnd), None, T0_MS + 2, &mut events);
+        shard
+            .heartbeat(
+                user,
+                30,
+                Some(AppStatus::Busy),
+                None,
+                T0_MS + 3,
+                &mut events,
+            )
+            .unwrap();
+        assert_eq!(shard.view(user, T0_MS + 3).state, State::Dnd);
+        shard.set_status(user, None, None, T0_MS + 4, &mut events);
+        assert_eq!(
+            states(&events),
+            vec![State::Online, State::Away, State::Dnd, State::Busy]
+        );
+        // An override with a TTL lapses by itself, and the wheel publishes that.
+        events.clear();
+        shard.set_status(
+            user,
+            Some(ManualStatus::Away),
+            Some(2),
+            T0_MS + 10,
+            &mut events,
+        );
+        assert_eq!(states(&events), vec![State::Away]);
+        assert_eq!(
+            tick(&mut shard, T0_MS + 2_100),
+            vec![(State::Busy, Some(T0_MS + 3))]
+        );
+    }
+
+    /// An invisible user reads as offline with a frozen last-seen and publishes nothing.
+    #[test]
+    fn invisible() {
+        let mut shard = shard();
+        let user = ShardKey::Dense(12);
+        let mut events = Vec::new();
+        shard.set_status(
+            user,
+            Some(ManualStatus::Invisible),
+            None,
+            T0_MS,
+            &mut events,
+        );
+        shard
+            .heartbeat(user, 1, None, None, T0_MS + 1, &mut events)
+            .unwrap();
+        shard
+            .heartbeat(user, 1, Some(AppStatus::Busy), None, T0_MS + 2, &mut events)
+            .unwrap();
+        assert_eq!(
+            shard.view(user, T0_MS + 2),
+            View {
+                state: State::Offline,
+                last_seen_ms: None
+            }
+        );
+        assert!(tick(&mut shard, T0_MS + 1_500).is_empty());
+        assert!(tick(&mut shard, T0_MS + 3_000).is_empty());
+        assert!(events.is_empty(), "{events:?}");
+        // Going invisible while online looks like going offline to everyone else.
+        shard.set_status(user, None, None, T0_MS + 4_000, &mut events);
+        shard
+            .heartbeat(user, 30, None, None, T0_MS + 4_000, &mut events)
+            .unwrap();
+        shard.set_status(
+            user,
+            Some(ManualStatus::Invisible),
+            None,
+            T0_MS + 5_000,
+            &mut events,
+        );
+        assert_eq!(states(&events), vec![State::Online, State::Offline]);
+        assert_eq!(events[1].last_seen_ms, Some(T0_MS + 4_000));
+        shard
+            .heartbeat(user, 30, None, None, T0_MS + 6_000, &mut events)
+            .unwrap();
+        assert_eq!(
+            shard.view(user, T0_MS + 6_000).last_seen_ms,
+            Some(T0_MS + 4_000)
+        );
+        assert_eq!(events.len(), 2);
+    }
+
+    /// 100,000 users expiring in the same second are all declared offline in one pass.
+    #[test]
+    fn mass_expiry() {
+        let mut shard = Shard::new(200_000, 0, 1, T0_MS).expect("map");
+        let mut events = Vec::new();
+        for i in 0..100_000 {
+            shard
+                .heartbeat(
+                    ShardKey::Dense(i),
+                    1,
+                    None,
+                    None,
+                    T0_MS + (i as u64 % 1000),
+                    &mut events,
+                )
+                .unwrap();
+        }
+        events.clear();
+        shard.expire_due(T0_MS + 2_100, usize::MAX, &mut events);
+        assert_eq!(events.len(), 100_000);
+        assert_eq!(shard.online_count(), 0);
+        assert!(shard.lag.quantile_ms(1.0) <= 1_100);
     }
 }

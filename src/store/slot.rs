@@ -11,8 +11,15 @@
 //! - `ttl_s` is how long the last heartbeat keeps the user online; 0 means offline (logged out or
 //!   expired). 17 bits hold up to 131,071 s, above the 86,400 s TTL maximum. The deadline is
 //!   `last_seen_ms + ttl_s * 1000`: a user is online while `now_ms` is before it.
-//! - `ARMED` says the user has an entry in its shard's timing wheel, so that a user who goes
-//!   offline and comes back before that entry fires does not get a second one.
+//! - Flags: bit 0 `ARMED` says the user has an entry in its shard's timing wheel, so that a user
+//!   who goes offline and comes back before that entry fires does not get a second one; bits
+//!   1-2 hold the status the app last reported (`online`, `away`, `busy`); bit 3 `EXTRA` says
+//!   the user has devices or a manual override in the shard's extras table (only then is that
+//!   table consulted); bit 4 is free.
+//! - A last-seen field of 0 means never seen; a slot can be non-zero with it (a user given a
+//!   manual override before their first heartbeat).
+
+use super::status::AppStatus;
 
 /// 2020-01-01T00:00:00Z in Unix milliseconds.
 pub const EPOCH_MS: u64 = 1_577_836_800_000;
@@ -31,6 +38,9 @@ const LAST_SEEN_OFFSET_MAX: u64 = (1 << LAST_SEEN_BITS) - 1;
 pub const SLOT_TTL_S_MAX: u64 = TTL_MASK;
 
 const FLAG_ARMED: u64 = 1;
+const APP_SHIFT: u32 = 1;
+const APP_MASK: u64 = 0b11 << APP_SHIFT;
+const FLAG_EXTRA: u64 = 1 << 3;
 
 /// One user's presence as stored. `Slot(0)` is a user never seen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,11 +55,40 @@ impl Slot {
 
     /// Last-seen in Unix milliseconds, `None` for a user never seen.
     pub fn last_seen_ms(self) -> Option<u64> {
-        if self.is_never_seen() {
-            None
-        } else {
-            Some((self.0 >> LAST_SEEN_SHIFT) + EPOCH_MS)
+        match self.0 >> LAST_SEEN_SHIFT {
+            0 => None,
+            offset => Some(offset + EPOCH_MS),
         }
+    }
+
+    pub fn app_status(self) -> AppStatus {
+        AppStatus::from_bits((self.0 & APP_MASK) >> APP_SHIFT)
+    }
+
+    pub fn with_app_status(self, status: AppStatus) -> Slot {
+        Slot((self.0 & !APP_MASK) | (status.bits() << APP_SHIFT))
+    }
+
+    pub fn has_extra(self) -> bool {
+        self.0 & FLAG_EXTRA != 0
+    }
+
+    pub fn with_extra(self, extra: bool) -> Slot {
+        Slot(if extra {
+            self.0 | FLAG_EXTRA
+        } else {
+            self.0 & !FLAG_EXTRA
+        })
+    }
+
+    /// The same slot with another last-seen (`None`: never seen) and TTL, flags kept.
+    pub fn with_times(self, last_seen_ms: Option<u64>, ttl_s: u64) -> Slot {
+        let flags = self.0 & ((1 << FLAG_BITS) - 1);
+        let base = match last_seen_ms {
+            Some(ms) => Slot::new(ms, ttl_s.min(SLOT_TTL_S_MAX), false).0,
+            None => (ttl_s.min(SLOT_TTL_S_MAX) & TTL_MASK) << TTL_SHIFT,
+        };
+        Slot(base | flags)
     }
 
     pub fn ttl_s(self) -> u64 {
@@ -89,9 +128,6 @@ impl Slot {
     }
 
     pub fn with_armed(self, armed: bool) -> Slot {
-        if self.is_never_seen() {
-            return self;
-        }
         Slot(if armed {
             self.0 | FLAG_ARMED
         } else {
@@ -99,12 +135,9 @@ impl Slot {
         })
     }
 
-    /// The same last-seen, marked offline.
+    /// The same last-seen, marked offline, with the app status back to its default.
     pub fn offline(self) -> Slot {
-        if self.is_never_seen() {
-            return self;
-        }
-        Slot(self.0 & !(TTL_MASK << TTL_SHIFT))
+        Slot(self.0 & !(TTL_MASK << TTL_SHIFT) & !APP_MASK)
     }
 }
 
@@ -132,5 +165,16 @@ mod tests {
             SLOT_TTL_S_MAX
         );
         assert!(!Slot::new(0, 0, false).is_never_seen());
+        let busy = slot.with_app_status(AppStatus::Busy).with_extra(true);
+        assert_eq!(busy.app_status(), AppStatus::Busy);
+        assert!(busy.has_extra() && busy.armed());
+        assert_eq!(busy.last_seen_ms(), Some(now_ms));
+        assert_eq!(busy.offline().app_status(), AppStatus::Online);
+        let unseen = Slot::NEVER_SEEN.with_extra(true);
+        assert!(!unseen.is_never_seen());
+        assert_eq!(unseen.last_seen_ms(), None);
+        let moved = busy.with_times(Some(now_ms + 5), 7);
+        assert_eq!((moved.last_seen_ms(), moved.ttl_s()), (Some(now_ms + 5), 7));
+        assert!(moved.has_extra() && moved.armed());
     }
 }
