@@ -3,11 +3,14 @@
 //! connections may read (the `ClientMeta`) and a handle to ask the connection to close.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hashbrown::HashMap;
 use tokio::sync::Notify;
+
+use crate::pubsub::Outbox;
+use crate::resp::Protocol;
 
 /// What `CLIENT LIST` shows of a client; updated by its connection as it changes.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +22,8 @@ pub struct ClientMeta {
     pub last_command: String,
     pub last_interaction_ms: u64,
     pub query_buffer_bytes: usize,
+    pub channel_subscriptions: usize,
+    pub pattern_subscriptions: usize,
 }
 
 #[derive(Debug)]
@@ -28,11 +33,28 @@ pub struct ClientEntry {
     pub local_addr: SocketAddr,
     pub connected_ms: u64,
     pub meta: Mutex<ClientMeta>,
-    /// Notified to make the connection close itself (CLIENT KILL).
+    /// Notified to make the connection close itself (CLIENT KILL, pub/sub output limit).
     pub kill: Notify,
+    /// Messages published to this client, waiting to be written.
+    pub outbox: Outbox,
+    /// The protocol the connection speaks, for encoding what is pushed to it.
+    protocol: AtomicU8,
 }
 
 impl ClientEntry {
+    pub fn protocol(&self) -> Protocol {
+        match self.protocol.load(Ordering::Relaxed) {
+            3 => Protocol::Resp3,
+            _ => Protocol::Resp2,
+        }
+    }
+
+    pub fn set_protocol(&self, protocol: Protocol) {
+        self.protocol
+            .store(protocol.version() as u8, Ordering::Relaxed);
+        self.meta().resp = protocol.version();
+    }
+
     pub fn meta(&self) -> MutexGuard<'_, ClientMeta> {
         self.meta.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -41,8 +63,8 @@ impl ClientEntry {
     pub fn list_line(&self, now_ms: u64) -> String {
         let meta = self.meta();
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
-             multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 \
+             multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={} \
              tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
@@ -50,7 +72,15 @@ impl ClientEntry {
             meta.name,
             now_ms.saturating_sub(self.connected_ms) / 1000,
             now_ms.saturating_sub(meta.last_interaction_ms) / 1000,
+            if meta.channel_subscriptions + meta.pattern_subscriptions > 0 {
+                "P"
+            } else {
+                "N"
+            },
+            meta.channel_subscriptions,
+            meta.pattern_subscriptions,
             meta.query_buffer_bytes,
+            self.outbox.pending_bytes(),
             if meta.last_command.is_empty() {
                 "NULL"
             } else {
@@ -98,6 +128,8 @@ impl ClientRegistry {
                 ..ClientMeta::default()
             }),
             kill: Notify::new(),
+            outbox: Outbox::default(),
+            protocol: AtomicU8::new(2),
         });
         clients.insert(id, Arc::clone(&entry));
         Some(entry)

@@ -60,6 +60,12 @@ pub struct Args {
     #[arg(long, default_value_t = limits::ARGS_MAX_DEFAULT)]
     pub proto_max_args: usize,
 
+    /// Most bytes of published messages queued for one subscriber (Redis's
+    /// client-output-buffer-limit for pubsub clients); a subscriber over it is disconnected.
+    /// 0: no limit.
+    #[arg(long, default_value_t = limits::PUBSUB_OUTPUT_MAX_DEFAULT)]
+    pub pubsub_output_limit: usize,
+
     /// Most unprocessed input buffered for one client, in bytes (Redis's
     /// client-query-buffer-limit); a client over it is disconnected.
     #[arg(long, default_value_t = limits::QUERY_BUFFER_MAX_DEFAULT)]
@@ -80,6 +86,7 @@ pub struct Config {
     pub bulk_len_max: usize,
     pub args_max: usize,
     pub query_buffer_max: usize,
+    pub pubsub_output_max: usize,
 }
 
 impl Config {
@@ -109,6 +116,7 @@ impl Config {
             bulk_len_max: args.proto_max_bulk_len,
             args_max: args.proto_max_args,
             query_buffer_max: args.client_query_buffer_limit,
+            pubsub_output_max: args.pubsub_output_limit,
         })
     }
 

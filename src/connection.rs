@@ -52,12 +52,21 @@ pub fn accept(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr) {
     }
 }
 
-async fn serve(
+async fn serve(server: &Server, socket: TcpStream, entry: Arc<ClientEntry>) -> std::io::Result<()> {
+    let mut session = Session::new(Arc::clone(&entry), server.config.requirepass.is_some());
+    let result = serve_session(server, socket, &entry, &mut session).await;
+    // Whatever ended the connection, its subscriptions must not outlive it.
+    cmd::unsubscribe_all(server, &mut session);
+    result
+}
+
+async fn serve_session(
     server: &Server,
     mut socket: TcpStream,
-    entry: Arc<ClientEntry>,
+    entry: &Arc<ClientEntry>,
+    session: &mut Session,
 ) -> std::io::Result<()> {
-    let mut session = Session::new(Arc::clone(&entry), server.config.requirepass.is_some());
+    let mut pushed = Vec::new();
     let mut decoder = RequestDecoder::new();
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut out = ReplyBuf::new(Protocol::Resp2);
@@ -76,7 +85,7 @@ async fn serve(
             };
             match decoder.decode(&mut input, &limits) {
                 Ok(Some(args)) => {
-                    let (next, name) = cmd::execute(server, &mut session, &args, &mut out, now_ms);
+                    let (next, name) = cmd::execute(server, session, &args, &mut out, now_ms);
                     command_count += 1;
                     last_command = name.or(last_command);
                     if next != Flow::Continue {
@@ -84,7 +93,7 @@ async fn serve(
                         break;
                     }
                     if out.len() >= REPLY_FLUSH_BYTES {
-                        flush(server, &mut socket, &mut out).await?;
+                        flush(server, &mut socket, &mut out, entry).await?;
                     }
                 }
                 Ok(None) => break,
@@ -108,7 +117,8 @@ async fn serve(
                 meta.last_command = name.to_string();
             }
         }
-        flush(server, &mut socket, &mut out).await?;
+        flush(server, &mut socket, &mut out, entry).await?;
+        write_pushed(server, &mut socket, entry, &mut pushed).await?;
         match flow {
             Flow::Continue => {}
             Flow::Close => return socket.shutdown().await,
@@ -133,8 +143,9 @@ async fn serve(
                 }
                 Stats::add(&server.stats.net_input_bytes, n as u64);
             }
+            _ = entry.outbox.ready.notified() => {}
             _ = entry.kill.notified() => {
-                debug!(client = entry.id, "killed by CLIENT KILL");
+                debug!(client = entry.id, "killed by CLIENT KILL or the pub/sub output limit");
                 return Ok(());
             }
             _ = shutdown.changed() => return Ok(()),
@@ -142,12 +153,48 @@ async fn serve(
     }
 }
 
-async fn flush(server: &Server, socket: &mut TcpStream, out: &mut ReplyBuf) -> std::io::Result<()> {
+/// Writes pending replies. A write that blocks is abandoned if the client is killed meanwhile
+/// (a subscriber over its output limit stops being written to at once).
+async fn flush(
+    server: &Server,
+    socket: &mut TcpStream,
+    out: &mut ReplyBuf,
+    entry: &ClientEntry,
+) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    socket.write_all(&out.buf).await?;
+    write_or_killed(socket, &out.buf, entry).await?;
     Stats::add(&server.stats.net_output_bytes, out.len() as u64);
     out.buf.clear();
     Ok(())
+}
+
+/// Writes the messages published to this client since the last call.
+async fn write_pushed(
+    server: &Server,
+    socket: &mut TcpStream,
+    entry: &ClientEntry,
+    pushed: &mut Vec<bytes::Bytes>,
+) -> std::io::Result<()> {
+    if entry.outbox.overflowed() {
+        return Err(std::io::Error::other("pub/sub output limit reached"));
+    }
+    let bytes = entry.outbox.drain_into(pushed);
+    for message in pushed.drain(..) {
+        write_or_killed(socket, &message, entry).await?;
+    }
+    Stats::add(&server.stats.net_output_bytes, bytes as u64);
+    Ok(())
+}
+
+async fn write_or_killed(
+    socket: &mut TcpStream,
+    data: &[u8],
+    entry: &ClientEntry,
+) -> std::io::Result<()> {
+    tokio::select! {
+        written = socket.write_all(data) => written,
+        _ = entry.kill.notified() => Err(std::io::Error::other("connection killed")),
+    }
 }

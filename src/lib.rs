@@ -13,6 +13,7 @@ pub mod connection;
 pub mod expiry;
 pub mod glob;
 pub mod limits;
+pub mod pubsub;
 pub mod resp;
 pub mod server;
 pub mod session;

@@ -51,3 +51,16 @@ pub const REPLY_FLUSH_BYTES: usize = 64 * 1024;
 
 /// Size of one socket read.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Longest channel or pattern name. Presence channels are `presence:` plus a user ID of at
+/// most 256 bytes; 1 KiB leaves room for application channels while bounding what one
+/// subscription can pin in memory.
+pub const CHANNEL_NAME_LEN_MAX: usize = 1024;
+
+/// Most subscriptions one client may hold: 1,048,576 x ~100 bytes bounds one client's
+/// subscription memory at ~100 MB, and one SUBSCRIBE with the maximum argument count fits.
+pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 1024 * 1024;
+
+/// Default cap on what may be queued for one subscriber, in bytes (Redis's hard
+/// `client-output-buffer-limit pubsub`, 32 MB). A subscriber over it is disconnected.
+pub const PUBSUB_OUTPUT_MAX_DEFAULT: usize = 32 * 1024 * 1024;

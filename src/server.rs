@@ -12,6 +12,7 @@ use crate::clients::ClientRegistry;
 use crate::clock;
 use crate::config::Config;
 use crate::connection;
+use crate::pubsub::PubSub;
 use crate::stats::Stats;
 use crate::store::Store;
 
@@ -23,6 +24,7 @@ const EXPIRY_PERIOD: Duration = Duration::from_millis(50);
 pub struct Server {
     pub config: Config,
     pub store: Store,
+    pub pubsub: Arc<PubSub>,
     pub clients: ClientRegistry,
     pub stats: Stats,
     pub run_id: String,
@@ -48,9 +50,17 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let listen_addr = listener.local_addr()?;
     let now_ms = clock::now_ms();
     let store = Store::new(config.capacity, config.shard_count, now_ms)?;
+    let (pubsub, fanout_task) = PubSub::new(config.pubsub_output_max);
+    let pubsub = Arc::new(pubsub);
+    let sink_pubsub = Arc::clone(&pubsub);
+    store.set_event_sink(Box::new(move |transitions| {
+        sink_pubsub.publish_transitions(transitions)
+    }));
+    tokio::spawn(fanout_task);
     let (shutdown, _) = watch::channel(false);
     let server = Arc::new(Server {
         store,
+        pubsub,
         clients: ClientRegistry::default(),
         stats: Stats::default(),
         run_id: new_run_id(),

@@ -3,12 +3,18 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use hashbrown::HashSet;
+
 use crate::clients::ClientEntry;
 
 #[derive(Debug)]
 pub struct Session {
     pub client: Arc<ClientEntry>,
     pub authenticated: bool,
+    /// Channels and patterns this connection subscribed to (the registry holds the reverse).
+    pub channels: HashSet<Bytes>,
+    pub patterns: HashSet<Bytes>,
 }
 
 impl Session {
@@ -16,7 +22,13 @@ impl Session {
         Self {
             client,
             authenticated: !requirepass_set,
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
         }
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
     }
 
     pub fn id(&self) -> u64 {

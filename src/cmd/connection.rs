@@ -100,6 +100,17 @@ pub const RESET: CommandSpec = connection_command(
 );
 
 fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    if ctx.out.protocol == Protocol::Resp2 && ctx.session.subscription_count() > 0 {
+        // A subscribed RESP2 connection reads everything as a message: Redis answers in that
+        // shape, ["pong", message].
+        if args.len() > 2 {
+            return ctx.out.error(&wrong_arity("ping"));
+        }
+        ctx.out.array(2);
+        ctx.out.bulk(b"pong");
+        ctx.out.bulk(args.get(1).map_or(&b""[..], |m| &m[..]));
+        return;
+    }
     match args.len() {
         1 => ctx.out.simple("PONG"),
         2 => ctx.out.bulk(&args[1]),
@@ -164,7 +175,7 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         ctx.session.client.meta().name = String::from_utf8_lossy(name).into_owned();
     }
     ctx.out.protocol = protocol;
-    ctx.session.client.meta().resp = protocol.version();
+    ctx.session.client.set_protocol(protocol);
     let out = &mut *ctx.out;
     out.map(7);
     out.bulk(b"server");
@@ -244,12 +255,13 @@ fn quit(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
 }
 
 fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    super::unsubscribe_all(ctx.server, ctx.session);
     ctx.out.protocol = Protocol::Resp2;
+    ctx.session.client.set_protocol(Protocol::Resp2);
     ctx.session.authenticated = ctx.server.config.requirepass.is_none();
     {
         let mut meta = ctx.session.client.meta();
         meta.name.clear();
-        meta.resp = 2;
     }
     ctx.out.simple("RESET");
 }

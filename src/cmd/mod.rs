@@ -5,12 +5,15 @@ mod client;
 mod connection;
 mod introspection;
 mod presence;
+mod pubsub;
 mod server_admin;
 
 use std::sync::OnceLock;
 
 use bytes::Bytes;
 use hashbrown::HashMap;
+
+pub use pubsub::unsubscribe_all;
 
 use crate::resp::ReplyBuf;
 use crate::server::Server;
@@ -87,6 +90,12 @@ static COMMANDS: &[CommandSpec] = &[
     connection::SELECT,
     connection::QUIT,
     connection::RESET,
+    pubsub::SUBSCRIBE,
+    pubsub::UNSUBSCRIBE,
+    pubsub::PSUBSCRIBE,
+    pubsub::PUNSUBSCRIBE,
+    pubsub::PUBLISH,
+    pubsub::PUBSUB,
     client::CLIENT,
     introspection::COMMAND,
     server_admin::INFO,
@@ -142,6 +151,16 @@ pub fn execute(
     }
     if !session.authenticated && !spec.allowed_before_auth() {
         out.error("NOAUTH Authentication required.");
+        return (Flow::Continue, Some(spec.name));
+    }
+    if out.protocol == crate::resp::Protocol::Resp2
+        && session.subscription_count() > 0
+        && !pubsub::allowed_while_subscribed(spec.name)
+    {
+        out.error(&format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            spec.name
+        ));
         return (Flow::Continue, Some(spec.name));
     }
     let mut spec = spec;

@@ -429,22 +429,61 @@ fn write_section(ctx: &Ctx<'_>, section: &str, text: &mut String) {
                 ("connected_slaves", "0".to_string()),
             ],
         ),
-        "presence" => (
-            "Presence",
-            vec![
-                ("online_users", store.online_count().to_string()),
-                ("tracked_users", store.tracked_count().to_string()),
-                ("side_table_users", store.side_count().to_string()),
-                ("dense_capacity", store.capacity().to_string()),
-                ("shards", store.shard_count().to_string()),
-                ("default_ttl_s", server.config.default_ttl_s.to_string()),
-                ("expiry_wheel_entries", store.wheel_len().to_string()),
-                ("heartbeats_total", counter(&stats.heartbeats)),
-                ("status_lookups_total", counter(&stats.status_lookups)),
-                ("logouts_total", counter(&stats.logouts)),
-                ("users_expired_total", counter(&stats.users_expired)),
-            ],
-        ),
+        "presence" => {
+            let lag = store.lag();
+            let pubsub = &server.pubsub;
+            let fanout = &pubsub.fanout;
+            (
+                "Presence",
+                vec![
+                    ("online_users", store.online_count().to_string()),
+                    (
+                        "users_with_devices_or_overrides",
+                        store.extras_count().to_string(),
+                    ),
+                    ("offline_grace_s", server.config.offline_grace_s.to_string()),
+                    ("expiry_lag_p50_ms", lag.quantile_ms(0.5).to_string()),
+                    ("expiry_lag_p99_ms", lag.quantile_ms(0.99).to_string()),
+                    ("expiry_lag_max_ms", lag.max_ms().to_string()),
+                    ("expiry_lag_samples", lag.count().to_string()),
+                    ("presence_events_total", counter(&pubsub.presence_events)),
+                    (
+                        "messages_published_total",
+                        counter(&pubsub.messages_published),
+                    ),
+                    (
+                        "messages_delivered_total",
+                        counter(&fanout.messages_delivered),
+                    ),
+                    ("fanout_jobs_pending", counter(&fanout.jobs_pending)),
+                    (
+                        "pubsub_subscriptions",
+                        pubsub.subscription_count().to_string(),
+                    ),
+                    ("pubsub_channels", pubsub.channel_count().to_string()),
+                    ("pubsub_patterns", pubsub.numpat().to_string()),
+                    ("pubsub_memory_bytes", pubsub.memory_bytes().to_string()),
+                    (
+                        "pubsub_output_limit_bytes",
+                        server.config.pubsub_output_max.to_string(),
+                    ),
+                    (
+                        "slow_subscribers_disconnected_total",
+                        counter(&fanout.slow_subscribers_disconnected),
+                    ),
+                    ("tracked_users", store.tracked_count().to_string()),
+                    ("side_table_users", store.side_count().to_string()),
+                    ("dense_capacity", store.capacity().to_string()),
+                    ("shards", store.shard_count().to_string()),
+                    ("default_ttl_s", server.config.default_ttl_s.to_string()),
+                    ("expiry_wheel_entries", store.wheel_len().to_string()),
+                    ("heartbeats_total", counter(&stats.heartbeats)),
+                    ("status_lookups_total", counter(&stats.status_lookups)),
+                    ("logouts_total", counter(&stats.logouts)),
+                    ("users_expired_total", counter(&stats.users_expired)),
+                ],
+            )
+        }
         "keyspace" => {
             // Redis lists a database only when it holds keys.
             let online = store.online_count();

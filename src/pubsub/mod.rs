@@ -1,0 +1,236 @@
+//! Publish/subscribe: Redis-compatible channels and patterns, presence events on
+//! `presence:<user>`, and fan-out that a celebrity or a slow reader cannot stall.
+//!
+//! Publishing (a PUBLISH command, or a presence transition handed over by a shard) resolves
+//! the subscribers under the registry lock and queues delivery jobs for the fan-out task before
+//! releasing it, so publications of one channel are delivered in the order they were made.
+//! Publishers never touch sockets and never wait for subscribers.
+
+mod fanout;
+mod message;
+mod outbox;
+mod registry;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+pub use fanout::FanoutStats;
+pub use message::confirmation;
+pub use outbox::{Outbox, PushOutcome};
+pub use registry::Kind;
+
+use crate::clients::ClientEntry;
+use crate::glob::glob_match;
+use crate::store::Transition;
+use fanout::Job;
+use registry::Registry;
+
+/// Estimated bytes one subscription costs beyond its channel name: the subscriber's entry in
+/// the channel list (8) and position index (~24), and the client's own set entry (~48), with
+/// hash-table slack. Reported by `INFO` as `pubsub_memory_bytes`.
+pub const SUBSCRIPTION_OVERHEAD_BYTES: usize = 96;
+
+pub struct PubSub {
+    registry: Mutex<Registry>,
+    jobs: mpsc::UnboundedSender<Vec<Job>>,
+    /// Mirrors the registry's subscription count so that publishers with nobody listening
+    /// return without taking the lock or formatting anything.
+    subscription_count: AtomicUsize,
+    pub fanout: Arc<FanoutStats>,
+    pub messages_published: AtomicU64,
+    pub presence_events: AtomicU64,
+}
+
+impl PubSub {
+    /// The broker and the fan-out task the caller must spawn.
+    pub fn new(output_limit_bytes: usize) -> (PubSub, impl Future<Output = ()> + Send + 'static) {
+        let (jobs, receiver) = mpsc::unbounded_channel();
+        let fanout = Arc::new(FanoutStats::default());
+        let task = fanout::run(receiver, Arc::clone(&fanout), output_limit_bytes);
+        let pubsub = PubSub {
+            registry: Mutex::new(Registry::default()),
+            jobs,
+            subscription_count: AtomicUsize::new(0),
+            fanout,
+            messages_published: AtomicU64::new(0),
+            presence_events: AtomicU64::new(0),
+        };
+        (pubsub, task)
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn has_subscribers(&self) -> bool {
+        self.subscription_count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Adds a subscription; false if the client already had it.
+    pub fn subscribe(&self, kind: Kind, name: &Bytes, client: &Arc<ClientEntry>) -> bool {
+        let mut registry = self.registry();
+        let added = registry.subscribe(kind, name, client);
+        self.subscription_count
+            .store(registry.subscription_count, Ordering::Relaxed);
+        added
+    }
+
+    /// Removes a subscription; false if the client did not have it.
+    pub fn unsubscribe(&self, kind: Kind, name: &[u8], client_id: u64) -> bool {
+        let mut registry = self.registry();
+        let removed = registry.unsubscribe(kind, name, client_id);
+        self.subscription_count
+            .store(registry.subscription_count, Ordering::Relaxed);
+        removed
+    }
+
+    /// Queues `payload` for every subscriber of `channel` and every matching pattern; returns
+    /// how many subscriptions will receive it (as Redis's PUBLISH counts).
+    pub fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
+        self.messages_published.fetch_add(1, Ordering::Relaxed);
+        if !self.has_subscribers() {
+            return 0;
+        }
+        let registry = self.registry();
+        let channel_name = Bytes::copy_from_slice(channel);
+        let mut jobs = Vec::new();
+        let mut receivers = 0;
+        if let Some(list) = registry.channels.get(channel) {
+            receivers += list.len();
+            jobs.push(Job {
+                channel: channel_name.clone(),
+                message: message::message(channel, payload),
+                targets: list.snapshot(),
+                cursor: 0,
+            });
+        }
+        for (pattern, list) in &registry.patterns {
+            if glob_match(pattern, channel, false) {
+                receivers += list.len();
+                jobs.push(Job {
+                    channel: channel_name.clone(),
+                    message: message::pmessage(pattern, channel, payload),
+                    targets: list.snapshot(),
+                    cursor: 0,
+                });
+            }
+        }
+        if !jobs.is_empty() {
+            // Sent before the registry lock is released: publications of one channel reach
+            // the fan-out task in the order they were resolved.
+            let _ = self.jobs.send(jobs);
+        }
+        receivers
+    }
+
+    /// Publishes presence transitions on `presence:<user>`.
+    pub fn publish_transitions(&self, transitions: &[Transition]) {
+        self.presence_events
+            .fetch_add(transitions.len() as u64, Ordering::Relaxed);
+        if !self.has_subscribers() {
+            return;
+        }
+        for transition in transitions {
+            let user = transition.user.to_bytes();
+            let mut channel = Vec::with_capacity(PRESENCE_CHANNEL_PREFIX.len() + user.len());
+            channel.extend_from_slice(PRESENCE_CHANNEL_PREFIX);
+            channel.extend_from_slice(&user);
+            let payload = presence_payload(&user, transition);
+            self.publish(&channel, payload.as_bytes());
+        }
+    }
+
+    /// Channels with at least one subscriber, optionally matching `pattern`.
+    pub fn channels(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        self.registry()
+            .channels
+            .keys()
+            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
+            .cloned()
+            .collect()
+    }
+
+    pub fn numsub(&self, channel: &[u8]) -> usize {
+        self.registry().channels.get(channel).map_or(0, |l| l.len())
+    }
+
+    pub fn numpat(&self) -> usize {
+        self.registry().patterns.len()
+    }
+
+    pub fn channel_count(&self) -> usize {
+        self.registry().channels.len()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subscription_count.load(Ordering::Relaxed)
+    }
+
+    /// Estimated memory held by subscriptions: names plus per-subscription overhead.
+    pub fn memory_bytes(&self) -> usize {
+        let registry = self.registry();
+        registry.name_bytes + registry.subscription_count * SUBSCRIPTION_OVERHEAD_BYTES
+    }
+}
+
+/// Presence events are published on `presence:<user id>`.
+pub const PRESENCE_CHANNEL_PREFIX: &[u8] = b"presence:";
+
+/// The event payload: one line of JSON, `{"user":"42","state":"online","last_seen_ms":1795...}`.
+/// `last_seen_ms` is null for a user never seen (an invisible user who was never online).
+pub fn presence_payload(user: &[u8], transition: &Transition) -> String {
+    let mut out = String::with_capacity(64 + user.len());
+    out.push_str("{\"user\":\"");
+    json_escape_into(&String::from_utf8_lossy(user), &mut out);
+    out.push_str("\",\"state\":\"");
+    out.push_str(transition.state.as_str());
+    out.push_str("\",\"last_seen_ms\":");
+    match transition.last_seen_ms {
+        Some(ms) => out.push_str(&ms.to_string()),
+        None => out.push_str("null"),
+    }
+    out.push('}');
+    out
+}
+
+fn json_escape_into(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{State, UserRef};
+
+    #[test]
+    fn payload_is_one_line_of_json() {
+        let t = Transition {
+            user: UserRef::Dense(42),
+            state: State::Online,
+            last_seen_ms: Some(1_795_704_729_295),
+        };
+        assert_eq!(
+            presence_payload(b"42", &t),
+            r#"{"user":"42","state":"online","last_seen_ms":1795704729295}"#
+        );
+        let t = Transition {
+            last_seen_ms: None,
+            state: State::Offline,
+            ..t
+        };
+        assert_eq!(
+            presence_payload(b"a\"b\n", &t),
+            r#"{"user":"a\"b\u000a","state":"offline","last_seen_ms":null}"#
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! A client's queue of pushed messages (pub/sub), capped in bytes.
+//!
+//! Publishers never write to a socket: they append a shared, pre-encoded `Bytes` to the
+//! subscriber's outbox and wake its connection task. A subscriber whose pending output passes
+//! the cap is marked overflowed and its connection is told to close — like Redis's
+//! `client-output-buffer-limit pubsub` hard limit — so a reader that never reads costs at most
+//! the cap, and publishers never wait for it.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+#[derive(Debug, Default)]
+struct Queue {
+    messages: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    queue: Mutex<Queue>,
+    /// Wakes the connection task when messages arrive or the outbox overflows.
+    pub ready: Notify,
+    overflowed: AtomicBool,
+}
+
+/// What `push` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    Queued,
+    /// This push took the outbox over its cap: the client must be disconnected.
+    Overflowed,
+    /// The outbox had already overflowed; the message was dropped.
+    Dropped,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Self {
+            queue: Mutex::new(Queue::default()),
+            ready: Notify::new(),
+            overflowed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Outbox {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `message` unless that takes pending output past `limit_bytes` (0: no limit).
+    pub fn push(&self, message: Bytes, limit_bytes: usize) -> PushOutcome {
+        if self.overflowed.load(Ordering::Relaxed) {
+            return PushOutcome::Dropped;
+        }
+        let mut queue = self.queue();
+        if limit_bytes > 0 && queue.bytes + message.len() > limit_bytes {
+            self.overflowed.store(true, Ordering::Relaxed);
+            queue.messages.clear();
+            queue.bytes = 0;
+            drop(queue);
+            self.ready.notify_one();
+            return PushOutcome::Overflowed;
+        }
+        let was_empty = queue.messages.is_empty();
+        queue.bytes += message.len();
+        queue.messages.push_back(message);
+        drop(queue);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        PushOutcome::Queued
+    }
+
+    /// Moves every queued message out, in order, and returns their total size.
+    pub fn drain_into(&self, out: &mut Vec<Bytes>) -> usize {
+        let mut queue = self.queue();
+        let bytes = queue.bytes;
+        out.extend(queue.messages.drain(..));
+        queue.bytes = 0;
+        bytes
+    }
+
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.queue().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages queue in order until the cap; the push that crosses it overflows the outbox.
+    #[test]
+    fn caps_pending_bytes() {
+        let outbox = Outbox::default();
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"aaaa"), 10),
+            PushOutcome::Queued
+        );
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"bbbb"), 10),
+            PushOutcome::Queued
+        );
+        assert_eq!(outbox.pending_bytes(), 8);
+        let mut drained = Vec::new();
+        assert_eq!(outbox.drain_into(&mut drained), 8);
+        assert_eq!(
+            drained,
+            vec![Bytes::from_static(b"aaaa"), Bytes::from_static(b"bbbb")]
+        );
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"cccccc"), 10),
+            PushOutcome::Queued
+        );
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"dddddd"), 10),
+            PushOutcome::Overflowed
+        );
+        assert!(outbox.overflowed());
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"e"), 10),
+            PushOutcome::Dropped
+        );
+        assert_eq!(outbox.pending_bytes(), 0);
+    }
+}
