@@ -67,6 +67,7 @@ async fn serve_session(
     session: &mut Session,
 ) -> std::io::Result<()> {
     let mut pushed = Vec::new();
+    let mut args = Vec::new();
     let mut decoder = RequestDecoder::new();
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut out = ReplyBuf::new(Protocol::Resp2);
@@ -83,8 +84,8 @@ async fn serve_session(
                 args_max: server.config.args_max,
                 authenticated: session.authenticated,
             };
-            match decoder.decode(&mut input, &limits) {
-                Ok(Some(args)) => {
+            match decoder.decode_into(&mut input, &limits, &mut args) {
+                Ok(true) => {
                     let (next, name) = cmd::execute(server, session, &args, &mut out, now_ms);
                     command_count += 1;
                     last_command = name.or(last_command);
@@ -96,7 +97,7 @@ async fn serve_session(
                         flush(server, &mut socket, &mut out, entry).await?;
                     }
                 }
-                Ok(None) => break,
+                Ok(false) => break,
                 Err(err) => {
                     Stats::add(&server.stats.protocol_errors, 1);
                     debug!(client = entry.id, addr = %entry.addr, "protocol error: {}", err.message());

@@ -5,6 +5,12 @@
 //! `store` keeps every user's 8-byte slot in shards; `expiry` holds the timing wheel.
 //! `docs/ARCHITECTURE.md` is the full map.
 
+#[cfg(test)]
+mod alloc_count;
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
+
 pub mod clients;
 pub mod clock;
 pub mod cmd;

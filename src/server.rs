@@ -45,30 +45,43 @@ impl Server {
 }
 
 /// Binds, serves until shutdown is requested, and returns.
+impl Server {
+    /// Builds the shared state, with the fan-out task the caller must spawn. Separate from
+    /// `run` so that in-process tests can drive commands without a socket.
+    pub fn build(
+        config: Config,
+        listen_addr: SocketAddr,
+        now_ms: u64,
+    ) -> std::io::Result<(Arc<Server>, impl Future<Output = ()> + Send + 'static)> {
+        let store = Store::new(config.capacity, config.shard_count, now_ms)?;
+        let (pubsub, fanout_task) = PubSub::new(config.pubsub_output_max);
+        let pubsub = Arc::new(pubsub);
+        let sink_pubsub = Arc::clone(&pubsub);
+        store.set_event_sink(Box::new(move |transitions| {
+            sink_pubsub.publish_transitions(transitions)
+        }));
+        let (shutdown, _) = watch::channel(false);
+        let server = Arc::new(Server {
+            store,
+            pubsub,
+            clients: ClientRegistry::default(),
+            stats: Stats::default(),
+            run_id: new_run_id(),
+            started_ms: now_ms,
+            listen_addr,
+            shutdown,
+            config,
+        });
+        Ok((server, fanout_task))
+    }
+}
+
+/// Binds, serves until shutdown is requested, and returns.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let listener = TcpListener::bind(config.listen_addr).await?;
     let listen_addr = listener.local_addr()?;
-    let now_ms = clock::now_ms();
-    let store = Store::new(config.capacity, config.shard_count, now_ms)?;
-    let (pubsub, fanout_task) = PubSub::new(config.pubsub_output_max);
-    let pubsub = Arc::new(pubsub);
-    let sink_pubsub = Arc::clone(&pubsub);
-    store.set_event_sink(Box::new(move |transitions| {
-        sink_pubsub.publish_transitions(transitions)
-    }));
+    let (server, fanout_task) = Server::build(config, listen_addr, clock::now_ms())?;
     tokio::spawn(fanout_task);
-    let (shutdown, _) = watch::channel(false);
-    let server = Arc::new(Server {
-        store,
-        pubsub,
-        clients: ClientRegistry::default(),
-        stats: Stats::default(),
-        run_id: new_run_id(),
-        started_ms: now_ms,
-        listen_addr,
-        shutdown,
-        config,
-    });
     info!(
         shards = server.store.shard_count(),
         capacity = server.store.capacity(),

@@ -72,26 +72,53 @@ impl RequestDecoder {
         self.args_expected > 0
     }
 
-    /// Decodes the next complete request at the front of `buf` and removes it from `buf`.
+    /// Decodes the next complete request at the front of `buf`, removes it from `buf` and puts
+    /// its arguments in `args` (cleared first; its capacity is reused, so a connection stops
+    /// allocating for arguments once its vector has grown to its largest request). Returns
+    /// false when no complete request is buffered yet.
+    pub fn decode_into(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &DecodeLimits,
+        args: &mut Vec<Bytes>,
+    ) -> Result<bool, ProtocolError> {
+        args.clear();
+        self.decode_with(buf, limits, args)
+    }
+
+    /// As `decode_into`, returning a fresh vector.
     pub fn decode(
         &mut self,
         buf: &mut BytesMut,
         limits: &DecodeLimits,
     ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        let mut args = Vec::new();
+        Ok(self.decode_with(buf, limits, &mut args)?.then_some(args))
+    }
+
+    fn decode_with(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &DecodeLimits,
+        args: &mut Vec<Bytes>,
+    ) -> Result<bool, ProtocolError> {
         loop {
             if self.args_expected == 0 {
                 let Some(&first) = buf.first() else {
-                    return Ok(None);
+                    return Ok(false);
                 };
                 if first != b'*' {
                     match decode_inline(buf)? {
-                        InlineOutcome::Incomplete => return Ok(None),
+                        InlineOutcome::Incomplete => return Ok(false),
                         InlineOutcome::Empty => continue,
-                        InlineOutcome::Args(args) => return Ok(Some(args)),
+                        InlineOutcome::Args(inline_args) => {
+                            args.extend(inline_args);
+                            return Ok(true);
+                        }
                     }
                 }
                 let Some((count, header_len)) = parse_header(buf, 0, HeaderKind::Multibulk)? else {
-                    return Ok(None);
+                    return Ok(false);
                 };
                 if count > i64::from(i32::MAX) || count > limits.args_max as i64 {
                     return Err(ProtocolError::InvalidMultibulkLength);
@@ -112,14 +139,14 @@ impl RequestDecoder {
 
             while self.arg_ranges.len() < self.args_expected {
                 let Some(&kind) = buf.get(self.parsed_len) else {
-                    return Ok(None);
+                    return Ok(false);
                 };
                 if kind != b'$' {
                     return Err(ProtocolError::ExpectedBulk(kind));
                 }
                 let Some((len, header_len)) = parse_header(buf, self.parsed_len, HeaderKind::Bulk)?
                 else {
-                    return Ok(None);
+                    return Ok(false);
                 };
                 if len < 0 || len as u64 > limits.bulk_len_max as u64 {
                     return Err(ProtocolError::InvalidBulkLength);
@@ -132,22 +159,22 @@ impl RequestDecoder {
                 // Like Redis, the two bytes after the body are taken as its CRLF unseen.
                 if buf.len() < body_end + 2 {
                     buf.reserve(body_end + 2 - buf.len());
-                    return Ok(None);
+                    return Ok(false);
                 }
                 self.arg_ranges.push((body_start, body_end));
                 self.parsed_len = body_end + 2;
             }
 
             let frame = buf.split_to(self.parsed_len).freeze();
-            let args = self
-                .arg_ranges
-                .iter()
-                .map(|&(start, end)| frame.slice(start..end))
-                .collect();
+            args.extend(
+                self.arg_ranges
+                    .iter()
+                    .map(|&(start, end)| frame.slice(start..end)),
+            );
             self.args_expected = 0;
             self.parsed_len = 0;
             self.arg_ranges.clear();
-            return Ok(Some(args));
+            return Ok(true);
         }
     }
 }
