@@ -1,4 +1,5 @@
 //! The one integration-test binary: every module starts the real server through `support`.
 
+mod clients;
 mod smoke;
 mod support;
