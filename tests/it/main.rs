@@ -1,5 +1,12 @@
 //! The one integration-test binary: every module starts the real server through `support`.
 
+mod admin;
+mod auth;
 mod clients;
+mod errors;
+mod limits;
+mod presence;
+mod protocol;
 mod smoke;
 mod support;
+mod util;
