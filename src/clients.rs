@@ -3,7 +3,7 @@
 //! connections may read (the `ClientMeta`) and a handle to ask the connection to close.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hashbrown::HashMap;
@@ -35,6 +35,9 @@ pub struct ClientEntry {
     pub meta: Mutex<ClientMeta>,
     /// Notified to make the connection close itself (CLIENT KILL, pub/sub output limit).
     pub kill: Notify,
+    /// Set once the client was asked to close: it no longer counts or lists, even in the
+    /// moment before its task has unregistered it (as a killed Redis client vanishes at once).
+    killed: AtomicBool,
     /// Messages published to this client, waiting to be written.
     pub outbox: Outbox,
     /// The protocol the connection speaks, for encoding what is pushed to it.
@@ -42,6 +45,16 @@ pub struct ClientEntry {
 }
 
 impl ClientEntry {
+    /// Asks the connection to close.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.kill.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+
     pub fn protocol(&self) -> Protocol {
         match self.protocol.load(Ordering::Relaxed) {
             3 => Protocol::Resp3,
@@ -128,6 +141,7 @@ impl ClientRegistry {
                 ..ClientMeta::default()
             }),
             kill: Notify::new(),
+            killed: AtomicBool::new(false),
             outbox: Outbox::default(),
             protocol: AtomicU8::new(2),
         });
@@ -140,12 +154,17 @@ impl ClientRegistry {
     }
 
     pub fn count(&self) -> usize {
-        self.clients().len()
+        self.clients().values().filter(|c| !c.is_killed()).count()
     }
 
     /// Every client, ordered by ID (as Redis lists them).
     pub fn snapshot(&self) -> Vec<Arc<ClientEntry>> {
-        let mut all: Vec<_> = self.clients().values().cloned().collect();
+        let mut all: Vec<_> = self
+            .clients()
+            .values()
+            .filter(|c| !c.is_killed())
+            .cloned()
+            .collect();
         all.sort_by_key(|c| c.id);
         all
     }
@@ -154,8 +173,8 @@ impl ClientRegistry {
     pub fn kill_where(&self, pred: impl Fn(&ClientEntry) -> bool) -> usize {
         let clients = self.clients();
         let mut killed = 0;
-        for entry in clients.values().filter(|c| pred(c)) {
-            entry.kill.notify_one();
+        for entry in clients.values().filter(|c| !c.is_killed() && pred(c)) {
+            entry.kill();
             killed += 1;
         }
         killed

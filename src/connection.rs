@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use crate::clients::ClientEntry;
 use crate::clock;
 use crate::cmd;
-use crate::limits::{READ_CHUNK_BYTES, REPLY_FLUSH_BYTES};
+use crate::limits::{PUSH_WRITE_BYTES, READ_CHUNK_BYTES, REPLY_FLUSH_BYTES};
 use crate::resp::{DecodeLimits, Protocol, ReplyBuf, RequestDecoder};
 use crate::server::Server;
 use crate::session::{Flow, Session};
@@ -67,6 +67,7 @@ async fn serve_session(
     session: &mut Session,
 ) -> std::io::Result<()> {
     let mut pushed = Vec::new();
+    let mut coalesced = BytesMut::new();
     let mut args = Vec::new();
     let mut decoder = RequestDecoder::new();
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
@@ -119,7 +120,7 @@ async fn serve_session(
             }
         }
         flush(server, &mut socket, &mut out, entry).await?;
-        write_pushed(server, &mut socket, entry, &mut pushed).await?;
+        write_pushed(server, &mut socket, entry, &mut pushed, &mut coalesced).await?;
         match flow {
             Flow::Continue => {}
             Flow::Close => return socket.shutdown().await,
@@ -171,19 +172,29 @@ async fn flush(
     Ok(())
 }
 
-/// Writes the messages published to this client since the last call.
+/// Writes the messages published to this client since the last call, coalesced into writes
+/// of up to `PUSH_WRITE_BYTES` (one syscall per message would cost more than the messages).
 async fn write_pushed(
     server: &Server,
     socket: &mut TcpStream,
     entry: &ClientEntry,
     pushed: &mut Vec<bytes::Bytes>,
+    coalesced: &mut BytesMut,
 ) -> std::io::Result<()> {
     if entry.outbox.overflowed() {
         return Err(std::io::Error::other("pub/sub output limit reached"));
     }
     let bytes = entry.outbox.drain_into(pushed);
     for message in pushed.drain(..) {
-        write_or_killed(socket, &message, entry).await?;
+        coalesced.extend_from_slice(&message);
+        if coalesced.len() >= PUSH_WRITE_BYTES {
+            write_or_killed(socket, coalesced, entry).await?;
+            coalesced.clear();
+        }
+    }
+    if !coalesced.is_empty() {
+        write_or_killed(socket, coalesced, entry).await?;
+        coalesced.clear();
     }
     Stats::add(&server.stats.net_output_bytes, bytes as u64);
     Ok(())

@@ -49,6 +49,9 @@ pub const CAPACITY_MAX: u64 = 1 << 36;
 /// does not accumulate its whole output in memory before the first byte is written.
 pub const REPLY_FLUSH_BYTES: usize = 64 * 1024;
 
+/// Published messages are coalesced into socket writes of about this size.
+pub const PUSH_WRITE_BYTES: usize = 256 * 1024;
+
 /// Size of one socket read.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 

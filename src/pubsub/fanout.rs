@@ -128,7 +128,7 @@ fn deliver(job: &mut Job, stats: &FanoutStats, output_limit_bytes: usize) {
                     addr = %client.addr,
                     "disconnecting a subscriber over the pub/sub output limit"
                 );
-                client.kill.notify_one();
+                client.kill();
             }
             PushOutcome::Dropped => {}
         }

@@ -7,18 +7,23 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::resp::Protocol;
 
-/// One published message in both encodings, built lazily on first use.
+/// One published message, encoded for RESP2 up front and for RESP3 only if a RESP3
+/// subscriber receives it (the two differ only in the first byte: `*` or `>`).
 #[derive(Debug, Clone)]
 pub struct Encoded {
-    pub resp2: Bytes,
-    pub resp3: Bytes,
+    resp2: Bytes,
+    resp3: Option<Bytes>,
 }
 
 impl Encoded {
-    pub fn for_protocol(&self, protocol: Protocol) -> &Bytes {
+    pub fn for_protocol(&mut self, protocol: Protocol) -> &Bytes {
         match protocol {
             Protocol::Resp2 => &self.resp2,
-            Protocol::Resp3 => &self.resp3,
+            Protocol::Resp3 => self.resp3.get_or_insert_with(|| {
+                let mut push = BytesMut::from(&self.resp2[..]);
+                push[0] = b'>';
+                push.freeze()
+            }),
         }
     }
 }
@@ -55,7 +60,7 @@ pub fn message(channel: &[u8], payload: &[u8]) -> Encoded {
     let parts: [&[u8]; 3] = [b"message", channel, payload];
     Encoded {
         resp2: encode(Protocol::Resp2, &parts),
-        resp3: encode(Protocol::Resp3, &parts),
+        resp3: None,
     }
 }
 
@@ -64,7 +69,7 @@ pub fn pmessage(pattern: &[u8], channel: &[u8], payload: &[u8]) -> Encoded {
     let parts: [&[u8]; 4] = [b"pmessage", pattern, channel, payload];
     Encoded {
         resp2: encode(Protocol::Resp2, &parts),
-        resp3: encode(Protocol::Resp3, &parts),
+        resp3: None,
     }
 }
 
@@ -95,15 +100,18 @@ mod tests {
 
     #[test]
     fn shapes_match_redis() {
-        let m = message(b"presence:42", b"hi");
+        let mut m = message(b"presence:42", b"hi");
         assert_eq!(
-            &m.resp2[..],
+            &m.for_protocol(Protocol::Resp2)[..],
             b"*3\r\n$7\r\nmessage\r\n$11\r\npresence:42\r\n$2\r\nhi\r\n"
         );
-        assert!(m.resp3.starts_with(b">3\r\n$7\r\nmessage\r\n"));
-        let p = pmessage(b"presence:*", b"presence:42", b"hi");
+        assert_eq!(
+            &m.for_protocol(Protocol::Resp3)[..],
+            b">3\r\n$7\r\nmessage\r\n$11\r\npresence:42\r\n$2\r\nhi\r\n"
+        );
+        let mut p = pmessage(b"presence:*", b"presence:42", b"hi");
         assert!(
-            p.resp2
+            p.for_protocol(Protocol::Resp2)
                 .starts_with(b"*4\r\n$8\r\npmessage\r\n$10\r\npresence:*\r\n")
         );
         let mut out = BytesMut::new();

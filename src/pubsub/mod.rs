@@ -95,29 +95,8 @@ impl PubSub {
             return 0;
         }
         let registry = self.registry();
-        let channel_name = Bytes::copy_from_slice(channel);
         let mut jobs = Vec::new();
-        let mut receivers = 0;
-        if let Some(list) = registry.channels.get(channel) {
-            receivers += list.len();
-            jobs.push(Job {
-                channel: channel_name.clone(),
-                message: message::message(channel, payload),
-                targets: list.snapshot(),
-                cursor: 0,
-            });
-        }
-        for (pattern, list) in &registry.patterns {
-            if glob_match(pattern, channel, false) {
-                receivers += list.len();
-                jobs.push(Job {
-                    channel: channel_name.clone(),
-                    message: message::pmessage(pattern, channel, payload),
-                    targets: list.snapshot(),
-                    cursor: 0,
-                });
-            }
-        }
+        let receivers = resolve(&registry, channel, payload, &mut jobs);
         if !jobs.is_empty() {
             // Sent before the registry lock is released: publications of one channel reach
             // the fan-out task in the order they were resolved.
@@ -126,20 +105,31 @@ impl PubSub {
         receivers
     }
 
-    /// Publishes presence transitions on `presence:<user>`.
+    /// Publishes presence transitions on `presence:<user>`, resolving all of them under one
+    /// registry lock and handing them to the fan-out task in one message.
     pub fn publish_transitions(&self, transitions: &[Transition]) {
-        self.presence_events
-            .fetch_add(transitions.len() as u64, Ordering::Relaxed);
+        let count = transitions.len() as u64;
+        self.presence_events.fetch_add(count, Ordering::Relaxed);
+        self.messages_published.fetch_add(count, Ordering::Relaxed);
         if !self.has_subscribers() {
             return;
         }
+        let registry = self.registry();
+        let mut jobs = Vec::new();
+        let mut channel = Vec::with_capacity(64);
         for transition in transitions {
             let user = transition.user.to_bytes();
-            let mut channel = Vec::with_capacity(PRESENCE_CHANNEL_PREFIX.len() + user.len());
+            channel.clear();
             channel.extend_from_slice(PRESENCE_CHANNEL_PREFIX);
             channel.extend_from_slice(&user);
+            if !registry.channels.contains_key(&channel[..]) && registry.patterns.is_empty() {
+                continue;
+            }
             let payload = presence_payload(&user, transition);
-            self.publish(&channel, payload.as_bytes());
+            resolve(&registry, &channel, payload.as_bytes(), &mut jobs);
+        }
+        if !jobs.is_empty() {
+            let _ = self.jobs.send(jobs);
         }
     }
 
@@ -174,6 +164,38 @@ impl PubSub {
         let registry = self.registry();
         registry.name_bytes + registry.subscription_count * SUBSCRIPTION_OVERHEAD_BYTES
     }
+}
+
+/// Appends the delivery jobs of one publication; returns how many subscriptions receive it.
+fn resolve(registry: &Registry, channel: &[u8], payload: &[u8], jobs: &mut Vec<Job>) -> usize {
+    let mut receivers = 0;
+    let mut channel_name = None;
+    let mut name = || {
+        channel_name
+            .get_or_insert_with(|| Bytes::copy_from_slice(channel))
+            .clone()
+    };
+    if let Some(list) = registry.channels.get(channel) {
+        receivers += list.len();
+        jobs.push(Job {
+            channel: name(),
+            message: message::message(channel, payload),
+            targets: list.snapshot(),
+            cursor: 0,
+        });
+    }
+    for (pattern, list) in &registry.patterns {
+        if glob_match(pattern, channel, false) {
+            receivers += list.len();
+            jobs.push(Job {
+                channel: name(),
+                message: message::pmessage(pattern, channel, payload),
+                targets: list.snapshot(),
+                cursor: 0,
+            });
+        }
+    }
+    receivers
 }
 
 /// Presence events are published on `presence:<user id>`.

@@ -7,6 +7,8 @@ mod errors;
 mod limits;
 mod presence;
 mod protocol;
+mod pubsub;
 mod smoke;
+mod subscriber;
 mod support;
 mod util;
