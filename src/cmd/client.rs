@@ -26,6 +26,7 @@ const fn sub(
         complexity: "O(1)",
         handler,
         subcommands: &[],
+        arguments: &[],
     }
 }
 
@@ -102,6 +103,7 @@ pub const CLIENT: CommandSpec = CommandSpec {
             help,
         ),
     ],
+    arguments: &[],
 };
 
 fn id(ctx: &mut Ctx<'_>, _args: &[Bytes]) {

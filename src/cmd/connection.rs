@@ -29,6 +29,7 @@ const fn connection_command(
         complexity: "O(1)",
         handler,
         subcommands: &[],
+        arguments: &[],
     }
 }
 

@@ -25,6 +25,7 @@ const fn sub(
         complexity: "O(N) where N is the number of commands",
         handler,
         subcommands: &[],
+        arguments: &[],
     }
 }
 
@@ -63,6 +64,7 @@ pub const COMMAND: CommandSpec = CommandSpec {
             help,
         ),
     ],
+    arguments: &[],
 };
 
 fn all(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
@@ -237,7 +239,8 @@ fn write_key_spec(out: &mut ReplyBuf, spec: &CommandSpec) {
 
 fn write_doc(out: &mut ReplyBuf, spec: &CommandSpec) {
     let has_subcommands = !spec.subcommands.is_empty();
-    out.map(if has_subcommands { 5 } else { 4 });
+    let has_arguments = !spec.arguments.is_empty();
+    out.map(4 + usize::from(has_subcommands) + usize::from(has_arguments));
     out.bulk(b"summary");
     out.bulk(spec.summary.as_bytes());
     out.bulk(b"since");
@@ -246,6 +249,42 @@ fn write_doc(out: &mut ReplyBuf, spec: &CommandSpec) {
     out.bulk(spec.group.as_bytes());
     out.bulk(b"complexity");
     out.bulk(spec.complexity.as_bytes());
+    if has_arguments {
+        out.bulk(b"arguments");
+        out.array(spec.arguments.len());
+        for arg in spec.arguments {
+            let flags: Vec<&str> = [(arg.optional, "optional"), (arg.multiple, "multiple")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, flag)| *flag)
+                .collect();
+            let key_spec = arg.kind == "key";
+            out.map(
+                2 + usize::from(arg.token.is_some())
+                    + usize::from(!flags.is_empty())
+                    + usize::from(key_spec),
+            );
+            out.bulk(b"name");
+            out.bulk(arg.name.as_bytes());
+            out.bulk(b"type");
+            out.bulk(arg.kind.as_bytes());
+            if key_spec {
+                out.bulk(b"key_spec_index");
+                out.integer(0);
+            }
+            if let Some(token) = arg.token {
+                out.bulk(b"token");
+                out.bulk(token.as_bytes());
+            }
+            if !flags.is_empty() {
+                out.bulk(b"flags");
+                out.array(flags.len());
+                for flag in flags {
+                    out.simple(flag);
+                }
+            }
+        }
+    }
     if has_subcommands {
         out.bulk(b"subcommands");
         out.map(spec.subcommands.len());

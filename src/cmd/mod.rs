@@ -47,6 +47,19 @@ pub struct CommandSpec {
     pub complexity: &'static str,
     pub handler: Handler,
     pub subcommands: &'static [CommandSpec],
+    /// What `COMMAND DOCS` lists as arguments (redis-cli shows them as hints).
+    pub arguments: &'static [ArgSpec],
+}
+
+/// One argument as `COMMAND DOCS` describes it.
+pub struct ArgSpec {
+    pub name: &'static str,
+    /// Redis's argument types: `key`, `string`, `integer`, `oneof`, ...
+    pub kind: &'static str,
+    /// The keyword that introduces the argument (`TTL` in `TTL seconds`).
+    pub token: Option<&'static str>,
+    pub optional: bool,
+    pub multiple: bool,
 }
 
 impl CommandSpec {

@@ -2,13 +2,34 @@
 
 use bytes::Bytes;
 
-use super::{CommandSpec, Ctx, SYNTAX_ERROR, parse_i64, printable};
+use super::{ArgSpec, CommandSpec, Ctx, SYNTAX_ERROR, parse_i64, printable};
 use crate::limits::{TTL_S_MAX, TTL_S_MIN};
 use crate::resp::{Protocol, ReplyBuf};
 use crate::stats::Stats;
 use crate::store::{AppStatus, DEVICE_ID_LEN_MAX, ManualStatus, UserKey, View};
 
 const PRESENCE_ACL: &[&str] = &["@presence", "@fast"];
+
+const fn arg(
+    name: &'static str,
+    kind: &'static str,
+    token: Option<&'static str>,
+    optional: bool,
+    multiple: bool,
+) -> ArgSpec {
+    ArgSpec {
+        name,
+        kind,
+        token,
+        optional,
+        multiple,
+    }
+}
+
+const USER: ArgSpec = arg("user", "key", None, false, false);
+const USERS: ArgSpec = arg("user", "key", None, false, true);
+const TTL: ArgSpec = arg("seconds", "integer", Some("TTL"), true, false);
+const DEVICE: ArgSpec = arg("id", "string", Some("DEVICE"), true, false);
 
 pub const HEARTBEAT: CommandSpec = CommandSpec {
     name: "heartbeat",
@@ -24,6 +45,12 @@ pub const HEARTBEAT: CommandSpec = CommandSpec {
     complexity: "O(1)",
     handler: heartbeat,
     subcommands: &[],
+    arguments: &[
+        USER,
+        TTL,
+        arg("status", "string", Some("STATUS"), true, false),
+        DEVICE,
+    ],
 };
 
 pub const MHEARTBEAT: CommandSpec = CommandSpec {
@@ -40,6 +67,7 @@ pub const MHEARTBEAT: CommandSpec = CommandSpec {
     complexity: "O(N) where N is the number of users",
     handler: mheartbeat,
     subcommands: &[],
+    arguments: &[USERS],
 };
 
 pub const STATUS: CommandSpec = CommandSpec {
@@ -56,6 +84,7 @@ pub const STATUS: CommandSpec = CommandSpec {
     complexity: "O(1)",
     handler: status,
     subcommands: &[],
+    arguments: &[USER],
 };
 
 pub const MSTATUS: CommandSpec = CommandSpec {
@@ -72,6 +101,7 @@ pub const MSTATUS: CommandSpec = CommandSpec {
     complexity: "O(N) where N is the number of users",
     handler: mstatus,
     subcommands: &[],
+    arguments: &[USERS],
 };
 
 pub const OFFLINE: CommandSpec = CommandSpec {
@@ -88,6 +118,7 @@ pub const OFFLINE: CommandSpec = CommandSpec {
     complexity: "O(1)",
     handler: offline,
     subcommands: &[],
+    arguments: &[USER, DEVICE],
 };
 
 pub const DISCONNECT: CommandSpec = CommandSpec {
@@ -104,6 +135,7 @@ pub const DISCONNECT: CommandSpec = CommandSpec {
     complexity: "O(1)",
     handler: disconnect,
     subcommands: &[],
+    arguments: &[USER, DEVICE],
 };
 
 pub const SETSTATUS: CommandSpec = CommandSpec {
@@ -120,6 +152,7 @@ pub const SETSTATUS: CommandSpec = CommandSpec {
     complexity: "O(1)",
     handler: setstatus,
     subcommands: &[],
+    arguments: &[USER, arg("status", "string", None, false, false), TTL],
 };
 
 fn heartbeat(ctx: &mut Ctx<'_>, args: &[Bytes]) {

@@ -29,6 +29,7 @@ const fn pubsub_command(
         complexity: "O(N) where N is the number of channels or patterns",
         handler,
         subcommands: &[],
+        arguments: &[],
     }
 }
 
@@ -112,6 +113,7 @@ pub const PUBSUB: CommandSpec = CommandSpec {
             help,
         ),
     ],
+    arguments: &[],
 };
 
 /// The commands a RESP2 connection may send while it has subscriptions (Redis's rule: its

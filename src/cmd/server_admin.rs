@@ -35,6 +35,7 @@ const fn admin(
         complexity,
         handler,
         subcommands: &[],
+        arguments: &[],
     }
 }
 
@@ -133,6 +134,7 @@ pub const CONFIG: CommandSpec = CommandSpec {
             config_help,
         ),
     ],
+    arguments: &[],
 };
 
 fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
