@@ -115,6 +115,17 @@ fn redis_py_8() {
     assert!(output.contains(" 0 failed"), "{output}");
 }
 
+/// redis-py 8's pubsub() receives presence events as documented over RESP3 and RESP2: online,
+/// TTL expiry, the grace period, devices, invisible, override precedence, patterns and a
+/// 5,000-channel friend list.
+#[test]
+fn redis_py_pubsub() {
+    require_redis_py();
+    let server = TestServer::start_with(&["--offline-grace", "2"]);
+    let output = run_script(&server, "redis_py_pubsub_check.py");
+    assert!(output.contains(" 0 failed"), "{output}");
+}
+
 /// redis-cli works one-shot, with piped stdin, in --pipe mass insertion and interactively on a
 /// terminal, where its startup COMMAND DOCS gives it presenced's help text.
 #[test]
@@ -129,6 +140,7 @@ fn redis_cli() {
 /// store, as INFO's heartbeat counter shows.
 #[test]
 fn redis_benchmark() {
+    let _heavy = crate::support::heavy_test_lock();
     require_tool("redis-benchmark");
     let server = TestServer::start();
     let output = run_script(&server, "redis_benchmark_check.py");
