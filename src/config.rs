@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use clap::Parser;
 
+use crate::dropin::KeyPattern;
 use crate::limits;
 
 /// presenced: an in-memory presence datastore that speaks the Redis protocol.
@@ -29,6 +30,15 @@ pub struct Args {
     /// declared offline; a heartbeat inside it cancels the disconnect (0..=86400).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub offline_grace: u64,
+
+    /// Which keys are presence keys for the Redis string commands (SET/GET/MGET/...): `{id}`
+    /// marks the user ID. `{id}` alone makes every key a presence key.
+    #[arg(
+        long,
+        default_value = "user:{id}:presence",
+        env = "PRESENCED_KEY_PATTERN"
+    )]
+    pub key_pattern: String,
 
     /// Dense slots: user IDs that are decimal integers below this live in an 8-byte slot.
     /// Reserved lazily: untouched slots cost no resident memory. Other IDs use a side table.
@@ -78,6 +88,7 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     pub default_ttl_s: u64,
     pub offline_grace_s: u64,
+    pub key_pattern: KeyPattern,
     pub capacity: u64,
     pub shard_count: usize,
     pub requirepass: Option<String>,
@@ -101,6 +112,7 @@ impl Config {
         if args.proto_max_args < 2 {
             return Err("--proto-max-args must be at least 2".to_string());
         }
+        let key_pattern = KeyPattern::parse(&args.key_pattern).map_err(|e| e.0)?;
         if args.requirepass.as_deref() == Some("") {
             return Err("--requirepass must not be empty".to_string());
         }
@@ -108,6 +120,7 @@ impl Config {
             listen_addr: SocketAddr::new(args.bind, args.port),
             default_ttl_s: args.ttl,
             offline_grace_s: args.offline_grace,
+            key_pattern,
             capacity: args.capacity,
             shard_count,
             requirepass: args.requirepass,

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod dropin;
 pub mod expiry;
 pub mod glob;
 pub mod limits;

@@ -67,3 +67,10 @@ pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 1024 * 1024;
 /// Default cap on what may be queued for one subscriber, in bytes (Redis's hard
 /// `client-output-buffer-limit pubsub`, 32 MB). A subscriber over it is disconnected.
 pub const PUBSUB_OUTPUT_MAX_DEFAULT: usize = 32 * 1024 * 1024;
+
+/// Largest drop-in value that is not a status word. Presence values are small (a status, a
+/// server ID, a little JSON); 64 KiB bounds what one user can pin in the extras table.
+pub const PRESENCE_VALUE_LEN_MAX: usize = 64 * 1024;
+
+/// Most keys one `KEYS` call may return; past it the call is refused in favour of `SCAN`.
+pub const KEYS_RESULTS_MAX: usize = 1_000_000;

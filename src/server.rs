@@ -12,6 +12,7 @@ use crate::clients::ClientRegistry;
 use crate::clock;
 use crate::config::Config;
 use crate::connection;
+use crate::dropin::Keyspace;
 use crate::pubsub::PubSub;
 use crate::stats::Stats;
 use crate::store::Store;
@@ -25,6 +26,7 @@ pub struct Server {
     pub config: Config,
     pub store: Store,
     pub pubsub: Arc<PubSub>,
+    pub keyspace: Arc<Keyspace>,
     pub clients: ClientRegistry,
     pub stats: Stats,
     pub run_id: String,
@@ -56,14 +58,18 @@ impl Server {
         let store = Store::new(config.capacity, config.shard_count, now_ms)?;
         let (pubsub, fanout_task) = PubSub::new(config.pubsub_output_max);
         let pubsub = Arc::new(pubsub);
+        let keyspace = Arc::new(Keyspace::new(config.key_pattern.clone()));
         let sink_pubsub = Arc::clone(&pubsub);
+        let sink_keyspace = Arc::clone(&keyspace);
         store.set_event_sink(Box::new(move |transitions| {
-            sink_pubsub.publish_transitions(transitions)
+            sink_pubsub.publish_transitions(transitions);
+            sink_keyspace.notify_transitions(&sink_pubsub, transitions);
         }));
         let (shutdown, _) = watch::channel(false);
         let server = Arc::new(Server {
             store,
             pubsub,
+            keyspace,
             clients: ClientRegistry::default(),
             stats: Stats::default(),
             run_id: new_run_id(),

@@ -4,9 +4,11 @@
 mod client;
 mod connection;
 mod introspection;
+mod keys;
 mod presence;
 mod pubsub;
 mod server_admin;
+mod strings;
 
 use std::sync::OnceLock;
 
@@ -103,6 +105,39 @@ static COMMANDS: &[CommandSpec] = &[
     connection::SELECT,
     connection::QUIT,
     connection::RESET,
+    strings::SET,
+    strings::GET,
+    strings::MGET,
+    strings::SETEX,
+    strings::PSETEX,
+    strings::SETNX,
+    strings::GETDEL,
+    strings::GETEX,
+    strings::MSET,
+    keys::EXISTS,
+    keys::DEL,
+    keys::UNLINK,
+    keys::TTL,
+    keys::PTTL,
+    keys::EXPIRETIME,
+    keys::PEXPIRETIME,
+    keys::EXPIRE,
+    keys::PEXPIRE,
+    keys::EXPIREAT,
+    keys::PEXPIREAT,
+    keys::PERSIST,
+    keys::TYPE,
+    keys::SCAN,
+    keys::KEYS,
+    keys::LPUSH,
+    keys::RPUSH,
+    keys::LRANGE,
+    keys::HSET,
+    keys::HGET,
+    keys::HGETALL,
+    keys::SADD,
+    keys::SMEMBERS,
+    keys::ZADD,
     pubsub::SUBSCRIBE,
     pubsub::UNSUBSCRIBE,
     pubsub::PSUBSCRIBE,
@@ -237,6 +272,22 @@ pub const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 /// A decimal integer argument, parsed as Redis does.
 pub fn parse_i64(arg: &[u8]) -> Option<i64> {
     crate::resp::parse_integer(arg)
+}
+
+/// The user a presence key names, or an error reply naming the key pattern.
+pub fn presence_user<'a>(ctx: &mut Ctx<'_>, key: &'a [u8]) -> Option<crate::store::UserKey<'a>> {
+    let Some(id) = ctx.server.keyspace.pattern.user_id(key) else {
+        let message = ctx.server.keyspace.pattern.mismatch_message(key);
+        ctx.out.error(&message);
+        return None;
+    };
+    match ctx.server.store.parse(id) {
+        Ok(user) => Some(user),
+        Err(err) => {
+            ctx.out.error(&err.message());
+            None
+        }
+    }
 }
 
 /// Lists a command family's subcommands for `<CMD> HELP`.

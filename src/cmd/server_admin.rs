@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::{CommandSpec, Ctx, SYNTAX_ERROR, printable, reply_help};
 use crate::clock;
+use crate::dropin::NotifyFlags;
 use crate::session::Flow;
 use crate::stats::Stats;
 
@@ -213,7 +214,14 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("tcp-keepalive", "0".to_string()),
         ("maxmemory", "0".to_string()),
         ("maxmemory-policy", "noeviction".to_string()),
-        ("notify-keyspace-events", String::new()),
+        (
+            "notify-keyspace-events",
+            ctx.server.keyspace.flags().to_letters(),
+        ),
+        (
+            "key-pattern",
+            ctx.server.keyspace.pattern.as_str().to_string(),
+        ),
         ("cluster-enabled", "no".to_string()),
         ("hz", "10".to_string()),
         ("loglevel", config.log_level.clone()),
@@ -238,26 +246,44 @@ fn config_get(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     }
 }
 
+/// Only `notify-keyspace-events` changes at runtime; every other setting is fixed at start.
+/// All pairs are checked before any is applied, as Redis does.
 fn config_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     if !args.len().is_multiple_of(2) {
         return ctx.out.error(&super::wrong_arity("config|set"));
     }
     let params = config_params(ctx);
-    let name = &args[2];
-    if params
-        .iter()
-        .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
-    {
-        ctx.out.error(&format!(
-            "ERR CONFIG SET failed (possibly related to argument '{}') - can't set immutable config",
-            printable(name, 128)
-        ));
-    } else {
-        ctx.out.error(&format!(
-            "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-            printable(name, 128)
-        ));
+    let mut notify = None;
+    for pair in args[2..].chunks(2) {
+        let (name, value) = (&pair[0], &pair[1]);
+        if name.eq_ignore_ascii_case(b"notify-keyspace-events") {
+            match NotifyFlags::parse(value) {
+                Some(flags) => notify = Some(flags),
+                None => {
+                    return ctx.out.error(
+                        "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
+                    );
+                }
+            }
+        } else if params
+            .iter()
+            .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+        {
+            return ctx.out.error(&format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - can't set immutable config",
+                printable(name, 128)
+            ));
+        } else {
+            return ctx.out.error(&format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                printable(name, 128)
+            ));
+        }
     }
+    if let Some(flags) = notify {
+        ctx.server.keyspace.set_flags(flags);
+    }
+    ctx.out.ok();
 }
 
 fn config_resetstat(ctx: &mut Ctx<'_>, _args: &[Bytes]) {

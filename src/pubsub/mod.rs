@@ -240,6 +240,7 @@ mod tests {
             user: UserRef::Dense(42),
             state: State::Online,
             last_seen_ms: Some(1_795_704_729_295),
+            cause: crate::store::Cause::Change,
         };
         assert_eq!(
             presence_payload(b"42", &t),

@@ -63,12 +63,15 @@ impl hashbrown::Equivalent<OwnedKey> for ShardKey<'_> {
     }
 }
 
+/// A deadline that never comes: a drop-in key set without a TTL.
+pub const NO_DEADLINE_MS: u64 = u64::MAX;
+
 #[derive(Clone, Debug)]
 pub struct Device {
     /// Empty for heartbeats that named no device.
     pub id: Box<[u8]>,
     pub last_seen_ms: u64,
-    /// The device is live while `now_ms` is before this.
+    /// The device is live while `now_ms` is before this (`NO_DEADLINE_MS`: until removed).
     pub deadline_ms: u64,
     pub status: AppStatus,
 }
@@ -95,6 +98,10 @@ pub struct Extra {
     pub manual: Option<Override>,
     /// The state subscribers were last told.
     pub published: State,
+    /// A drop-in value that is not a status word (`SET user:42:presence '{"x":1}'`), kept
+    /// byte for byte while the user is online and dropped when they go offline (as a Redis key
+    /// and its value vanish together).
+    pub value: Option<Box<[u8]>>,
     /// Wheel entries that point at this user, and the tick of the one that is current.
     /// A shortened deadline adds an entry; the superseded one is dropped when it fires.
     pub wheel_entries: u32,
@@ -142,6 +149,7 @@ impl Extra {
         };
         let next_wake_ms = live()
             .map(|d| d.deadline_ms)
+            .filter(|&d| d != NO_DEADLINE_MS)
             .chain(manual.and_then(|m| m.until_ms))
             .min();
         Truth {

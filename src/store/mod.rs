@@ -18,8 +18,11 @@ mod user_id;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-pub use extra::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, ShardKey};
-pub use shard::{ExpiryPass, Shard, StoreError, Transition, UserRef, View};
+pub use extra::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, NO_DEADLINE_MS, ShardKey};
+pub use shard::{
+    Cause, ExpireCondition, ExpiryPass, KeyExpiry, KeyTtl, KeyValue, SetCondition, Shard,
+    StoreError, Transition, UserRef, View,
+};
 pub use slot::{EPOCH_MS, SLOT_TTL_S_MAX, Slot};
 pub use status::{AppStatus, ManualStatus, State};
 pub use user_id::{UserIdError, UserKey, parse_user_id};
@@ -29,6 +32,9 @@ use crate::expiry::LagHistogram;
 /// Most wheel entries one shard examines while holding its lock in one expiry pass, so that
 /// 1,000,000 users expiring in the same tick do not stall that shard's heartbeats for long.
 pub const EXPIRY_DUE_MAX: usize = 65_536;
+
+const SCAN_SHARD_BITS: u32 = 10;
+const SCAN_SHARD_MASK: u64 = (1 << SCAN_SHARD_BITS) - 1;
 
 /// Receives every transition, in order per user.
 pub type EventSink = Box<dyn Fn(&[Transition]) + Send + Sync>;
@@ -207,6 +213,97 @@ impl Store {
         self.with_user(key, |shard, k, events| {
             shard.set_status(k, manual, ttl_s, now_ms, events)
         })
+    }
+
+    pub fn key_value(&self, key: UserKey<'_>, now_ms: u64) -> Option<Vec<u8>> {
+        let (shard_index, shard_key) = self.route(key);
+        self.lock(shard_index).key_value(shard_key, now_ms)
+    }
+
+    /// Values of many keys in request order, taking each shard's lock once.
+    pub fn key_values(&self, keys: &[UserKey<'_>], now_ms: u64) -> Vec<Option<Vec<u8>>> {
+        let routed: Vec<(usize, ShardKey<'_>)> = keys.iter().map(|&k| self.route(k)).collect();
+        let mut values = vec![None; keys.len()];
+        for shard_index in 0..self.shards.len() {
+            if !routed.iter().any(|(s, _)| *s == shard_index) {
+                continue;
+            }
+            let shard = self.lock(shard_index);
+            for (value, (s, key)) in values.iter_mut().zip(&routed) {
+                if *s == shard_index {
+                    *value = shard.key_value(*key, now_ms);
+                }
+            }
+        }
+        values
+    }
+
+    pub fn key_ttl(&self, key: UserKey<'_>, now_ms: u64) -> KeyTtl {
+        let (shard_index, shard_key) = self.route(key);
+        self.lock(shard_index).key_ttl(shard_key, now_ms)
+    }
+
+    pub fn set_key(
+        &self,
+        key: UserKey<'_>,
+        value: KeyValue<'_>,
+        expiry: KeyExpiry,
+        condition: SetCondition,
+        now_ms: u64,
+    ) -> (bool, Option<Vec<u8>>) {
+        self.with_user(key, |shard, k, events| {
+            shard.set_key(k, value, expiry, condition, now_ms, events)
+        })
+    }
+
+    pub fn expire_key(
+        &self,
+        key: UserKey<'_>,
+        at_ms: Option<u64>,
+        condition: ExpireCondition,
+        now_ms: u64,
+    ) -> bool {
+        self.with_user(key, |shard, k, events| {
+            shard.expire_key(k, at_ms, condition, now_ms, events)
+        })
+    }
+
+    /// `DEL`: logs the user out if their key exists. Returns whether it existed.
+    pub fn del_key(&self, key: UserKey<'_>, now_ms: u64) -> bool {
+        self.with_user(key, |shard, k, events| {
+            let existed = shard.key_value(k, now_ms).is_some();
+            if existed {
+                shard.offline(k, None, now_ms, events);
+            }
+            existed
+        })
+    }
+
+    /// One step of a cursor walk over users whose key exists. The cursor packs the shard (low
+    /// 10 bits) and the position within it; 0 starts a walk and is returned when it ends.
+    pub fn scan(&self, cursor: u64, budget: usize, now_ms: u64, out: &mut Vec<UserRef>) -> u64 {
+        let shard_count = self.shards.len() as u64;
+        let mut shard_index = cursor & SCAN_SHARD_MASK;
+        let mut position = cursor >> SCAN_SHARD_BITS;
+        if shard_index >= shard_count {
+            return 0;
+        }
+        loop {
+            let next = self
+                .lock(shard_index as usize)
+                .scan(position, budget, now_ms, out);
+            match next {
+                Some(position) => return (position << SCAN_SHARD_BITS) | shard_index,
+                None if shard_index + 1 < shard_count => {
+                    shard_index += 1;
+                    position = 0;
+                    if !out.is_empty() {
+                        return shard_index;
+                    }
+                }
+                None => return 0,
+            }
+        }
     }
 
     /// One offline-detection pass over every shard.

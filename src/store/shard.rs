@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use super::extra::{DEVICES_PER_USER_MAX, Device, Extra, Override, OwnedKey, ShardKey};
+use super::extra::{
+    DEVICES_PER_USER_MAX, Device, Extra, NO_DEADLINE_MS, Override, OwnedKey, ShardKey,
+};
 use super::slot::{SLOT_TTL_S_MAX, Slot};
 use super::status::{AppStatus, ManualStatus, State};
 use crate::expiry::{LagHistogram, TimingWheel};
@@ -32,6 +34,17 @@ impl UserRef {
     }
 }
 
+/// Why a transition happened; keyspace notifications tell an expiry from a deletion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// A TTL, grace period or override ran out.
+    Timeout,
+    /// An explicit logout (`OFFLINE`, `DEL`).
+    Logout,
+    /// Anything else: a heartbeat, a status, an override.
+    Change,
+}
+
 /// A change subscribers must hear about: the user's visible state is now `state`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
@@ -39,6 +52,51 @@ pub struct Transition {
     pub state: State,
     /// The last-seen others may see (frozen while invisible), `None` for never seen.
     pub last_seen_ms: Option<u64>,
+    pub cause: Cause,
+}
+
+/// The value a drop-in `SET` stores.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyValue<'a> {
+    /// A status word, kept in the slot's two status bits.
+    Status(AppStatus),
+    /// Anything else, kept byte for byte in the extras table.
+    Custom(&'a [u8]),
+}
+
+/// When a drop-in key expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyExpiry {
+    At(u64),
+    Never,
+    /// `KEEPTTL`: what the key had (none if it did not exist).
+    Keep,
+}
+
+/// `SET ... NX | XX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetCondition {
+    Always,
+    IfMissing,
+    IfExists,
+}
+
+/// `EXPIRE ... NX | XX | GT | LT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireCondition {
+    Always,
+    IfNoTtl,
+    IfTtl,
+    IfGreater,
+    IfLess,
+}
+
+/// A drop-in key's time to live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyTtl {
+    Missing,
+    Persistent,
+    RemainingMs(u64),
 }
 
 /// What a reader sees of a user.
@@ -77,6 +135,9 @@ pub struct Shard {
     shard_count: u64,
     dense: super::slot_array::SlotArray,
     side: HashMap<Arc<[u8]>, Slot>,
+    /// Side-table users in insertion order. Users are never removed (last-seen outlives
+    /// presence), so a position here is a stable `SCAN` cursor.
+    side_order: Vec<Arc<[u8]>>,
     extras: HashMap<OwnedKey, Extra>,
     dense_wheel: TimingWheel<usize>,
     side_wheel: TimingWheel<Arc<[u8]>>,
@@ -108,6 +169,7 @@ impl Shard {
             shard_count: shard_count as u64,
             dense: super::slot_array::SlotArray::new(dense_len)?,
             side: HashMap::new(),
+            side_order: Vec::new(),
             extras: HashMap::new(),
             dense_wheel: TimingWheel::new(now_ms),
             side_wheel: TimingWheel::new(now_ms),
@@ -136,7 +198,9 @@ impl Shard {
             ShardKey::Side(id) => match self.side.get_mut(id) {
                 Some(stored) => *stored = slot,
                 None => {
-                    self.side.insert(Arc::from(id), slot);
+                    let id: Arc<[u8]> = Arc::from(id);
+                    self.side_order.push(Arc::clone(&id));
+                    self.side.insert(id, slot);
                 }
             },
         }
@@ -212,7 +276,7 @@ impl Shard {
             return;
         }
         if slot.has_extra() {
-            return self.settle_extra(key, now_ms, events);
+            return self.settle_extra(key, now_ms, events, Cause::Timeout);
         }
         if slot.ttl_s() > 0 && !slot.is_online(now_ms) {
             let deadline_ms = slot.deadline_ms().unwrap_or(now_ms);
@@ -224,6 +288,7 @@ impl Shard {
                 user: self.user_ref(key),
                 state: State::Offline,
                 last_seen_ms: slot.last_seen_ms(),
+                cause: Cause::Timeout,
             });
         }
     }
@@ -231,7 +296,13 @@ impl Shard {
     /// Settles a user with extras: prunes expired devices and lapsed overrides, publishes a
     /// change of visible state, re-arms the wheel if the next change is earlier than the entry
     /// it has, refreshes the slot's aggregate, and drops the extras once nothing is left in them.
-    fn settle_extra(&mut self, key: ShardKey<'_>, now_ms: u64, events: &mut Vec<Transition>) {
+    fn settle_extra(
+        &mut self,
+        key: ShardKey<'_>,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+        cause: Cause,
+    ) {
         let slot = self.slot(key);
         let Some(extra) = self.extras.get_mut(&key) else {
             // The flag without an entry cannot happen; repair rather than fail a client.
@@ -251,6 +322,9 @@ impl Shard {
             extra.manual = None;
         }
         let truth = extra.truth(slot.last_seen_ms(), now_ms);
+        if !truth.connected {
+            extra.value = None;
+        }
         let publish = truth.state != extra.published;
         extra.published = truth.state;
         let wake_ms = truth.next_wake_ms;
@@ -259,10 +333,16 @@ impl Shard {
         let drop_extra = extra.devices.is_empty() && extra.manual.is_none();
 
         if publish {
+            let cause = if truth.state == State::Offline && expired_deadline_ms.is_some() {
+                Cause::Timeout
+            } else {
+                cause
+            };
             events.push(Transition {
                 user: self.user_ref(key),
                 state: truth.state,
                 last_seen_ms: truth.shown_last_seen_ms,
+                cause,
             });
         }
         if let Some(wake_ms) = wake_ms
@@ -329,6 +409,7 @@ impl Shard {
         let extra = Extra {
             devices,
             manual: None,
+            value: None,
             published: plain_state(slot),
             wheel_entries: u32::from(slot.armed()),
             wheel_tick: None,
@@ -379,6 +460,7 @@ impl Shard {
                     user: self.user_ref(key),
                     state: app.state(),
                     last_seen_ms: Some(now_ms),
+                    cause: Cause::Change,
                 });
             }
             return Ok(!was_connected);
@@ -408,7 +490,7 @@ impl Shard {
                 }),
             }
         }
-        self.settle_extra(key, now_ms, events);
+        self.settle_extra(key, now_ms, events, Cause::Change);
         Ok(!was_connected)
     }
 
@@ -438,6 +520,7 @@ impl Shard {
                     user: self.user_ref(key),
                     state: State::Offline,
                     last_seen_ms: slot.last_seen_ms(),
+                    cause: Cause::Logout,
                 });
             }
             return true;
@@ -457,7 +540,7 @@ impl Shard {
                 had
             }
         };
-        self.settle_extra(key, now_ms, events);
+        self.settle_extra(key, now_ms, events, Cause::Logout);
         was_live
     }
 
@@ -487,7 +570,7 @@ impl Shard {
                 hit = true;
             }
         }
-        self.settle_extra(key, now_ms, events);
+        self.settle_extra(key, now_ms, events, Cause::Change);
         hit
     }
 
@@ -524,7 +607,7 @@ impl Shard {
                 }
             });
         }
-        self.settle_extra(key, now_ms, events);
+        self.settle_extra(key, now_ms, events, Cause::Change);
     }
 
     /// Declares offline every user whose deadline has passed, looking only at wheel entries
@@ -567,7 +650,7 @@ impl Shard {
                     extra.wheel_tick = None;
                 }
             }
-            return self.settle_extra(key, now_ms, events);
+            return self.settle_extra(key, now_ms, events, Cause::Timeout);
         }
         // A plain user has exactly one entry: this one.
         match slot.deadline_ms() {
@@ -581,6 +664,196 @@ impl Shard {
                 self.set_slot(key, settled.with_armed(false));
             }
         }
+    }
+
+    /// A drop-in key's value: the custom value if one was set, else the visible state's word.
+    /// `None` while the key does not exist (the user reads as offline).
+    pub fn key_value(&self, key: ShardKey<'_>, now_ms: u64) -> Option<Vec<u8>> {
+        let view = self.view(key, now_ms);
+        if !view.state.is_online() {
+            return None;
+        }
+        let custom = self
+            .extras
+            .get(&key)
+            .filter(|_| self.slot(key).has_extra())
+            .and_then(|e| e.value.as_deref());
+        Some(match custom {
+            Some(value) => value.to_vec(),
+            None => view.state.as_str().as_bytes().to_vec(),
+        })
+    }
+
+    /// A drop-in key's time to live.
+    pub fn key_ttl(&self, key: ShardKey<'_>, now_ms: u64) -> KeyTtl {
+        if !self.view(key, now_ms).state.is_online() {
+            return KeyTtl::Missing;
+        }
+        let slot = self.slot(key);
+        let deadline_ms = match self.extras.get(&key).filter(|_| slot.has_extra()) {
+            Some(extra) => extra.truth(slot.last_seen_ms(), now_ms).deadline_ms,
+            None => slot.deadline_ms(),
+        };
+        match deadline_ms {
+            None | Some(NO_DEADLINE_MS) => KeyTtl::Persistent,
+            Some(deadline_ms) => KeyTtl::RemainingMs(deadline_ms.saturating_sub(now_ms)),
+        }
+    }
+
+    /// `SET`: the user is online now with `value`, until `expiry`. Returns whether the value
+    /// was set (NX/XX may refuse) and, if asked, the value before.
+    pub fn set_key(
+        &mut self,
+        key: ShardKey<'_>,
+        value: KeyValue<'_>,
+        expiry: KeyExpiry,
+        condition: SetCondition,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) -> (bool, Option<Vec<u8>>) {
+        self.settle(key, now_ms, events);
+        let old = self.key_value(key, now_ms);
+        let exists = old.is_some();
+        match condition {
+            SetCondition::IfMissing if exists => return (false, old),
+            SetCondition::IfExists if !exists => return (false, old),
+            _ => {}
+        }
+        let deadline_ms = match (expiry, self.key_ttl(key, now_ms)) {
+            (KeyExpiry::At(at_ms), _) => at_ms,
+            (KeyExpiry::Never, _) | (KeyExpiry::Keep, KeyTtl::Missing | KeyTtl::Persistent) => {
+                NO_DEADLINE_MS
+            }
+            (KeyExpiry::Keep, KeyTtl::RemainingMs(ms)) => now_ms + ms,
+        };
+        if deadline_ms <= now_ms {
+            // Redis sets and at once deletes a key whose absolute expiry is in the past.
+            self.offline(key, None, now_ms, events);
+            return (true, old);
+        }
+        let slot = self.slot(key);
+        let ttl_ms = deadline_ms - now_ms;
+        if let KeyValue::Status(status) = value
+            && !slot.has_extra()
+            && ttl_ms.is_multiple_of(1000)
+            && ttl_ms / 1000 <= SLOT_TTL_S_MAX
+            && deadline_ms != NO_DEADLINE_MS
+        {
+            // A whole-second TTL and a status word: exactly a heartbeat.
+            let came = self.heartbeat(key, ttl_ms / 1000, Some(status), None, now_ms, events);
+            return (came.is_ok(), old);
+        }
+        self.ensure_extra(key);
+        if let Some(extra) = self.extras.get_mut(&key) {
+            let status = match value {
+                KeyValue::Status(status) => status,
+                KeyValue::Custom(_) => AppStatus::Online,
+            };
+            match extra.devices.iter_mut().find(|d| d.id.is_empty()) {
+                Some(d) => {
+                    d.last_seen_ms = now_ms;
+                    d.deadline_ms = deadline_ms;
+                    d.status = status;
+                }
+                None => extra.devices.push(Device {
+                    id: Box::default(),
+                    last_seen_ms: now_ms,
+                    deadline_ms,
+                    status,
+                }),
+            }
+            extra.value = match value {
+                KeyValue::Custom(bytes) => Some(bytes.into()),
+                KeyValue::Status(_) => None,
+            };
+        }
+        self.settle_extra(key, now_ms, events, Cause::Change);
+        (true, old)
+    }
+
+    /// `EXPIRE`/`PERSIST` of an existing key: `Some(at_ms)` sets when it expires, `None`
+    /// removes its TTL. Returns whether anything changed (Redis's 1 or 0).
+    pub fn expire_key(
+        &mut self,
+        key: ShardKey<'_>,
+        at_ms: Option<u64>,
+        condition: ExpireCondition,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) -> bool {
+        self.settle(key, now_ms, events);
+        let current = self.key_ttl(key, now_ms);
+        let current_at_ms = match current {
+            KeyTtl::Missing => return false,
+            KeyTtl::Persistent => None,
+            KeyTtl::RemainingMs(ms) => Some(now_ms + ms),
+        };
+        let allowed = match (condition, current_at_ms, at_ms) {
+            (_, None, None) => false,
+            (ExpireCondition::Always, _, _) => true,
+            (ExpireCondition::IfNoTtl, current, _) => current.is_none(),
+            (ExpireCondition::IfTtl, current, _) => current.is_some(),
+            (ExpireCondition::IfGreater, Some(current), Some(new)) => new > current,
+            (ExpireCondition::IfGreater, _, _) => false,
+            (ExpireCondition::IfLess, None, Some(_)) => true,
+            (ExpireCondition::IfLess, Some(current), Some(new)) => new < current,
+            (ExpireCondition::IfLess, _, None) => false,
+        };
+        if !allowed {
+            return false;
+        }
+        if let Some(at_ms) = at_ms
+            && at_ms <= now_ms
+        {
+            self.offline(key, None, now_ms, events);
+            return true;
+        }
+        self.ensure_extra(key);
+        if let Some(extra) = self.extras.get_mut(&key) {
+            for device in extra.devices.iter_mut().filter(|d| now_ms < d.deadline_ms) {
+                device.deadline_ms = at_ms.unwrap_or(NO_DEADLINE_MS);
+            }
+        }
+        self.settle_extra(key, now_ms, events, Cause::Change);
+        true
+    }
+
+    /// Visits users in position order from `position`, examining at most `budget` positions
+    /// (untouched pages of the slot array cost nothing), and appends those whose key exists.
+    /// Returns the position to resume from, or `None` once every user was visited.
+    pub fn scan(
+        &self,
+        position: u64,
+        budget: usize,
+        now_ms: u64,
+        out: &mut Vec<UserRef>,
+    ) -> Option<u64> {
+        let dense_len = self.dense.len() as u64;
+        let mut position = position;
+        let mut examined = 0;
+        while examined < budget {
+            if position < dense_len {
+                let Some(index) = self.dense.next_touched(position as usize) else {
+                    position = dense_len;
+                    continue;
+                };
+                let key = ShardKey::Dense(index);
+                if self.view(key, now_ms).state.is_online() {
+                    out.push(self.user_ref(key));
+                }
+                position = index as u64 + 1;
+            } else {
+                let side_index = (position - dense_len) as usize;
+                let id = self.side_order.get(side_index)?;
+                let key = ShardKey::Side(id);
+                if self.view(key, now_ms).state.is_online() {
+                    out.push(UserRef::Side(Arc::clone(id)));
+                }
+                position += 1;
+            }
+            examined += 1;
+        }
+        Some(position)
     }
 
     pub fn online_count(&self) -> u64 {

@@ -9,9 +9,16 @@ use memmap2::{MmapMut, MmapOptions};
 
 use super::slot::Slot;
 
+/// Slots per 4 KiB page: the unit in which memory is touched, and in which `SCAN` skips
+/// untouched memory.
+pub const SLOTS_PER_PAGE: usize = 512;
+
 pub struct SlotArray {
     map: MmapMut,
     len: usize,
+    /// One bit per page of slots ever written: 2^31 slots need 512 KiB of bits. Lets a scan
+    /// skip the (zero) pages no user ever touched instead of reading them.
+    touched_pages: Vec<u64>,
 }
 
 impl SlotArray {
@@ -24,7 +31,12 @@ impl SlotArray {
             .len(bytes.max(4096))
             .no_reserve_swap()
             .map_anon()?;
-        Ok(Self { map, len })
+        let pages = len.div_ceil(SLOTS_PER_PAGE);
+        Ok(Self {
+            map,
+            len,
+            touched_pages: vec![0; pages.div_ceil(64)],
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -38,7 +50,28 @@ impl SlotArray {
 
     #[inline]
     pub fn set(&mut self, index: usize, slot: Slot) {
+        let page = index / SLOTS_PER_PAGE;
+        self.touched_pages[page / 64] |= 1 << (page % 64);
         self.slots_mut()[index] = slot.0;
+    }
+
+    /// The first index at or after `index` in a page that was ever written, if any.
+    pub fn next_touched(&self, index: usize) -> Option<usize> {
+        let mut page = index / SLOTS_PER_PAGE;
+        let pages = self.len.div_ceil(SLOTS_PER_PAGE);
+        while page < pages {
+            let word = self.touched_pages[page / 64] >> (page % 64);
+            if word == 0 {
+                page = (page / 64 + 1) * 64;
+                continue;
+            }
+            page += word.trailing_zeros() as usize;
+            if page >= pages {
+                return None;
+            }
+            return Some(index.max(page * SLOTS_PER_PAGE));
+        }
+        None
     }
 
     fn slots(&self) -> &[u64] {

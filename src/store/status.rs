@@ -30,13 +30,15 @@ impl State {
     }
 }
 
-/// What an app may report with `HEARTBEAT ... STATUS`. Stored in two bits of the slot.
+/// What an app may report with `HEARTBEAT ... STATUS`, or store as a drop-in key's value
+/// (`SET user:42:presence away EX 30`). Stored in two bits of the slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum AppStatus {
     #[default]
     Online,
     Away,
     Busy,
+    Dnd,
 }
 
 impl AppStatus {
@@ -45,6 +47,7 @@ impl AppStatus {
             (&b"online"[..], AppStatus::Online),
             (b"away", AppStatus::Away),
             (b"busy", AppStatus::Busy),
+            (b"dnd", AppStatus::Dnd),
         ]
         .into_iter()
         .find(|(w, _)| w.eq_ignore_ascii_case(word))
@@ -56,6 +59,19 @@ impl AppStatus {
             AppStatus::Online => 0,
             AppStatus::Away => 1,
             AppStatus::Busy => 2,
+            AppStatus::Dnd => 3,
+        }
+    }
+
+    /// The exact (lower-case) word a drop-in value must be to live in the slot; any other
+    /// spelling is kept byte for byte as a custom value.
+    pub fn from_exact_word(word: &[u8]) -> Option<AppStatus> {
+        match word {
+            b"online" => Some(AppStatus::Online),
+            b"away" => Some(AppStatus::Away),
+            b"busy" => Some(AppStatus::Busy),
+            b"dnd" => Some(AppStatus::Dnd),
+            _ => None,
         }
     }
 
@@ -63,6 +79,7 @@ impl AppStatus {
         match bits {
             1 => AppStatus::Away,
             2 => AppStatus::Busy,
+            3 => AppStatus::Dnd,
             _ => AppStatus::Online,
         }
     }
@@ -72,6 +89,7 @@ impl AppStatus {
             AppStatus::Online => State::Online,
             AppStatus::Away => State::Away,
             AppStatus::Busy => State::Busy,
+            AppStatus::Dnd => State::Dnd,
         }
     }
 }

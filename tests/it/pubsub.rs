@@ -349,6 +349,7 @@ fn redis_shapes_over_raw_tcp() {
 #[test]
 fn hundred_thousand_expiries_on_time() {
     const USERS: usize = 100_000;
+    let _heavy = crate::support::heavy_test_lock();
     let server = TestServer::start();
     let mut stream = server.raw();
     // Heartbeats spread over well under a second, all with TTL 2.
@@ -405,6 +406,7 @@ fn hundred_thousand_expiries_on_time() {
 fn slow_subscriber_is_cut_off_alone() {
     const USERS: usize = 20_000;
     const ROUNDS: usize = 8;
+    let _heavy = crate::support::heavy_test_lock();
     let server = TestServer::start_with(&["--pubsub-output-limit", "4194304"]);
     let reader = RawSubscriber::connect(server.port, false, &[b"PSUBSCRIBE", b"presence:*"]);
     let mut never_reads = server.raw();

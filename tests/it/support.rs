@@ -219,3 +219,10 @@ pub fn error_text<T: redis::FromRedisValue + std::fmt::Debug>(
         }
     }
 }
+
+/// Held by tests that load the machine (hundreds of thousands of events, benchmarks), so that
+/// on a 2-core machine they do not run at the same time and judge each other's load.
+pub fn heavy_test_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,430 @@
+//! Drop-in string commands on presence keys: SET, GET, MGET, SETEX, PSETEX, SETNX, GETDEL,
+//! GETEX, MSET — with Redis's reply shapes and errors. A presence key's value is the user's
+//! state word, or whatever the app stored (kept byte for byte while the user is online).
+
+use bytes::Bytes;
+
+use super::{CommandSpec, Ctx, NOT_AN_INTEGER, SYNTAX_ERROR, parse_i64, presence_user};
+use crate::dropin::NotifyFlags;
+use crate::limits::PRESENCE_VALUE_LEN_MAX;
+use crate::store::{AppStatus, KeyExpiry, KeyValue, SetCondition, UserKey};
+
+#[allow(clippy::too_many_arguments)]
+const fn string_command(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    first_key: i32,
+    last_key: i32,
+    key_step: i32,
+    summary: &'static str,
+    handler: super::Handler,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key,
+        last_key,
+        key_step,
+        acl_categories: &["@string"],
+        group: "string",
+        since: "1.0.0",
+        summary,
+        complexity: "O(1) per key",
+        handler,
+        subcommands: &[],
+        arguments: &[],
+    }
+}
+
+const WRITE: &[&str] = &["write", "denyoom"];
+const READ: &[&str] = &["readonly", "fast"];
+
+pub const SET: CommandSpec = string_command(
+    "set",
+    -3,
+    WRITE,
+    1,
+    1,
+    1,
+    "Sets a presence key: the user is online, with the value, until the expiry.",
+    set,
+);
+pub const GET: CommandSpec = string_command(
+    "get",
+    2,
+    READ,
+    1,
+    1,
+    1,
+    "Returns a presence key's value, nil while the user is offline.",
+    get,
+);
+pub const MGET: CommandSpec = string_command(
+    "mget",
+    -2,
+    &["readonly", "fast"],
+    1,
+    -1,
+    1,
+    "Returns the values of many presence keys.",
+    mget,
+);
+pub const SETEX: CommandSpec = string_command(
+    "setex",
+    4,
+    WRITE,
+    1,
+    1,
+    1,
+    "Sets a presence key with a TTL in seconds.",
+    setex,
+);
+pub const PSETEX: CommandSpec = string_command(
+    "psetex",
+    4,
+    WRITE,
+    1,
+    1,
+    1,
+    "Sets a presence key with a TTL in milliseconds.",
+    psetex,
+);
+pub const SETNX: CommandSpec = string_command(
+    "setnx",
+    3,
+    WRITE,
+    1,
+    1,
+    1,
+    "Sets a presence key only if it does not exist.",
+    setnx,
+);
+pub const GETDEL: CommandSpec = string_command(
+    "getdel",
+    2,
+    &["write", "fast"],
+    1,
+    1,
+    1,
+    "Returns a presence key's value and deletes it (logs the user out).",
+    getdel,
+);
+pub const GETEX: CommandSpec = string_command(
+    "getex",
+    -2,
+    &["write", "fast"],
+    1,
+    1,
+    1,
+    "Returns a presence key's value and changes its expiry.",
+    getex,
+);
+pub const MSET: CommandSpec = string_command(
+    "mset",
+    -3,
+    WRITE,
+    1,
+    -1,
+    2,
+    "Sets many presence keys, without TTLs.",
+    mset,
+);
+
+/// How a value is stored: a status word in the slot, anything else byte for byte.
+fn key_value(value: &[u8]) -> Result<KeyValue<'_>, String> {
+    if let Some(status) = AppStatus::from_exact_word(value) {
+        return Ok(KeyValue::Status(status));
+    }
+    if value.len() > PRESENCE_VALUE_LEN_MAX {
+        return Err(format!(
+            "ERR value of {} bytes is too long for a presence key (at most {PRESENCE_VALUE_LEN_MAX})",
+            value.len()
+        ));
+    }
+    Ok(KeyValue::Custom(value))
+}
+
+/// A relative or absolute expiry in Redis's units, checked as Redis checks it.
+pub fn parse_expiry(
+    arg: &[u8],
+    unit_ms: u64,
+    absolute: bool,
+    now_ms: u64,
+    command: &str,
+) -> Result<u64, String> {
+    let value = parse_i64(arg).ok_or_else(|| NOT_AN_INTEGER.to_string())?;
+    let invalid = || format!("ERR invalid expire time in '{command}' command");
+    if value <= 0 {
+        return Err(invalid());
+    }
+    let ms = (value as u64).checked_mul(unit_ms).ok_or_else(invalid)?;
+    let at_ms = if absolute {
+        ms
+    } else {
+        ms.checked_add(now_ms).ok_or_else(invalid)?
+    };
+    if at_ms > i64::MAX as u64 {
+        return Err(invalid());
+    }
+    Ok(at_ms)
+}
+
+fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let mut condition = SetCondition::Always;
+    let mut keep_ttl = false;
+    let mut expire_arg: Option<(&Bytes, u64, bool)> = None;
+    let mut get = false;
+    let mut i = 3;
+    while i < args.len() {
+        let option = &args[i];
+        let next = args.get(i + 1);
+        let unit = [
+            (&b"EX"[..], 1000, false),
+            (b"PX", 1, false),
+            (b"EXAT", 1000, true),
+            (b"PXAT", 1, true),
+        ]
+        .into_iter()
+        .find(|(name, _, _)| option.eq_ignore_ascii_case(name));
+        if option.eq_ignore_ascii_case(b"NX") && condition == SetCondition::Always {
+            condition = SetCondition::IfMissing;
+        } else if option.eq_ignore_ascii_case(b"XX") && condition == SetCondition::Always {
+            condition = SetCondition::IfExists;
+        } else if option.eq_ignore_ascii_case(b"GET") && !get {
+            get = true;
+        } else if option.eq_ignore_ascii_case(b"KEEPTTL") && !keep_ttl && expire_arg.is_none() {
+            keep_ttl = true;
+        } else if let (Some((_, unit_ms, absolute)), Some(value), None, false) =
+            (unit, next, expire_arg, keep_ttl)
+        {
+            expire_arg = Some((value, unit_ms, absolute));
+            i += 1;
+        } else {
+            return ctx.out.error(SYNTAX_ERROR);
+        }
+        i += 1;
+    }
+    // As in Redis, the expiry's value is judged after the syntax of every option.
+    let expiry = match (expire_arg, keep_ttl) {
+        (Some((value, unit_ms, absolute)), _) => {
+            match parse_expiry(value, unit_ms, absolute, ctx.now_ms, "set") {
+                Ok(at_ms) => KeyExpiry::At(at_ms),
+                Err(message) => return ctx.out.error(&message),
+            }
+        }
+        (None, true) => KeyExpiry::Keep,
+        (None, false) => KeyExpiry::Never,
+    };
+    let Some(user) = presence_user(ctx, &args[1]) else {
+        return;
+    };
+    let value = match key_value(&args[2]) {
+        Ok(value) => value,
+        Err(message) => return ctx.out.error(&message),
+    };
+    let (applied, old) = store_set(ctx, &args[1], user, value, expiry, condition);
+    if get {
+        match old {
+            Some(old) => ctx.out.bulk(&old),
+            None => ctx.out.null(),
+        }
+    } else if applied {
+        ctx.out.ok();
+    } else {
+        ctx.out.null();
+    }
+}
+
+/// Sets the key and publishes Redis's `set` event.
+fn store_set(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    user: UserKey<'_>,
+    value: KeyValue<'_>,
+    expiry: KeyExpiry,
+    condition: SetCondition,
+) -> (bool, Option<Vec<u8>>) {
+    let (applied, old) = ctx
+        .server
+        .store
+        .set_key(user, value, expiry, condition, ctx.now_ms);
+    if applied {
+        ctx.server
+            .keyspace
+            .notify(&ctx.server.pubsub, NotifyFlags::STRING, "set", key);
+    }
+    (applied, old)
+}
+
+fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let Some(user) = presence_user(ctx, &args[1]) else {
+        return;
+    };
+    match ctx.server.store.key_value(user, ctx.now_ms) {
+        Some(value) => ctx.out.bulk(&value),
+        None => ctx.out.null(),
+    }
+}
+
+fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let mut users = Vec::with_capacity(args.len() - 1);
+    for key in &args[1..] {
+        let Some(user) = presence_user(ctx, key) else {
+            return;
+        };
+        users.push(user);
+    }
+    let values = ctx.server.store.key_values(&users, ctx.now_ms);
+    ctx.out.array(values.len());
+    for value in values {
+        match value {
+            Some(value) => ctx.out.bulk(&value),
+            None => ctx.out.null(),
+        }
+    }
+}
+
+fn set_with_ttl(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: u64, command: &str) {
+    let at_ms = match parse_expiry(&args[2], unit_ms, false, ctx.now_ms, command) {
+        Ok(at_ms) => at_ms,
+        Err(message) => return ctx.out.error(&message),
+    };
+    let Some(user) = presence_user(ctx, &args[1]) else {
+        return;
+    };
+    let value = match key_value(&args[3]) {
+        Ok(value) => value,
+        Err(message) => return ctx.out.error(&message),
+    };
+    store_set(
+        ctx,
+        &args[1],
+        user,
+        value,
+        KeyExpiry::At(at_ms),
+        SetCondition::Always,
+    );
+    ctx.out.ok();
+}
+
+fn setex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    set_with_ttl(ctx, args, 1000, "setex");
+}
+
+fn psetex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    set_with_ttl(ctx, args, 1, "psetex");
+}
+
+fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let Some(user) = presence_user(ctx, &args[1]) else {
+        return;
+    };
+    let value = match key_value(&args[2]) {
+        Ok(value) => value,
+        Err(message) => return ctx.out.error(&message),
+    };
+    let (applied, _) = store_set(
+        ctx,
+        &args[1],
+        user,
+        value,
+        KeyExpiry::Never,
+        SetCondition::IfMissing,
+    );
+    ctx.out.integer(i64::from(applied));
+}
+
+fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let Some(user) = presence_user(ctx, &args[1]) else {
+        return;
+    };
+    let value = ctx.server.store.key_value(user, ctx.now_ms);
+    match value {
+        Some(value) => {
+            ctx.server.store.del_key(user, ctx.now_ms);
+            ctx.out.bulk(&value);
+        }
+        None => ctx.out.null(),
+    }
+}
+
+fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let mut change: Option<Option<u64>> = None;
+    let mut i = 2;
+    while i < args.len() {
+        let option = &args[i];
+        let unit = [
+            (&b"EX"[..], 1000, false),
+            (b"PX", 1, false),
+            (b"EXAT", 1000, true),
+            (b"PXAT", 1, true),
+        ]
+        .into_iter()
+        .find(|(name, _, _)| option.eq_ignore_ascii_case(name));
+        if option.eq_ignore_ascii_case(b"PERSIST") && change.is_none() {
+            change = Some(None);
+        } else if let (Some((_, unit_ms, absolute)), Some(value), None) =
+            (unit, args.get(i + 1), change)
+        {
+            match parse_expiry(value, unit_ms, absolute, ctx.now_ms, "getex") {
+                Ok(at_ms) => change = Some(Some(at_ms)),
+                Err(message) => return ctx.out.error(&message),
+            }
+            i += 1;
+        } else {
+            return ctx.out.error(SYNTAX_ERROR);
+        }
+        i += 1;
+    }
+    let Some(user) = presence_user(ctx, &args[1]) else {
+        return;
+    };
+    let Some(value) = ctx.server.store.key_value(user, ctx.now_ms) else {
+        return ctx.out.null();
+    };
+    if let Some(at_ms) = change {
+        let changed = ctx.server.store.expire_key(
+            user,
+            at_ms,
+            crate::store::ExpireCondition::Always,
+            ctx.now_ms,
+        );
+        if changed {
+            let event = if at_ms.is_some() { "expire" } else { "persist" };
+            ctx.server
+                .keyspace
+                .notify(&ctx.server.pubsub, NotifyFlags::GENERIC, event, &args[1]);
+        }
+    }
+    ctx.out.bulk(&value);
+}
+
+fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    if args.len().is_multiple_of(2) {
+        return ctx.out.error(&super::wrong_arity("mset"));
+    }
+    let mut pairs = Vec::with_capacity(args.len() / 2);
+    for pair in args[1..].chunks(2) {
+        let Some(user) = presence_user(ctx, &pair[0]) else {
+            return;
+        };
+        let value = match key_value(&pair[1]) {
+            Ok(value) => value,
+            Err(message) => return ctx.out.error(&message),
+        };
+        pairs.push((&pair[0], user, value));
+    }
+    for (key, user, value) in pairs {
+        store_set(
+            ctx,
+            key,
+            user,
+            value,
+            KeyExpiry::Never,
+            SetCondition::Always,
+        );
+    }
+    ctx.out.ok();
+}
