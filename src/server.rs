@@ -84,6 +84,7 @@ impl Server {
 
 /// Binds, serves until shutdown is requested, and returns.
 pub async fn run(config: Config) -> std::io::Result<()> {
+    let mut signals = ShutdownSignals::install()?;
     let listener = TcpListener::bind(config.listen_addr).await?;
     let listen_addr = listener.local_addr()?;
     let (server, fanout_task) = Server::build(config, listen_addr, clock::now_ms())?;
@@ -97,8 +98,6 @@ pub async fn run(config: Config) -> std::io::Result<()> {
 
     tokio::spawn(expiry_loop(Arc::clone(&server)));
     let mut shutdown_rx = server.shutdown_requested();
-    let signals = shutdown_signal();
-    tokio::pin!(signals);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -113,7 +112,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
                 info!("shutdown requested by a client");
                 break;
             }
-            signal = &mut signals => {
+            signal = signals.next() => {
                 info!("received {signal}, shutting down");
                 server.request_shutdown();
                 break;
@@ -141,25 +140,28 @@ async fn expiry_loop(server: Arc<Server>) {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
+/// SIGINT and SIGTERM, registered before the server announces its address: a supervisor
+/// that signals as soon as it sees "listening" must find the handlers already in place, or
+/// the default action would kill the process without a clean shutdown.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
-        }
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
     }
 }
 

@@ -204,6 +204,14 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             "client-query-buffer-limit",
             config.query_buffer_max.to_string(),
         ),
+        (
+            "client-output-buffer-limit",
+            format!(
+                "normal 0 0 0 slave 0 0 0 pubsub {} {} 0",
+                config.pubsub_output_max, config.pubsub_output_max
+            ),
+        ),
+        ("offline-grace", config.offline_grace_s.to_string()),
         ("ttl", config.default_ttl_s.to_string()),
         ("capacity", config.capacity.to_string()),
         ("shards", ctx.server.store.shard_count().to_string()),

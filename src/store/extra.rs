@@ -128,6 +128,8 @@ impl Extra {
     pub fn truth(&self, slot_last_seen_ms: Option<u64>, now_ms: u64) -> Truth {
         let live = || self.devices.iter().filter(|d| now_ms < d.deadline_ms);
         let connected = live().next().is_some();
+        // `max_by_key` keeps the last of equal keys, and devices are kept in the order they
+        // were heard from, so a tie goes to the latest heartbeat.
         let app = live()
             .max_by_key(|d| d.last_seen_ms)
             .map_or(AppStatus::Online, |d| d.status);

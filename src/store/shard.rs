@@ -474,21 +474,28 @@ impl Shard {
         }
         self.ensure_extra(key);
         if let Some(extra) = self.extras.get_mut(&key) {
-            match extra.devices.iter_mut().find(|d| &*d.id == id) {
-                Some(d) => {
-                    d.last_seen_ms = now_ms;
-                    d.deadline_ms = deadline_ms;
+            // The device heard from last goes to the end: among devices seen in the same
+            // millisecond, the latest heartbeat's status is the one shown.
+            let device = match extra.devices.iter().position(|d| &*d.id == id) {
+                Some(at) => {
+                    let mut d = extra.devices.remove(at);
                     if let Some(app) = app {
                         d.status = app;
                     }
+                    d
                 }
-                None => extra.devices.push(Device {
+                None => Device {
                     id: id.into(),
                     last_seen_ms: now_ms,
                     deadline_ms,
                     status: app.unwrap_or_default(),
-                }),
-            }
+                },
+            };
+            extra.devices.push(Device {
+                last_seen_ms: now_ms,
+                deadline_ms,
+                ..device
+            });
         }
         self.settle_extra(key, now_ms, events, Cause::Change);
         Ok(!was_connected)
@@ -749,19 +756,13 @@ impl Shard {
                 KeyValue::Status(status) => status,
                 KeyValue::Custom(_) => AppStatus::Online,
             };
-            match extra.devices.iter_mut().find(|d| d.id.is_empty()) {
-                Some(d) => {
-                    d.last_seen_ms = now_ms;
-                    d.deadline_ms = deadline_ms;
-                    d.status = status;
-                }
-                None => extra.devices.push(Device {
-                    id: Box::default(),
-                    last_seen_ms: now_ms,
-                    deadline_ms,
-                    status,
-                }),
-            }
+            extra.devices.retain(|d| !d.id.is_empty());
+            extra.devices.push(Device {
+                id: Box::default(),
+                last_seen_ms: now_ms,
+                deadline_ms,
+                status,
+            });
             extra.value = match value {
                 KeyValue::Custom(bytes) => Some(bytes.into()),
                 KeyValue::Status(_) => None,
@@ -1188,6 +1189,101 @@ mod tests {
             Some(T0_MS + 4_000)
         );
         assert_eq!(events.len(), 2);
+    }
+
+    /// Heartbeats in the same millisecond: the status of the one heard last is shown.
+    #[test]
+    fn latest_device_wins_a_tie() {
+        let mut shard = shard();
+        let user = ShardKey::Dense(20);
+        let mut events = Vec::new();
+        shard
+            .heartbeat(user, 30, None, None, T0_MS, &mut events)
+            .unwrap();
+        shard
+            .heartbeat(user, 30, None, Some(b"phone"), T0_MS, &mut events)
+            .unwrap();
+        shard
+            .heartbeat(user, 30, Some(AppStatus::Away), None, T0_MS, &mut events)
+            .unwrap();
+        assert_eq!(shard.view(user, T0_MS).state, State::Away);
+        assert_eq!(states(&events), vec![State::Online, State::Away]);
+    }
+
+    /// Drop-in keys: SET with a custom value and no TTL, KEEPTTL, EXPIRE conditions, DEL.
+    #[test]
+    fn drop_in_keys() {
+        let mut shard = shard();
+        let user = ShardKey::Side(b"u-1");
+        let mut events = Vec::new();
+        let json = br#"{"status":"online"}"#;
+        let (set, old) = shard.set_key(
+            user,
+            KeyValue::Custom(json),
+            KeyExpiry::Never,
+            SetCondition::Always,
+            T0_MS,
+            &mut events,
+        );
+        assert!(set && old.is_none());
+        assert_eq!(shard.key_value(user, T0_MS + 1).as_deref(), Some(&json[..]));
+        assert_eq!(shard.key_ttl(user, T0_MS + 1), KeyTtl::Persistent);
+        assert_eq!(shard.wheel_len(), 0, "no TTL: nothing to wake for");
+        let (set, _) = shard.set_key(
+            user,
+            KeyValue::Status(AppStatus::Away),
+            KeyExpiry::Keep,
+            SetCondition::IfMissing,
+            T0_MS + 2,
+            &mut events,
+        );
+        assert!(!set, "NX refuses an existing key");
+        assert!(
+            !shard.expire_key(
+                user,
+                Some(T0_MS + 5_000),
+                ExpireCondition::IfGreater,
+                T0_MS + 3,
+                &mut events
+            ),
+            "GT: no TTL is infinite"
+        );
+        assert!(shard.expire_key(
+            user,
+            Some(T0_MS + 5_000),
+            ExpireCondition::IfLess,
+            T0_MS + 3,
+            &mut events
+        ));
+        assert_eq!(
+            shard.key_ttl(user, T0_MS + 1_000),
+            KeyTtl::RemainingMs(4_000)
+        );
+        let (_, old) = shard.set_key(
+            user,
+            KeyValue::Status(AppStatus::Away),
+            KeyExpiry::Keep,
+            SetCondition::IfExists,
+            T0_MS + 1_000,
+            &mut events,
+        );
+        assert_eq!(old.as_deref(), Some(&json[..]));
+        assert_eq!(
+            shard.key_value(user, T0_MS + 1_001).as_deref(),
+            Some(&b"away"[..])
+        );
+        assert_eq!(
+            shard.key_ttl(user, T0_MS + 1_000),
+            KeyTtl::RemainingMs(4_000),
+            "KEEPTTL"
+        );
+        events.clear();
+        assert_eq!(
+            tick(&mut shard, T0_MS + 5_100),
+            vec![(State::Offline, Some(T0_MS + 1_000))]
+        );
+        assert_eq!(shard.key_value(user, T0_MS + 5_100), None);
+        assert_eq!(shard.key_ttl(user, T0_MS + 5_100), KeyTtl::Missing);
     }
 
     /// 100,000 users expiring in the same second are all declared offline in one pass.
