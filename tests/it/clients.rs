@@ -146,3 +146,34 @@ fn redis_benchmark() {
     let output = run_script(&server, "redis_benchmark_check.py");
     assert!(output.contains(" 0 failed"), "{output}");
 }
+
+/// A presence app's Redis command stream, sent to a real redis-server (started by the script)
+/// and to presenced, gets the same replies and the same keyspace events from both.
+#[test]
+fn dropin_parity_with_redis() {
+    require_redis_py();
+    require_tool("redis-server");
+    let server = TestServer::start();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/presence_app_parity.py");
+    let started = Instant::now();
+    // The script bounds its own run (a watchdog, socket timeouts) and always stops its Redis.
+    let run = Command::new(require_tool("python3"))
+        .arg(&path)
+        .args(["--presenced-port", &server.port.to_string()])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("python3 {} starts: {e}", path.display()));
+    let output = format!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        run.status.success() && output.contains(" events identical"),
+        "presence_app_parity.py failed ({}) after {elapsed:.1?}\n{output}",
+        run.status
+    );
+    println!("presence_app_parity.py finished in {elapsed:.1?}\n{output}");
+}
