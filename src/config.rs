@@ -40,6 +40,25 @@ pub struct Args {
     )]
     pub key_pattern: String,
 
+    /// Directory for snapshot files (created if missing).
+    #[arg(long, default_value = "presenced-data", env = "PRESENCED_DIR")]
+    pub dir: std::path::PathBuf,
+
+    /// Seconds between snapshots (fractions allowed); 0 turns periodic snapshots and the
+    /// save at shutdown off (SAVE, BGSAVE and SHUTDOWN SAVE still work).
+    #[arg(long, default_value_t = 60.0)]
+    pub snapshot_interval: f64,
+
+    /// Refuse to start when no good snapshot can be loaded from --dir (instead of starting
+    /// empty). Damaged snapshots are always reported and never half-loaded.
+    #[arg(long)]
+    pub require_snapshot: bool,
+
+    /// Check a snapshot file (every region's bounds and CRC), print what it holds and where,
+    /// and exit: 0 if it is good, 1 if not. The server does not start.
+    #[arg(long, value_name = "FILE")]
+    pub check_snapshot: Option<std::path::PathBuf>,
+
     /// Dense slots: user IDs that are decimal integers below this live in an 8-byte slot.
     /// Reserved lazily: untouched slots cost no resident memory. Other IDs use a side table.
     #[arg(long, default_value_t = limits::CAPACITY_DEFAULT,
@@ -89,6 +108,9 @@ pub struct Config {
     pub default_ttl_s: u64,
     pub offline_grace_s: u64,
     pub key_pattern: KeyPattern,
+    pub dir: std::path::PathBuf,
+    pub snapshot_interval: Option<std::time::Duration>,
+    pub require_snapshot: bool,
     pub capacity: u64,
     pub shard_count: usize,
     pub requirepass: Option<String>,
@@ -113,6 +135,11 @@ impl Config {
             return Err("--proto-max-args must be at least 2".to_string());
         }
         let key_pattern = KeyPattern::parse(&args.key_pattern).map_err(|e| e.0)?;
+        if !args.snapshot_interval.is_finite() || args.snapshot_interval < 0.0 {
+            return Err("--snapshot-interval must be a number of seconds, 0 or more".to_string());
+        }
+        let snapshot_interval = (args.snapshot_interval > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(args.snapshot_interval));
         if args.requirepass.as_deref() == Some("") {
             return Err("--requirepass must not be empty".to_string());
         }
@@ -121,6 +148,9 @@ impl Config {
             default_ttl_s: args.ttl,
             offline_grace_s: args.offline_grace,
             key_pattern,
+            dir: args.dir,
+            snapshot_interval,
+            require_snapshot: args.require_snapshot,
             capacity: args.capacity,
             shard_count,
             requirepass: args.requirepass,

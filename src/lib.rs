@@ -24,5 +24,6 @@ pub mod pubsub;
 pub mod resp;
 pub mod server;
 pub mod session;
+pub mod snapshot;
 pub mod stats;
 pub mod store;

@@ -6,6 +6,9 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if let Some(file) = &args.check_snapshot {
+        return presenced::snapshot::check_report(file);
+    }
     let config = match Config::from_args(args) {
         Ok(config) => config,
         Err(message) => {

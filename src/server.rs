@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::dropin::Keyspace;
 use crate::pubsub::PubSub;
+use crate::snapshot::{self, Persistence};
 use crate::stats::Stats;
 use crate::store::Store;
 
@@ -27,6 +28,7 @@ pub struct Server {
     pub store: Store,
     pub pubsub: Arc<PubSub>,
     pub keyspace: Arc<Keyspace>,
+    pub persistence: Persistence,
     pub clients: ClientRegistry,
     pub stats: Stats,
     pub run_id: String,
@@ -66,7 +68,13 @@ impl Server {
             sink_keyspace.notify_transitions(&sink_pubsub, transitions);
         }));
         let (shutdown, _) = watch::channel(false);
+        let persistence = Persistence::new(
+            config.dir.clone(),
+            config.snapshot_interval,
+            config.key_pattern.as_str().to_string(),
+        );
         let server = Arc::new(Server {
+            persistence,
             store,
             pubsub,
             keyspace,
@@ -89,6 +97,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let listen_addr = listener.local_addr()?;
     let (server, fanout_task) = Server::build(config, listen_addr, clock::now_ms())?;
     tokio::spawn(fanout_task);
+    restore(&server)?;
     info!(
         shards = server.store.shard_count(),
         capacity = server.store.capacity(),
@@ -97,6 +106,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     );
 
     tokio::spawn(expiry_loop(Arc::clone(&server)));
+    tokio::spawn(snapshot_loop(Arc::clone(&server)));
     let mut shutdown_rx = server.shutdown_requested();
     loop {
         tokio::select! {
@@ -115,6 +125,13 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             signal = signals.next() => {
                 info!("received {signal}, shutting down");
                 server.request_shutdown();
+                if server.persistence.enabled() {
+                    let saver = Arc::clone(&server);
+                    let saved = tokio::task::spawn_blocking(move || saver.save_for_shutdown()).await;
+                    if !matches!(saved, Ok(Ok(_))) {
+                        warn!("the snapshot at shutdown failed; the previous snapshot stays");
+                    }
+                }
                 break;
             }
         }
@@ -124,6 +141,83 @@ pub async fn run(config: Config) -> std::io::Result<()> {
         "presenced stopped"
     );
     Ok(())
+}
+
+impl Server {
+    /// Waits for a running save, then saves (used by SHUTDOWN and signals).
+    pub fn save_for_shutdown(&self) -> Result<snapshot::SaveReport, String> {
+        if !self.persistence.begin_waiting(Duration::from_secs(600)) {
+            return Err("a running snapshot did not finish".to_string());
+        }
+        self.persistence.save_claimed(&self.store, clock::now_ms())
+    }
+}
+
+/// Loads the newest good snapshot before the server takes clients.
+fn restore(server: &Server) -> std::io::Result<()> {
+    let dir = &server.persistence.dir;
+    let (loaded, rejected) = snapshot::load_newest(&server.store, dir, clock::now_ms())?;
+    for reason in &rejected {
+        warn!("snapshot rejected: {reason}");
+    }
+    match &loaded {
+        Some(report) => info!(
+            file = %report.file.display(),
+            bytes = report.bytes,
+            duration_ms = report.duration_ms,
+            users = server.store.tracked_count(),
+            online_users = server.store.online_count(),
+            "snapshot loaded"
+        ),
+        None if server.config.require_snapshot => {
+            return Err(std::io::Error::other(format!(
+                "--require-snapshot: no good snapshot in {}{}",
+                dir.display(),
+                if rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", rejected.join("; "))
+                }
+            )));
+        }
+        None => info!(dir = %dir.display(), "no snapshot to load: starting empty"),
+    }
+    server.persistence.record_load(loaded, rejected);
+    Ok(())
+}
+
+/// Periodic snapshots and BGSAVE requests, one at a time, off the async workers.
+async fn snapshot_loop(server: Arc<Server>) {
+    let mut shutdown = server.shutdown_requested();
+    let period = server.persistence.interval;
+    let mut ticker = period.map(|p| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    loop {
+        // A BGSAVE has already claimed the save; a tick claims it here.
+        let claimed = tokio::select! {
+            _ = server.persistence.background_request.notified() => true,
+            _ = async {
+                match ticker.as_mut() {
+                    Some(t) => { t.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => server.persistence.try_begin(),
+            _ = shutdown.changed() => return,
+        };
+        if !claimed {
+            continue;
+        }
+        let saver = Arc::clone(&server);
+        let _ = tokio::task::spawn_blocking(move || {
+            saver
+                .persistence
+                .save_claimed(&saver.store, clock::now_ms())
+        })
+        .await;
+    }
 }
 
 async fn expiry_loop(server: Arc<Server>) {

@@ -152,6 +152,9 @@ static COMMANDS: &[CommandSpec] = &[
     server_admin::TIME,
     server_admin::FLUSHALL,
     server_admin::SHUTDOWN,
+    server_admin::SAVE,
+    server_admin::BGSAVE,
+    server_admin::LASTSAVE,
 ];
 
 fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {

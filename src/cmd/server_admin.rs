@@ -88,6 +88,31 @@ pub const SHUTDOWN: CommandSpec = admin(
     shutdown,
 );
 
+pub const SAVE: CommandSpec = admin(
+    "save",
+    1,
+    &["admin", "noscript", "no_async_loading", "no_multi"],
+    "Writes a snapshot now and replies when it is durable.",
+    "O(N) where N is the number of users ever seen",
+    save,
+);
+pub const BGSAVE: CommandSpec = admin(
+    "bgsave",
+    -1,
+    &["admin", "noscript", "no_async_loading"],
+    "Starts writing a snapshot in the background.",
+    "O(1) to start",
+    bgsave,
+);
+pub const LASTSAVE: CommandSpec = admin(
+    "lastsave",
+    1,
+    &["loading", "stale", "fast"],
+    "Returns when the last successful snapshot started, in Unix seconds.",
+    "O(1)",
+    lastsave,
+);
+
 pub const CONFIG: CommandSpec = CommandSpec {
     name: "config",
     arity: -2,
@@ -170,21 +195,74 @@ fn flushall(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     }
 }
 
+/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]`: saves a snapshot first when snapshots are on (or
+/// `SAVE` asks), unless `NOSAVE`; a failed save refuses the shutdown unless `FORCE`, as in
+/// Redis, so the last state is not lost by accident.
 fn shutdown(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    let (mut save, mut nosave, mut force) = (false, false, false);
     for arg in &args[1..] {
-        let known = [&b"NOSAVE"[..], b"SAVE", b"NOW", b"FORCE"]
-            .iter()
-            .any(|k| arg.eq_ignore_ascii_case(k));
         if arg.eq_ignore_ascii_case(b"ABORT") {
             return ctx.out.error("ERR No shutdown in progress.");
-        }
-        if !known {
+        } else if arg.eq_ignore_ascii_case(b"SAVE") {
+            save = true;
+        } else if arg.eq_ignore_ascii_case(b"NOSAVE") {
+            nosave = true;
+        } else if arg.eq_ignore_ascii_case(b"FORCE") {
+            force = true;
+        } else if !arg.eq_ignore_ascii_case(b"NOW") {
             return ctx.out.error(SYNTAX_ERROR);
         }
     }
+    if save && nosave {
+        return ctx.out.error(SYNTAX_ERROR);
+    }
     tracing::info!(client = ctx.session.id(), "SHUTDOWN requested");
+    if (save || ctx.server.persistence.enabled()) && !nosave {
+        let saved = tokio::task::block_in_place(|| ctx.server.save_for_shutdown());
+        if saved.is_err() && !force {
+            return ctx.out.error("ERR Errors trying to SHUTDOWN. Check logs.");
+        }
+    }
     // As in Redis, a successful SHUTDOWN sends no reply: the connection just closes.
     ctx.flow = Flow::Shutdown;
+}
+
+/// `SAVE`: a snapshot now, on this connection (the server keeps serving everyone else).
+fn save(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    if !ctx.server.persistence.try_begin() {
+        return ctx.out.error("ERR Background save already in progress");
+    }
+    let saved = tokio::task::block_in_place(|| {
+        ctx.server
+            .persistence
+            .save_claimed(&ctx.server.store, clock::now_ms())
+    });
+    match saved {
+        Ok(_) => ctx.out.ok(),
+        Err(err) => ctx.out.error(&format!("ERR snapshot failed: {err}")),
+    }
+}
+
+fn bgsave(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+    if args.len() == 2 && !args[1].eq_ignore_ascii_case(b"SCHEDULE") {
+        return ctx.out.error(SYNTAX_ERROR);
+    }
+    if !ctx.server.persistence.try_begin() {
+        return ctx.out.error("ERR Background save already in progress");
+    }
+    ctx.server.persistence.background_request.notify_one();
+    ctx.out.simple("Background saving started");
+}
+
+fn lastsave(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+    let last_ms = ctx
+        .server
+        .persistence
+        .status()
+        .last_save
+        .as_ref()
+        .map_or(ctx.server.started_ms, |r| r.started_ms);
+    ctx.out.integer((last_ms / 1000) as i64);
 }
 
 /// The parameters `CONFIG GET` knows, with their current values.
@@ -427,15 +505,86 @@ fn write_section(ctx: &Ctx<'_>, section: &str, text: &mut String) {
                 ],
             )
         }
-        "persistence" => (
-            "Persistence",
-            vec![
-                ("loading", "0".to_string()),
-                ("rdb_changes_since_last_save", "0".to_string()),
-                ("rdb_bgsave_in_progress", "0".to_string()),
-                ("aof_enabled", "0".to_string()),
-            ],
-        ),
+        "persistence" => {
+            let persistence = &server.persistence;
+            let status = persistence.status().clone();
+            let last = status.last_save.as_ref();
+            let loaded = status.loaded.as_ref();
+            (
+                "Persistence",
+                vec![
+                    ("loading", "0".to_string()),
+                    ("rdb_changes_since_last_save", "0".to_string()),
+                    (
+                        "rdb_bgsave_in_progress",
+                        u8::from(persistence.in_progress()).to_string(),
+                    ),
+                    (
+                        "rdb_last_save_time",
+                        (last.map_or(server.started_ms, |r| r.started_ms) / 1000).to_string(),
+                    ),
+                    (
+                        "rdb_last_bgsave_status",
+                        if status.last_save_ok { "ok" } else { "err" }.to_string(),
+                    ),
+                    (
+                        "rdb_last_bgsave_time_sec",
+                        last.map_or(-1, |r| (r.duration_ms / 1000) as i64)
+                            .to_string(),
+                    ),
+                    ("rdb_saves", status.saves_total.to_string()),
+                    ("aof_enabled", "0".to_string()),
+                    ("snapshot_dir", persistence.dir.display().to_string()),
+                    (
+                        "snapshot_interval_s",
+                        persistence
+                            .interval
+                            .map_or(0.0, |d| d.as_secs_f64())
+                            .to_string(),
+                    ),
+                    (
+                        "snapshot_last_file",
+                        last.map(|r| r.file.display().to_string())
+                            .unwrap_or_default(),
+                    ),
+                    (
+                        "snapshot_last_started_ms",
+                        last.map_or(0, |r| r.started_ms).to_string(),
+                    ),
+                    (
+                        "snapshot_last_bytes",
+                        last.map_or(0, |r| r.bytes).to_string(),
+                    ),
+                    (
+                        "snapshot_last_duration_ms",
+                        last.map_or(0, |r| r.duration_ms).to_string(),
+                    ),
+                    (
+                        "snapshot_last_error",
+                        status.last_error.clone().unwrap_or_default(),
+                    ),
+                    (
+                        "snapshot_loaded_file",
+                        loaded
+                            .map(|r| r.file.display().to_string())
+                            .unwrap_or_default(),
+                    ),
+                    (
+                        "snapshot_loaded_created_ms",
+                        loaded.map_or(0, |r| r.created_ms).to_string(),
+                    ),
+                    (
+                        "snapshot_loaded_bytes",
+                        loaded.map_or(0, |r| r.bytes).to_string(),
+                    ),
+                    (
+                        "snapshot_load_duration_ms",
+                        loaded.map_or(0, |r| r.duration_ms).to_string(),
+                    ),
+                    ("snapshots_rejected", status.rejected.len().to_string()),
+                ],
+            )
+        }
         "stats" => (
             "Stats",
             vec![

@@ -9,16 +9,17 @@
 //! transitions of one user reach the sink in the order they happened.
 
 mod extra;
+mod persist;
 mod shard;
 mod slot;
 mod slot_array;
 mod status;
 mod user_id;
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 pub use extra::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, NO_DEADLINE_MS, ShardKey};
+pub use persist::{CHUNK_SLOTS, ImportError};
 pub use shard::{
     Cause, ExpireCondition, ExpiryPass, KeyExpiry, KeyTtl, KeyValue, SetCondition, Shard,
     StoreError, Transition, UserRef, View,
@@ -42,7 +43,6 @@ pub type EventSink = Box<dyn Fn(&[Transition]) + Send + Sync>;
 pub struct Store {
     shards: Vec<Mutex<Shard>>,
     capacity: u64,
-    hasher: hashbrown::DefaultHashBuilder,
     sink: OnceLock<EventSink>,
 }
 
@@ -56,7 +56,6 @@ impl Store {
         Ok(Self {
             shards,
             capacity,
-            hasher: hashbrown::DefaultHashBuilder::default(),
             sink: OnceLock::new(),
         })
     }
@@ -83,11 +82,14 @@ impl Store {
         let n = self.shards.len() as u64;
         match key {
             UserKey::Dense(id) => ((id % n) as usize, ShardKey::Dense((id / n) as usize)),
-            UserKey::Side(bytes) => {
-                let mut hasher = self.hasher.build_hasher();
-                hasher.write(bytes);
-                ((hasher.finish() % n) as usize, ShardKey::Side(bytes))
-            }
+            // A fixed function, not a per-process random hasher: a snapshot puts each
+            // side-table user back in the shard it was saved from, so routing must not change
+            // across restarts. Skew from chosen IDs only unbalances shards, it cannot slow a
+            // lookup (each shard's table has its own randomised hasher).
+            UserKey::Side(bytes) => (
+                (u64::from(crc32fast::hash(bytes)) % n) as usize,
+                ShardKey::Side(bytes),
+            ),
         }
     }
 

@@ -89,6 +89,8 @@ pub enum ExpireCondition {
     IfTtl,
     IfGreater,
     IfLess,
+    /// `XX LT`: the key has a TTL and the new one is earlier (LT alone also accepts no TTL).
+    IfTtlAndLess,
 }
 
 /// A drop-in key's time to live.
@@ -133,16 +135,16 @@ pub struct ExpiryPass {
 pub struct Shard {
     shard_index: u64,
     shard_count: u64,
-    dense: super::slot_array::SlotArray,
-    side: HashMap<Arc<[u8]>, Slot>,
+    pub(super) dense: super::slot_array::SlotArray,
+    pub(super) side: HashMap<Arc<[u8]>, Slot>,
     /// Side-table users in insertion order. Users are never removed (last-seen outlives
     /// presence), so a position here is a stable `SCAN` cursor.
-    side_order: Vec<Arc<[u8]>>,
-    extras: HashMap<OwnedKey, Extra>,
+    pub(super) side_order: Vec<Arc<[u8]>>,
+    pub(super) extras: HashMap<OwnedKey, Extra>,
     dense_wheel: TimingWheel<usize>,
     side_wheel: TimingWheel<Arc<[u8]>>,
     /// Slots whose TTL field is non-zero: users connected as of their last settling.
-    online_count: u64,
+    pub(super) online_count: u64,
     /// Dense slots ever written (side-table users are counted by the table's length).
     dense_tracked_count: u64,
     expired_count: u64,
@@ -180,14 +182,14 @@ impl Shard {
         })
     }
 
-    fn slot(&self, key: ShardKey<'_>) -> Slot {
+    pub(super) fn slot(&self, key: ShardKey<'_>) -> Slot {
         match key {
             ShardKey::Dense(index) => self.dense.get(index),
             ShardKey::Side(id) => self.side.get(id).copied().unwrap_or(Slot::NEVER_SEEN),
         }
     }
 
-    fn set_slot(&mut self, key: ShardKey<'_>, slot: Slot) {
+    pub(super) fn set_slot(&mut self, key: ShardKey<'_>, slot: Slot) {
         match key {
             ShardKey::Dense(index) => {
                 if self.dense.get(index).is_never_seen() && !slot.is_never_seen() {
@@ -228,7 +230,7 @@ impl Shard {
         }
     }
 
-    fn arm(&mut self, key: ShardKey<'_>, at_ms: u64) -> u64 {
+    pub(super) fn arm(&mut self, key: ShardKey<'_>, at_ms: u64) -> u64 {
         match key {
             ShardKey::Dense(index) => self.dense_wheel.insert(at_ms, index),
             ShardKey::Side(_) => {
@@ -296,7 +298,7 @@ impl Shard {
     /// Settles a user with extras: prunes expired devices and lapsed overrides, publishes a
     /// change of visible state, re-arms the wheel if the next change is earlier than the entry
     /// it has, refreshes the slot's aggregate, and drops the extras once nothing is left in them.
-    fn settle_extra(
+    pub(super) fn settle_extra(
         &mut self,
         key: ShardKey<'_>,
         now_ms: u64,
@@ -799,6 +801,8 @@ impl Shard {
             (ExpireCondition::IfLess, None, Some(_)) => true,
             (ExpireCondition::IfLess, Some(current), Some(new)) => new < current,
             (ExpireCondition::IfLess, _, None) => false,
+            (ExpireCondition::IfTtlAndLess, Some(current), Some(new)) => new < current,
+            (ExpireCondition::IfTtlAndLess, _, _) => false,
         };
         if !allowed {
             return false;

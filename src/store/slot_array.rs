@@ -55,6 +55,13 @@ impl SlotArray {
         self.slots_mut()[index] = slot.0;
     }
 
+    /// The slots `[start, end)` as a byte image (little-endian `u64`s), for snapshots.
+    pub fn copy_out(&self, start: usize, end: usize, out: &mut [u8]) {
+        for (slot, bytes) in self.slots()[start..end].iter().zip(out.chunks_exact_mut(8)) {
+            bytes.copy_from_slice(&slot.to_le_bytes());
+        }
+    }
+
     /// The first index at or after `index` in a page that was ever written, if any.
     pub fn next_touched(&self, index: usize) -> Option<usize> {
         let mut page = index / SLOTS_PER_PAGE;

@@ -25,6 +25,17 @@ impl TestServer {
 
     /// A server with extra flags; later flags override the defaults.
     pub fn start_with(extra_args: &[&str]) -> TestServer {
+        let dir = unique_temp_dir();
+        let dir_arg = dir.to_string_lossy().into_owned();
+        TestServer::start_in(
+            &dir_arg,
+            &[&["--snapshot-interval", "0"], extra_args].concat(),
+        )
+    }
+
+    /// A server whose snapshot directory is `dir` (persistence tests restart in the same
+    /// directory); later flags override the defaults.
+    pub fn start_in(dir: &str, extra_args: &[&str]) -> TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
             .args([
                 "--port",
@@ -34,6 +45,7 @@ impl TestServer {
                 "--log-level",
                 "info",
             ])
+            .args(["--dir", dir])
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -143,6 +155,20 @@ impl Drop for TestServer {
             unexpected.join("\n")
         );
     }
+}
+
+/// A fresh directory under the system's temp dir, unique to this process and call.
+pub fn unique_temp_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "presenced-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
 
 /// Sends `request` and returns every byte the server sends until it goes quiet for the read

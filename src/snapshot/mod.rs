@@ -1,0 +1,549 @@
+//! Snapshots: the store written to an mmap'd file with a CRC32 per chunk, and read back on
+//! start. `docs/design/snapshot-format.md` describes the format and the crash-safety rules.
+//!
+//! Writing never stops the server: each shard's lock is held only to list its touched chunks
+//! and copy its side tables, then once per 64 KiB chunk copied. A new file is written under a
+//! temporary name, flushed, fsynced, renamed into place and the directory fsynced; older
+//! snapshots are removed only after that, and the newest `SNAPSHOTS_KEPT` are always kept, so a
+//! crash at any moment leaves the previous good snapshot in place.
+
+mod format;
+mod persistence;
+
+pub use format::{Header, RecordHeader};
+pub use persistence::{Persistence, PersistenceStatus};
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use memmap2::{Mmap, MmapMut};
+
+use crate::store::{CHUNK_SLOTS, Store};
+use format::{RECORD_HEADER_LEN, TAG_DENSE, TAG_EXTRAS, TAG_SIDE, TRAILER_LEN};
+
+/// Snapshots kept on disk: the newest and the one before it, so a damaged newest file still
+/// leaves a good one to fall back to.
+pub const SNAPSHOTS_KEPT: usize = 2;
+
+const FILE_PREFIX: &str = "presenced-";
+const FILE_SUFFIX: &str = ".snap";
+
+/// A file that could not be used, and which part of it is wrong.
+#[derive(Debug)]
+pub struct SnapshotError {
+    pub file: PathBuf,
+    pub region: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.file.display(),
+            self.region,
+            self.problem
+        )
+    }
+}
+
+fn error(file: &Path, region: &str, problem: impl Into<String>) -> SnapshotError {
+    SnapshotError {
+        file: file.to_path_buf(),
+        region: region.to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// What a completed save did.
+#[derive(Clone, Debug)]
+pub struct SaveReport {
+    pub file: PathBuf,
+    /// When the save started: every write acknowledged before this is in the file.
+    pub started_ms: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub records: u64,
+}
+
+/// What a load did.
+#[derive(Clone, Debug)]
+pub struct LoadReport {
+    pub file: PathBuf,
+    pub created_ms: u64,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    /// Files newer than the one loaded that were found damaged, with why.
+    pub rejected: Vec<String>,
+}
+
+/// Snapshot files in `dir`, newest first.
+pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(FILE_PREFIX) && n.ends_with(FILE_SUFFIX))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    // Names carry a zero-padded creation time: name order is age order.
+    files.sort();
+    files.reverse();
+    Ok(files)
+}
+
+/// Writes a snapshot of `store` into `dir`.
+pub fn save(
+    store: &Store,
+    key_pattern: &str,
+    dir: &Path,
+    started_ms: u64,
+) -> Result<SaveReport, SnapshotError> {
+    let clock = Instant::now();
+    fs::create_dir_all(dir).map_err(|e| error(dir, "directory", e.to_string()))?;
+
+    // Plan: which chunks exist and the side tables, copied under each shard's lock once.
+    let shard_count = store.shard_count();
+    let mut plans = Vec::with_capacity(shard_count);
+    for shard_index in 0..shard_count {
+        let shard = store.lock(shard_index);
+        let chunks: Vec<(u64, usize)> = shard
+            .touched_chunks()
+            .into_iter()
+            .map(|c| (c, shard.chunk_slot_count(c)))
+            .collect();
+        let mut side = Vec::new();
+        shard.export_side(&mut side);
+        let mut extras = Vec::new();
+        shard.export_extras(&mut extras);
+        plans.push((chunks, side, extras));
+    }
+    let header = Header {
+        created_ms: started_ms,
+        capacity: store.capacity(),
+        shard_count: shard_count as u32,
+        chunk_slots: CHUNK_SLOTS as u32,
+        key_pattern: key_pattern.to_string(),
+    };
+    let mut total = header.encoded_len() + TRAILER_LEN;
+    let mut records = 0u64;
+    for (chunks, side, extras) in &plans {
+        for (_, slots) in chunks {
+            total += RECORD_HEADER_LEN + slots * 8;
+        }
+        total += 2 * RECORD_HEADER_LEN + side.len() + extras.len();
+        records += chunks.len() as u64 + 2;
+    }
+
+    let final_path = next_file_name(dir, started_ms);
+    let tmp_path = dir.join(format!(
+        ".{}.tmp",
+        final_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("snapshot")
+    ));
+    let io = |region: &str| {
+        let tmp = tmp_path.clone();
+        let region = region.to_string();
+        move |e: std::io::Error| error(&tmp, &region, e.to_string())
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp_path)
+        .map_err(io("create"))?;
+    file.set_len(total as u64).map_err(io("size"))?;
+    // SAFETY: the file was just created by this process under a temporary name no one else
+    // uses, and is not truncated while mapped.
+    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(io("map"))?;
+
+    let mut body_crc = crc32fast::Hasher::new();
+    let header_len = header.encoded_len();
+    header.encode(&mut map[..header_len]);
+    body_crc.update(&map[..header_len]);
+    let mut at = header_len;
+    let mut put_record = |map: &mut MmapMut,
+                          at: &mut usize,
+                          tag: u8,
+                          shard: u32,
+                          index: u64,
+                          len: usize,
+                          fill: &mut dyn FnMut(&mut [u8])| {
+        let payload_start = *at + RECORD_HEADER_LEN;
+        let payload = &mut map[payload_start..payload_start + len];
+        fill(payload);
+        let payload_crc = crc32fast::hash(payload);
+        let record = RecordHeader {
+            tag,
+            shard,
+            index,
+            payload_len: len as u64,
+            payload_crc,
+        };
+        map[*at..payload_start].copy_from_slice(&record.encode());
+        body_crc.update(&map[*at..payload_start + len]);
+        *at = payload_start + len;
+    };
+    for (shard_index, (chunks, side, extras)) in plans.iter().enumerate() {
+        for &(chunk, slots) in chunks {
+            put_record(
+                &mut map,
+                &mut at,
+                TAG_DENSE,
+                shard_index as u32,
+                chunk,
+                slots * 8,
+                &mut |out| {
+                    store.lock(shard_index).export_chunk(chunk, out);
+                },
+            );
+        }
+        put_record(
+            &mut map,
+            &mut at,
+            TAG_SIDE,
+            shard_index as u32,
+            0,
+            side.len(),
+            &mut |out| out.copy_from_slice(side),
+        );
+        put_record(
+            &mut map,
+            &mut at,
+            TAG_EXTRAS,
+            shard_index as u32,
+            0,
+            extras.len(),
+            &mut |out| out.copy_from_slice(extras),
+        );
+    }
+    let trailer = format::encode_trailer(records, body_crc.finalize());
+    map[at..at + TRAILER_LEN].copy_from_slice(&trailer);
+    debug_assert_eq!(at + TRAILER_LEN, total);
+
+    map.flush().map_err(io("flush"))?;
+    drop(map);
+    file.sync_all().map_err(io("fsync"))?;
+    drop(file);
+    fs::rename(&tmp_path, &final_path).map_err(io("rename"))?;
+    if let Ok(dir_handle) = File::open(dir) {
+        dir_handle
+            .sync_all()
+            .map_err(|e| error(dir, "directory fsync", e.to_string()))?;
+    }
+    // Only now that the new file is durable may old ones go.
+    if let Ok(files) = list(dir) {
+        for old in files.into_iter().skip(SNAPSHOTS_KEPT) {
+            let _ = fs::remove_file(old);
+        }
+    }
+    Ok(SaveReport {
+        file: final_path,
+        started_ms,
+        bytes: total as u64,
+        duration_ms: clock.elapsed().as_millis() as u64,
+        records,
+    })
+}
+
+fn next_file_name(dir: &Path, started_ms: u64) -> PathBuf {
+    let mut ms = started_ms;
+    loop {
+        let path = dir.join(format!("{FILE_PREFIX}{ms:020}{FILE_SUFFIX}"));
+        if !path.exists() {
+            return path;
+        }
+        ms += 1;
+    }
+}
+
+/// A verified file: its header, each record with its payload's offset, and its length.
+pub type Verified = (Header, Vec<(RecordHeader, usize)>, u64);
+
+/// Checks a whole file — header, trailer, body CRC, every record's bounds and CRC — without
+/// changing anything. Returns the header and the records' positions.
+pub fn verify(path: &Path) -> Result<Verified, SnapshotError> {
+    let file = File::open(path).map_err(|e| error(path, "open", e.to_string()))?;
+    let len = file
+        .metadata()
+        .map_err(|e| error(path, "open", e.to_string()))?
+        .len() as usize;
+    if len == 0 {
+        return Err(error(path, "file", "empty file"));
+    }
+    // SAFETY: snapshot files are written once under a temporary name and renamed into place;
+    // nothing writes to or truncates a file with a final name while it is mapped here.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| error(path, "map", e.to_string()))?;
+    let (header, header_len) =
+        format::Header::decode(&map).map_err(|p| error(path, "header", p))?;
+    if len < header_len + TRAILER_LEN {
+        return Err(error(path, "trailer", "file truncated before the trailer"));
+    }
+    let mut trailer = [0u8; TRAILER_LEN];
+    trailer.copy_from_slice(&map[len - TRAILER_LEN..]);
+    let (record_count, body_crc) =
+        format::decode_trailer(&trailer).map_err(|p| error(path, "trailer", p))?;
+    let mut records = Vec::new();
+    let mut at = header_len;
+    let body_end = len - TRAILER_LEN;
+    while at < body_end {
+        if body_end - at < RECORD_HEADER_LEN {
+            return Err(error(path, &format!("record at byte {at}"), "cut short"));
+        }
+        let mut raw = [0u8; RECORD_HEADER_LEN];
+        raw.copy_from_slice(&map[at..at + RECORD_HEADER_LEN]);
+        let record = RecordHeader::decode(&raw);
+        let payload_start = at + RECORD_HEADER_LEN;
+        let payload_end = usize::try_from(record.payload_len)
+            .ok()
+            .and_then(|l| payload_start.checked_add(l))
+            .filter(|&end| end <= body_end)
+            .ok_or_else(|| {
+                error(
+                    path,
+                    &record.region(),
+                    format!("length {} runs past the end", record.payload_len),
+                )
+            })?;
+        if !matches!(record.tag, TAG_DENSE | TAG_SIDE | TAG_EXTRAS)
+            || record.shard >= header.shard_count
+        {
+            return Err(error(
+                path,
+                &format!("record at byte {at}"),
+                "damaged record header",
+            ));
+        }
+        if crc32fast::hash(&map[payload_start..payload_end]) != record.payload_crc {
+            return Err(error(path, &record.region(), "CRC mismatch"));
+        }
+        records.push((record, payload_start));
+        at = payload_end;
+    }
+    if records.len() as u64 != record_count {
+        return Err(error(
+            path,
+            "trailer",
+            format!(
+                "{} records found, trailer says {record_count}",
+                records.len()
+            ),
+        ));
+    }
+    if crc32fast::hash(&map[..body_end]) != body_crc {
+        return Err(error(path, "trailer", "body CRC mismatch"));
+    }
+    Ok((header, records, len as u64))
+}
+
+/// Loads the newest good snapshot of `dir` into `store` (which must be empty). Damaged files
+/// are named in the report and skipped; `Ok(None)` means no good snapshot exists.
+pub fn load_newest(
+    store: &Store,
+    dir: &Path,
+    now_ms: u64,
+) -> std::io::Result<(Option<LoadReport>, Vec<String>)> {
+    let mut rejected = Vec::new();
+    for path in list(dir)? {
+        let clock = Instant::now();
+        match load_file(store, &path, now_ms) {
+            Ok((created_ms, bytes)) => {
+                return Ok((
+                    Some(LoadReport {
+                        file: path,
+                        created_ms,
+                        bytes,
+                        duration_ms: clock.elapsed().as_millis() as u64,
+                        rejected: rejected.clone(),
+                    }),
+                    rejected,
+                ));
+            }
+            Err(err) => {
+                rejected.push(err.to_string());
+                // Nothing of a rejected file may stay behind.
+                store.flush(now_ms)?;
+            }
+        }
+    }
+    Ok((None, rejected))
+}
+
+fn load_file(store: &Store, path: &Path, now_ms: u64) -> Result<(u64, u64), SnapshotError> {
+    let (header, records, len) = verify(path)?;
+    if header.shard_count as usize != store.shard_count() {
+        return Err(error(
+            path,
+            "header",
+            format!(
+                "written with {} shards, this server runs {}: start it with --shards {}",
+                header.shard_count,
+                store.shard_count(),
+                header.shard_count
+            ),
+        ));
+    }
+    if header.capacity != store.capacity() || header.chunk_slots as usize != CHUNK_SLOTS {
+        return Err(error(
+            path,
+            "header",
+            format!(
+                "written with --capacity {}, this server runs {}",
+                header.capacity,
+                store.capacity()
+            ),
+        ));
+    }
+    let file = File::open(path).map_err(|e| error(path, "open", e.to_string()))?;
+    // SAFETY: as in `verify`; the file was just verified and is not modified while mapped.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| error(path, "map", e.to_string()))?;
+    for (record, payload_start) in &records {
+        let payload = &map[*payload_start..*payload_start + record.payload_len as usize];
+        let mut shard = store.lock(record.shard as usize);
+        let imported = match record.tag {
+            TAG_DENSE => shard.import_chunk(record.index, payload),
+            TAG_SIDE => shard.import_side(payload),
+            _ => shard.import_extras(payload),
+        };
+        imported.map_err(|e| error(path, &record.region(), e.0))?;
+    }
+    for shard_index in 0..store.shard_count() {
+        store.lock(shard_index).finish_import(now_ms);
+    }
+    Ok((header.created_ms, len))
+}
+
+/// `presenced --check-snapshot FILE`: prints the header and every region with its byte range,
+/// one per line, and whether the file is good. Exit status 0 if good, 1 if not.
+pub fn check_report(path: &Path) -> std::process::ExitCode {
+    match verify(path) {
+        Ok((header, records, len)) => {
+            println!(
+                "header bytes=0..{} created_ms={} capacity={} shards={} chunk_slots={} key_pattern={}",
+                header.encoded_len(),
+                header.created_ms,
+                header.capacity,
+                header.shard_count,
+                header.chunk_slots,
+                header.key_pattern
+            );
+            for (record, payload_start) in &records {
+                let kind = match record.tag {
+                    TAG_DENSE => "dense",
+                    TAG_SIDE => "side",
+                    _ => "extras",
+                };
+                println!(
+                    "{kind} shard={} index={} bytes={}..{} payload={}..{}",
+                    record.shard,
+                    record.index,
+                    payload_start - RECORD_HEADER_LEN,
+                    payload_start + record.payload_len as usize,
+                    payload_start,
+                    payload_start + record.payload_len as usize
+                );
+            }
+            println!("trailer bytes={}..{len}", len - TRAILER_LEN as u64);
+            println!("ok {} records", records.len());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            println!("bad {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{
+        AppStatus, KeyExpiry, KeyValue, ManualStatus, SetCondition, State, UserKey,
+    };
+
+    const T0_MS: u64 = 1_764_000_000_000;
+
+    /// Save then load restores every user exactly; damage anywhere is detected and named.
+    #[test]
+    fn round_trip_and_damage() {
+        let dir = std::env::temp_dir().join(format!("presenced-unit-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = Store::new(1 << 20, 2, T0_MS).expect("store");
+        for id in (0..50_000u64).step_by(7) {
+            store
+                .heartbeat(UserKey::Dense(id), 300, None, None, T0_MS)
+                .expect("heartbeat");
+        }
+        store
+            .heartbeat(
+                UserKey::Side(b"uuid-1"),
+                300,
+                Some(AppStatus::Busy),
+                Some(b"phone"),
+                T0_MS,
+            )
+            .expect("hb");
+        store.set_status(UserKey::Dense(14), Some(ManualStatus::Dnd), None, T0_MS);
+        store.set_key(
+            UserKey::Side(b"json"),
+            KeyValue::Custom(b"{}"),
+            KeyExpiry::Never,
+            SetCondition::Always,
+            T0_MS,
+        );
+        store
+            .heartbeat(UserKey::Dense(900_000), 1, None, None, T0_MS)
+            .expect("hb");
+        let report = save(&store, "user:{id}:presence", &dir, T0_MS).expect("save");
+
+        let now_ms = T0_MS + 5_000;
+        let loaded = Store::new(1 << 20, 2, now_ms).expect("store");
+        let (load, rejected) = load_newest(&loaded, &dir, now_ms).expect("load");
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_eq!(load.expect("a snapshot").file, report.file);
+        for id in (0..50_000u64).chain([900_000]) {
+            assert_eq!(
+                loaded.view(UserKey::Dense(id), now_ms),
+                store.view(UserKey::Dense(id), now_ms),
+                "user {id}"
+            );
+        }
+        assert_eq!(loaded.view(UserKey::Dense(14), now_ms).state, State::Dnd);
+        assert_eq!(
+            loaded.view(UserKey::Side(b"uuid-1"), now_ms).state,
+            State::Busy
+        );
+        assert_eq!(
+            loaded.key_value(UserKey::Side(b"json"), now_ms).as_deref(),
+            Some(&b"{}"[..])
+        );
+        assert_eq!(
+            loaded.view(UserKey::Dense(900_000), now_ms).state,
+            State::Offline,
+            "expired while down"
+        );
+        assert_eq!(loaded.online_count(), store.online_count() - 1);
+
+        let bytes = fs::read(&report.file).expect("read");
+        for at in [3, 60, bytes.len() / 2, bytes.len() - 30, bytes.len() - 3] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x01;
+            fs::write(&report.file, &damaged).expect("write");
+            assert!(verify(&report.file).is_err(), "flip at {at} not detected");
+        }
+        fs::write(&report.file, &bytes[..bytes.len() - 10]).expect("truncate");
+        let err = verify(&report.file).expect_err("truncation");
+        assert_eq!(err.region, "trailer");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

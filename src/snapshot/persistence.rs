@@ -1,0 +1,116 @@
+//! When snapshots are taken and what `INFO persistence` says about them: periodic saves,
+//! `SAVE`, `BGSAVE`, saves at shutdown, and the load at start. At most one save runs at a time.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::{LoadReport, SaveReport};
+use crate::store::Store;
+
+#[derive(Debug, Default, Clone)]
+pub struct PersistenceStatus {
+    pub last_save: Option<SaveReport>,
+    pub last_save_ok: bool,
+    pub last_error: Option<String>,
+    pub saves_total: u64,
+    pub loaded: Option<LoadReport>,
+    /// Snapshots found damaged at start, each named with the region that failed.
+    pub rejected: Vec<String>,
+}
+
+pub struct Persistence {
+    pub dir: PathBuf,
+    /// `None`: no periodic saves, and no save at shutdown unless asked (`SHUTDOWN SAVE`).
+    pub interval: Option<Duration>,
+    key_pattern: String,
+    in_progress: AtomicBool,
+    /// Wakes the background saver for `BGSAVE`.
+    pub background_request: Notify,
+    status: Mutex<PersistenceStatus>,
+}
+
+impl Persistence {
+    pub fn new(dir: PathBuf, interval: Option<Duration>, key_pattern: String) -> Self {
+        Self {
+            dir,
+            interval,
+            key_pattern,
+            in_progress: AtomicBool::new(false),
+            background_request: Notify::new(),
+            status: Mutex::new(PersistenceStatus {
+                last_save_ok: true,
+                ..PersistenceStatus::default()
+            }),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.interval.is_some()
+    }
+
+    pub fn status(&self) -> MutexGuard<'_, PersistenceStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn in_progress(&self) -> bool {
+        self.in_progress.load(Ordering::Acquire)
+    }
+
+    /// Claims the right to save; false if a save is already running.
+    pub fn try_begin(&self) -> bool {
+        !self.in_progress.swap(true, Ordering::AcqRel)
+    }
+
+    /// Saves now on this thread (the caller claimed `try_begin`), records the outcome, and
+    /// releases the claim.
+    pub fn save_claimed(&self, store: &Store, started_ms: u64) -> Result<SaveReport, String> {
+        let result = super::save(store, &self.key_pattern, &self.dir, started_ms);
+        let mut status = self.status();
+        let outcome = match result {
+            Ok(report) => {
+                tracing::info!(
+                    file = %report.file.display(),
+                    bytes = report.bytes,
+                    duration_ms = report.duration_ms,
+                    "snapshot saved"
+                );
+                status.last_save = Some(report.clone());
+                status.last_save_ok = true;
+                status.last_error = None;
+                status.saves_total += 1;
+                Ok(report)
+            }
+            Err(err) => {
+                tracing::error!(%err, "snapshot failed");
+                status.last_save_ok = false;
+                status.last_error = Some(err.to_string());
+                Err(err.to_string())
+            }
+        };
+        drop(status);
+        self.in_progress.store(false, Ordering::Release);
+        outcome
+    }
+
+    /// Waits (up to `timeout`) for a running save to finish, then claims the right to save.
+    pub fn begin_waiting(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.try_begin() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    pub fn record_load(&self, loaded: Option<LoadReport>, rejected: Vec<String>) {
+        let mut status = self.status();
+        status.loaded = loaded;
+        status.rejected = rejected;
+    }
+}

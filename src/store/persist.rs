@@ -1,0 +1,363 @@
+//! A shard's state as bytes and back, for snapshots. No I/O here: `snapshot` owns files; this
+//! module only knows the shard's layout. Import never trusts its input: every length is
+//! checked and a malformed record is an error, never a panic.
+//!
+//! Encodings (all integers little-endian):
+//! - dense chunk: `CHUNK_SLOTS` slots (fewer in a shard's last chunk) as raw `u64`s;
+//! - side table: repeated `id_len: u16, id, slot: u64`;
+//! - extras: repeated `key, published: u8, devices, manual, value` where
+//!   `key = 0u8, index: u64 | 1u8, id_len: u16, id`,
+//!   `devices = count: u16, (id_len: u16, id, last_seen_ms: u64, deadline_ms: u64, status: u8)*`,
+//!   `manual = 0u8 | 1u8, status: u8, until_ms: u64 (MAX = none), frozen_ms: u64 (MAX = none)`,
+//!   `value = len: u32 (MAX = none), bytes`.
+
+use std::sync::Arc;
+
+use super::extra::{Device, Extra, Override, OwnedKey, ShardKey};
+use super::shard::{Cause, Shard};
+use super::slot::Slot;
+use super::status::{AppStatus, ManualStatus, State};
+use crate::limits::USER_ID_LEN_MAX;
+
+/// Slots per dense chunk: 8,192 x 8 bytes = 64 KiB, each with its own CRC in a snapshot.
+/// Small enough that copying one under the shard's lock takes microseconds, large enough that
+/// per-chunk overhead is negligible.
+pub const CHUNK_SLOTS: usize = 8192;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportError(pub String);
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ImportError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| ImportError(format!("record ends early at byte {}", self.at)))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, ImportError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, ImportError> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().map_err(|_| bad("u16"))?,
+        ))
+    }
+    fn u32(&mut self) -> Result<u32, ImportError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| bad("u32"))?,
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, ImportError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().map_err(|_| bad("u64"))?,
+        ))
+    }
+    fn done(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+}
+
+fn bad(what: &str) -> ImportError {
+    ImportError(format!("malformed {what}"))
+}
+
+fn status_byte(status: AppStatus) -> u8 {
+    status.bits() as u8
+}
+
+fn manual_byte(status: ManualStatus) -> u8 {
+    match status {
+        ManualStatus::Away => 0,
+        ManualStatus::Busy => 1,
+        ManualStatus::Dnd => 2,
+        ManualStatus::Invisible => 3,
+    }
+}
+
+fn manual_from(byte: u8) -> Result<ManualStatus, ImportError> {
+    Ok(match byte {
+        0 => ManualStatus::Away,
+        1 => ManualStatus::Busy,
+        2 => ManualStatus::Dnd,
+        3 => ManualStatus::Invisible,
+        _ => return Err(bad("override status")),
+    })
+}
+
+fn state_byte(state: State) -> u8 {
+    match state {
+        State::Offline => 0,
+        State::Online => 1,
+        State::Away => 2,
+        State::Busy => 3,
+        State::Dnd => 4,
+    }
+}
+
+fn put_id(out: &mut Vec<u8>, id: &[u8]) {
+    out.extend_from_slice(&(id.len() as u16).to_le_bytes());
+    out.extend_from_slice(id);
+}
+
+fn read_id<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], ImportError> {
+    let len = r.u16()? as usize;
+    if len > USER_ID_LEN_MAX.max(super::extra::DEVICE_ID_LEN_MAX) {
+        return Err(bad("id length"));
+    }
+    r.take(len)
+}
+
+impl Shard {
+    /// Chunks of the dense array that hold at least one touched page, in order.
+    pub fn touched_chunks(&self) -> Vec<u64> {
+        // Jump from touched page to touched page: the cost follows the users present, not
+        // the capacity (a 2^31-slot shard has 262,144 chunks, almost all untouched).
+        let mut chunks = Vec::new();
+        let mut from = 0;
+        while let Some(index) = self.dense.next_touched(from) {
+            if index >= self.dense_len() {
+                break;
+            }
+            let chunk = index / CHUNK_SLOTS;
+            chunks.push(chunk as u64);
+            from = (chunk + 1) * CHUNK_SLOTS;
+        }
+        chunks
+    }
+
+    /// Slots in chunk `chunk` (the last chunk of a shard may be short).
+    pub fn chunk_slot_count(&self, chunk: u64) -> usize {
+        let start = chunk as usize * CHUNK_SLOTS;
+        self.dense_len().saturating_sub(start).min(CHUNK_SLOTS)
+    }
+
+    /// Copies chunk `chunk` into `out` (8 bytes per slot).
+    pub fn export_chunk(&self, chunk: u64, out: &mut [u8]) {
+        let start = chunk as usize * CHUNK_SLOTS;
+        let end = start + self.chunk_slot_count(chunk);
+        self.dense.copy_out(start, end, out);
+    }
+
+    pub fn export_side(&self, out: &mut Vec<u8>) {
+        for id in &self.side_order {
+            let slot = self.side.get(id).copied().unwrap_or(Slot::NEVER_SEEN);
+            put_id(out, id);
+            out.extend_from_slice(&slot.0.to_le_bytes());
+        }
+    }
+
+    pub fn export_extras(&self, out: &mut Vec<u8>) {
+        for (key, extra) in &self.extras {
+            match key {
+                OwnedKey::Dense(index) => {
+                    out.push(0);
+                    out.extend_from_slice(&(*index as u64).to_le_bytes());
+                }
+                OwnedKey::Side(id) => {
+                    out.push(1);
+                    put_id(out, id);
+                }
+            }
+            out.push(state_byte(extra.published));
+            out.extend_from_slice(&(extra.devices.len() as u16).to_le_bytes());
+            for d in &extra.devices {
+                put_id(out, &d.id);
+                out.extend_from_slice(&d.last_seen_ms.to_le_bytes());
+                out.extend_from_slice(&d.deadline_ms.to_le_bytes());
+                out.push(status_byte(d.status));
+            }
+            match extra.manual {
+                None => out.push(0),
+                Some(m) => {
+                    out.push(1);
+                    out.push(manual_byte(m.status));
+                    out.extend_from_slice(&m.until_ms.unwrap_or(u64::MAX).to_le_bytes());
+                    out.extend_from_slice(&m.frozen_last_seen_ms.unwrap_or(u64::MAX).to_le_bytes());
+                }
+            }
+            match &extra.value {
+                None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+                Some(v) => {
+                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    out.extend_from_slice(v);
+                }
+            }
+        }
+    }
+
+    /// Restores chunk `chunk` from its byte image.
+    pub fn import_chunk(&mut self, chunk: u64, bytes: &[u8]) -> Result<(), ImportError> {
+        let count = self.chunk_slot_count(chunk);
+        if count == 0 || bytes.len() != count * 8 {
+            return Err(ImportError(format!(
+                "chunk {chunk} has {} bytes, this shard expects {}",
+                bytes.len(),
+                count * 8
+            )));
+        }
+        let start = chunk as usize * CHUNK_SLOTS;
+        for (i, raw) in bytes.chunks_exact(8).enumerate() {
+            let value = u64::from_le_bytes(raw.try_into().map_err(|_| bad("slot"))?);
+            if value != 0 {
+                self.set_slot(ShardKey::Dense(start + i), Slot(value));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn import_side(&mut self, bytes: &[u8]) -> Result<(), ImportError> {
+        let mut r = Reader { bytes, at: 0 };
+        while !r.done() {
+            let id = read_id(&mut r)?;
+            if id.is_empty() {
+                return Err(bad("side-table id"));
+            }
+            let slot = Slot(r.u64()?);
+            self.set_slot(ShardKey::Side(id), slot);
+        }
+        Ok(())
+    }
+
+    pub fn import_extras(&mut self, bytes: &[u8]) -> Result<(), ImportError> {
+        let mut r = Reader { bytes, at: 0 };
+        while !r.done() {
+            let key = match r.u8()? {
+                0 => {
+                    let index = r.u64()? as usize;
+                    if index >= self.dense_len() {
+                        return Err(bad("extras index"));
+                    }
+                    OwnedKey::Dense(index)
+                }
+                1 => OwnedKey::Side(Arc::from(read_id(&mut r)?)),
+                _ => return Err(bad("extras key")),
+            };
+            let _published = r.u8()?;
+            let device_count = r.u16()? as usize;
+            if device_count > super::extra::DEVICES_PER_USER_MAX {
+                return Err(bad("device count"));
+            }
+            let mut devices = Vec::with_capacity(device_count);
+            for _ in 0..device_count {
+                let id: Box<[u8]> = read_id(&mut r)?.into();
+                let last_seen_ms = r.u64()?;
+                let deadline_ms = r.u64()?;
+                let status = AppStatus::from_bits(u64::from(r.u8()?));
+                devices.push(Device {
+                    id,
+                    last_seen_ms,
+                    deadline_ms,
+                    status,
+                });
+            }
+            let manual = match r.u8()? {
+                0 => None,
+                1 => {
+                    let status = manual_from(r.u8()?)?;
+                    let until = r.u64()?;
+                    let frozen = r.u64()?;
+                    Some(Override {
+                        status,
+                        until_ms: (until != u64::MAX).then_some(until),
+                        frozen_last_seen_ms: (frozen != u64::MAX).then_some(frozen),
+                    })
+                }
+                _ => return Err(bad("override flag")),
+            };
+            let value = match r.u32()? {
+                u32::MAX => None,
+                len if len as usize > crate::limits::PRESENCE_VALUE_LEN_MAX => {
+                    return Err(bad("value length"));
+                }
+                len => Some(r.take(len as usize)?.into()),
+            };
+            let shard_key = match &key {
+                OwnedKey::Dense(i) => ShardKey::Dense(*i),
+                OwnedKey::Side(id) => ShardKey::Side(id),
+            };
+            // The slot must carry the EXTRA flag; a snapshot whose slot lost it is repaired.
+            let slot = self.slot(shard_key);
+            self.set_slot(shard_key, slot.with_extra(true));
+            self.extras.insert(
+                key,
+                Extra {
+                    devices,
+                    manual,
+                    // What subscribers "were told" is rebuilt in `finish_import`.
+                    published: State::Offline,
+                    value,
+                    wheel_entries: 0,
+                    wheel_tick: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// After every record is imported: users whose deadline passed while the server was down
+    /// are offline; the others are online again with fresh wheel entries. No event is
+    /// produced — see docs/design/snapshot-format.md, "After a restart".
+    pub fn finish_import(&mut self, now_ms: u64) {
+        let mut discarded = Vec::new();
+        let mut index = 0;
+        while let Some(at) = self.dense.next_touched(index) {
+            if at >= self.dense_len() {
+                break;
+            }
+            self.restore_user(ShardKey::Dense(at), now_ms, &mut discarded);
+            index = at + 1;
+        }
+        for id in self.side_order.clone() {
+            self.restore_user(ShardKey::Side(&id), now_ms, &mut discarded);
+        }
+    }
+
+    fn restore_user(
+        &mut self,
+        key: ShardKey<'_>,
+        now_ms: u64,
+        discarded: &mut Vec<crate::store::Transition>,
+    ) {
+        let slot = self.slot(key);
+        if slot.is_never_seen() {
+            return;
+        }
+        if slot.has_extra() && self.extras.contains_key(&key) {
+            // Disconnected with nothing published; settling brings both in line with the truth.
+            self.set_slot(
+                key,
+                slot.with_times(slot.last_seen_ms(), 0).with_armed(false),
+            );
+            self.settle_restored_extra(key, now_ms, discarded);
+            discarded.clear();
+            return;
+        }
+        let slot = slot.with_extra(false).with_armed(false);
+        match slot.deadline_ms() {
+            Some(deadline_ms) if now_ms < deadline_ms => {
+                self.set_slot(key, slot.with_armed(true));
+                self.online_count += 1;
+                self.arm(key, deadline_ms);
+            }
+            _ => self.set_slot(key, slot.offline()),
+        }
+    }
+
+    fn settle_restored_extra(
+        &mut self,
+        key: ShardKey<'_>,
+        now_ms: u64,
+        events: &mut Vec<crate::store::Transition>,
+    ) {
+        self.settle_extra(key, now_ms, events, Cause::Change);
+    }
+}
