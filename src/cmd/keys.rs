@@ -377,37 +377,43 @@ fn pexpireat(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 /// EXPIRE and friends, with Redis's option rules and errors. A time already past deletes the
 /// key (the user is logged out), as in Redis.
 fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: u64, absolute: bool, name: &str) {
-    let mut condition = ExpireCondition::Always;
+    // As in Redis: every option is read first, then the combinations are judged. XX goes
+    // with GT or LT; NX goes with none of them.
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for option in &args[3..] {
-        let wanted = if option.eq_ignore_ascii_case(b"NX") {
-            ExpireCondition::IfNoTtl
+        if option.eq_ignore_ascii_case(b"NX") {
+            nx = true;
         } else if option.eq_ignore_ascii_case(b"XX") {
-            ExpireCondition::IfTtl
+            xx = true;
         } else if option.eq_ignore_ascii_case(b"GT") {
-            ExpireCondition::IfGreater
+            gt = true;
         } else if option.eq_ignore_ascii_case(b"LT") {
-            ExpireCondition::IfLess
+            lt = true;
         } else {
             return ctx
                 .out
                 .error(&format!("ERR Unsupported option {}", printable(option, 64)));
-        };
-        condition = match (condition, wanted) {
-            (ExpireCondition::Always, wanted) => wanted,
-            (a, b) if a == b => a,
-            (ExpireCondition::IfGreater, ExpireCondition::IfLess)
-            | (ExpireCondition::IfLess, ExpireCondition::IfGreater) => {
-                return ctx
-                    .out
-                    .error("ERR GT and LT options at the same time are not compatible");
-            }
-            _ => {
-                return ctx
-                    .out
-                    .error("ERR NX and XX, GT or LT options at the same time are not compatible");
-            }
-        };
+        }
     }
+    if nx && (xx || gt || lt) {
+        return ctx
+            .out
+            .error("ERR NX and XX, GT or LT options at the same time are not compatible");
+    }
+    if gt && lt {
+        return ctx
+            .out
+            .error("ERR GT and LT options at the same time are not compatible");
+    }
+    let condition = match (nx, xx, gt, lt) {
+        (true, _, _, _) => ExpireCondition::IfNoTtl,
+        // GT already fails on a key without a TTL, so XX adds nothing to it.
+        (_, _, true, _) => ExpireCondition::IfGreater,
+        (_, true, _, true) => ExpireCondition::IfTtlAndLess,
+        (_, false, _, true) => ExpireCondition::IfLess,
+        (_, true, _, _) => ExpireCondition::IfTtl,
+        _ => ExpireCondition::Always,
+    };
     let Some(value) = parse_i64(&args[2]) else {
         return ctx.out.error(NOT_AN_INTEGER);
     };

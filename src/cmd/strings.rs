@@ -188,16 +188,18 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         ]
         .into_iter()
         .find(|(name, _, _)| option.eq_ignore_ascii_case(name));
-        if option.eq_ignore_ascii_case(b"NX") && condition == SetCondition::Always {
+        // As in Redis, an option may be repeated (the last expiry wins); only conflicting
+        // options are a syntax error.
+        if option.eq_ignore_ascii_case(b"NX") && condition != SetCondition::IfExists {
             condition = SetCondition::IfMissing;
-        } else if option.eq_ignore_ascii_case(b"XX") && condition == SetCondition::Always {
+        } else if option.eq_ignore_ascii_case(b"XX") && condition != SetCondition::IfMissing {
             condition = SetCondition::IfExists;
-        } else if option.eq_ignore_ascii_case(b"GET") && !get {
+        } else if option.eq_ignore_ascii_case(b"GET") {
             get = true;
-        } else if option.eq_ignore_ascii_case(b"KEEPTTL") && !keep_ttl && expire_arg.is_none() {
+        } else if option.eq_ignore_ascii_case(b"KEEPTTL") && expire_arg.is_none() {
             keep_ttl = true;
-        } else if let (Some((_, unit_ms, absolute)), Some(value), None, false) =
-            (unit, next, expire_arg, keep_ttl)
+        } else if let (Some((_, unit_ms, absolute)), Some(value), false) = (unit, next, keep_ttl)
+            && expire_arg.is_none_or(|(_, u, a)| (u, a) == (unit_ms, absolute))
         {
             expire_arg = Some((value, unit_ms, absolute));
             i += 1;
@@ -254,6 +256,14 @@ fn store_set(
         ctx.server
             .keyspace
             .notify(&ctx.server.pubsub, NotifyFlags::STRING, "set", key);
+        // Redis follows `set` with `expire` when the key was given a TTL (SET EX, SETEX, ...).
+        if let KeyExpiry::At(at_ms) = expiry
+            && at_ms > ctx.now_ms
+        {
+            ctx.server
+                .keyspace
+                .notify(&ctx.server.pubsub, NotifyFlags::GENERIC, "expire", key);
+        }
     }
     (applied, old)
 }
@@ -351,7 +361,8 @@ fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 }
 
 fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let mut change: Option<Option<u64>> = None;
+    let mut persist = false;
+    let mut expire_arg: Option<(&Bytes, u64, bool)> = None;
     let mut i = 2;
     while i < args.len() {
         let option = &args[i];
@@ -363,21 +374,30 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         ]
         .into_iter()
         .find(|(name, _, _)| option.eq_ignore_ascii_case(name));
-        if option.eq_ignore_ascii_case(b"PERSIST") && change.is_none() {
-            change = Some(None);
-        } else if let (Some((_, unit_ms, absolute)), Some(value), None) =
-            (unit, args.get(i + 1), change)
+        // As in SET, a repeated option is allowed and the last expiry wins.
+        if option.eq_ignore_ascii_case(b"PERSIST") && expire_arg.is_none() {
+            persist = true;
+        } else if let (Some((_, unit_ms, absolute)), Some(value), false) =
+            (unit, args.get(i + 1), persist)
+            && expire_arg.is_none_or(|(_, u, a)| (u, a) == (unit_ms, absolute))
         {
-            match parse_expiry(value, unit_ms, absolute, ctx.now_ms, "getex") {
-                Ok(at_ms) => change = Some(Some(at_ms)),
-                Err(message) => return ctx.out.error(&message),
-            }
+            expire_arg = Some((value, unit_ms, absolute));
             i += 1;
         } else {
             return ctx.out.error(SYNTAX_ERROR);
         }
         i += 1;
     }
+    let change: Option<Option<u64>> = match (expire_arg, persist) {
+        (Some((value, unit_ms, absolute)), _) => {
+            match parse_expiry(value, unit_ms, absolute, ctx.now_ms, "getex") {
+                Ok(at_ms) => Some(Some(at_ms)),
+                Err(message) => return ctx.out.error(&message),
+            }
+        }
+        (None, true) => Some(None),
+        (None, false) => None,
+    };
     let Some(user) = presence_user(ctx, &args[1]) else {
         return;
     };
@@ -391,8 +411,13 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             crate::store::ExpireCondition::Always,
             ctx.now_ms,
         );
-        if changed {
-            let event = if at_ms.is_some() { "expire" } else { "persist" };
+        // A time already past deleted the key: the store published `del`, as Redis does.
+        let event = match at_ms {
+            Some(at_ms) if at_ms > ctx.now_ms => Some("expire"),
+            Some(_) => None,
+            None => Some("persist"),
+        };
+        if let (true, Some(event)) = (changed, event) {
             ctx.server
                 .keyspace
                 .notify(&ctx.server.pubsub, NotifyFlags::GENERIC, event, &args[1]);

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod clients;
+mod dropin;
 mod errors;
 mod limits;
 mod presence;
