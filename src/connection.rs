@@ -16,6 +16,7 @@ use crate::clients::ClientEntry;
 use crate::clock;
 use crate::cmd;
 use crate::limits::{PUSH_WRITE_BYTES, READ_CHUNK_BYTES, REPLY_FLUSH_BYTES};
+use crate::pubsub::{Kind, Pushed};
 use crate::resp::{DecodeLimits, Protocol, ReplyBuf, RequestDecoder};
 use crate::server::Server;
 use crate::session::{Flow, Session};
@@ -120,7 +121,15 @@ async fn serve_session(
             }
         }
         flush(server, &mut socket, &mut out, entry).await?;
-        write_pushed(server, &mut socket, entry, &mut pushed, &mut coalesced).await?;
+        write_pushed(
+            server,
+            &mut socket,
+            entry,
+            session,
+            &mut pushed,
+            &mut coalesced,
+        )
+        .await?;
         match flow {
             Flow::Continue => {}
             Flow::Close => return socket.shutdown().await,
@@ -178,14 +187,24 @@ async fn write_pushed(
     server: &Server,
     socket: &mut TcpStream,
     entry: &ClientEntry,
-    pushed: &mut Vec<bytes::Bytes>,
+    session: &Session,
+    pushed: &mut Vec<Pushed>,
     coalesced: &mut BytesMut,
 ) -> std::io::Result<()> {
     if entry.outbox.overflowed() {
         return Err(std::io::Error::other("pub/sub output limit reached"));
     }
     let bytes = entry.outbox.drain_into(pushed);
-    for message in pushed.drain(..) {
+    for (message, (kind, name)) in pushed.drain(..) {
+        // Queued before an UNSUBSCRIBE this connection has since answered: Redis would not
+        // send it, and a RESP2 client would take it for a command reply.
+        let still_subscribed = match kind {
+            Kind::Channel => session.channels.contains(&name),
+            Kind::Pattern => session.patterns.contains(&name),
+        };
+        if !still_subscribed {
+            continue;
+        }
         coalesced.extend_from_slice(&message);
         if coalesced.len() >= PUSH_WRITE_BYTES {
             write_or_killed(socket, coalesced, entry).await?;

@@ -4,6 +4,15 @@
 /// True if `text` matches `pattern`. Iterative with one backtrack point per `*`, so a hostile
 /// pattern costs O(pattern x text), never exponential time.
 pub fn glob_match(pattern: &[u8], text: &[u8], nocase: bool) -> bool {
+    // The common subscription shape, `prefix*`, is a prefix comparison.
+    if !nocase
+        && let Some(prefix) = pattern.strip_suffix(b"*")
+        && !prefix
+            .iter()
+            .any(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'))
+    {
+        return text.starts_with(prefix);
+    }
     let eq = |a: u8, b: u8| {
         if nocase {
             a.eq_ignore_ascii_case(&b)

@@ -74,3 +74,8 @@ pub const PRESENCE_VALUE_LEN_MAX: usize = 64 * 1024;
 
 /// Most keys one `KEYS` call may return; past it the call is refused in favour of `SCAN`.
 pub const KEYS_RESULTS_MAX: usize = 1_000_000;
+
+/// Most distinct patterns one client may subscribe to. Every published event is matched
+/// against every pattern (as in Redis), so patterns cost O(events x patterns) of fan-out CPU;
+/// 10,000 per client is far beyond what presence use needs and keeps that bounded.
+pub const PATTERNS_PER_CLIENT_MAX: usize = 10_000;

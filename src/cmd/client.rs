@@ -166,6 +166,7 @@ fn setinfo(ctx: &mut Ctx<'_>, args: &[Bytes]) {
 
 fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let mut ids: Option<Vec<u64>> = None;
+    let mut type_filter: Option<Vec<u8>> = None;
     let mut rest = &args[2..];
     while let Some(option) = rest.first() {
         if option.eq_ignore_ascii_case(b"TYPE") && rest.len() >= 2 {
@@ -180,9 +181,7 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
                     printable(kind, 128)
                 ));
             }
-            if !kind.eq_ignore_ascii_case(b"normal") {
-                ids = Some(Vec::new());
-            }
+            type_filter = Some(kind.to_ascii_lowercase());
             rest = &rest[2..];
         } else if option.eq_ignore_ascii_case(b"ID") && rest.len() >= 2 {
             let mut wanted = Vec::new();
@@ -205,6 +204,16 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     for client in ctx.server.clients.snapshot() {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&client.id)) {
             continue;
+        }
+        if let Some(kind) = &type_filter {
+            // Redis lists a connection with subscriptions as `pubsub`, others as `normal`.
+            let meta = client.meta();
+            let subscribed = meta.channel_subscriptions + meta.pattern_subscriptions > 0;
+            drop(meta);
+            let client_kind: &[u8] = if subscribed { b"pubsub" } else { b"normal" };
+            if kind.as_slice() != client_kind {
+                continue;
+            }
         }
         text.push_str(&client.list_line(ctx.now_ms));
         text.push('\n');

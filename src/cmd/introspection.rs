@@ -210,7 +210,7 @@ fn write_key_spec(out: &mut ReplyBuf, spec: &CommandSpec) {
     out.bulk(b"flags");
     out.set(2);
     out.simple(if write { "RW" } else { "RO" });
-    out.simple(if write { "UPDATE" } else { "ACCESS" });
+    out.simple(if write { "update" } else { "access" });
     out.bulk(b"begin_search");
     out.map(2);
     out.bulk(b"type");

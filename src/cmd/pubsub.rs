@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::{CommandSpec, Ctx, printable, reply_help};
-use crate::limits::{CHANNEL_NAME_LEN_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX};
+use crate::limits::{CHANNEL_NAME_LEN_MAX, PATTERNS_PER_CLIENT_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX};
 use crate::pubsub::{Kind, confirmation};
 use crate::server::Server;
 use crate::session::Session;
@@ -157,6 +157,17 @@ fn add(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) {
         if ctx.session.subscription_count() + new_count > SUBSCRIPTIONS_PER_CLIENT_MAX {
             return ctx.out.error(&format!(
                 "ERR too many subscriptions for one client (at most {SUBSCRIPTIONS_PER_CLIENT_MAX})"
+            ));
+        }
+    }
+    if kind == Kind::Pattern {
+        let new_patterns = names
+            .iter()
+            .filter(|n| !ctx.session.patterns.contains(*n))
+            .count();
+        if ctx.session.patterns.len() + new_patterns > PATTERNS_PER_CLIENT_MAX {
+            return ctx.out.error(&format!(
+                "ERR too many patterns for one client (at most {PATTERNS_PER_CLIENT_MAX})"
             ));
         }
     }

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use bytes::Bytes;
+
 use super::KeyPattern;
 use crate::pubsub::PubSub;
 use crate::store::{Cause, State, Transition};
@@ -117,8 +119,17 @@ impl Keyspace {
         self.flags.store(flags.0, Ordering::Relaxed);
     }
 
-    /// Publishes `event` for `key` if its class is enabled, as Redis's `notifyKeyspaceEvent`.
+    /// Publishes `event` for `key` if its class is enabled, as Redis's `notifyKeyspaceEvent`
+    /// (keyspace channel first, then keyevent).
     pub fn notify(&self, pubsub: &PubSub, class: u32, event: &str, key: &[u8]) {
+        let mut events = Vec::new();
+        self.collect(class, event, key, &mut events);
+        if pubsub.has_subscribers() {
+            pubsub.publish_unresolved(events);
+        }
+    }
+
+    fn collect(&self, class: u32, event: &str, key: &[u8], out: &mut Vec<(Bytes, Bytes)>) {
         let flags = self.flags().0;
         if flags & class == 0 || flags & (NotifyFlags::KEYSPACE | NotifyFlags::KEYEVENT) == 0 {
             return;
@@ -126,11 +137,14 @@ impl Keyspace {
         if flags & NotifyFlags::KEYSPACE != 0 {
             let mut channel = b"__keyspace@0__:".to_vec();
             channel.extend_from_slice(key);
-            pubsub.publish(&channel, event.as_bytes());
+            out.push((
+                Bytes::from(channel),
+                Bytes::copy_from_slice(event.as_bytes()),
+            ));
         }
         if flags & NotifyFlags::KEYEVENT != 0 {
             let channel = format!("__keyevent@0__:{event}");
-            pubsub.publish(channel.as_bytes(), key);
+            out.push((Bytes::from(channel), Bytes::copy_from_slice(key)));
         }
     }
 
@@ -141,6 +155,7 @@ impl Keyspace {
         if flags & (NotifyFlags::KEYSPACE | NotifyFlags::KEYEVENT) == 0 {
             return;
         }
+        let mut events = Vec::new();
         for t in transitions.iter().filter(|t| t.state == State::Offline) {
             let (class, event) = match t.cause {
                 Cause::Timeout => (NotifyFlags::EXPIRED, "expired"),
@@ -151,7 +166,10 @@ impl Keyspace {
                 continue;
             }
             let key = self.pattern.key_for(&t.user.to_bytes());
-            self.notify(pubsub, class, event, &key);
+            self.collect(class, event, &key, &mut events);
+        }
+        if pubsub.has_subscribers() {
+            pubsub.publish_unresolved(events);
         }
     }
 }

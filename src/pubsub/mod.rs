@@ -19,14 +19,19 @@ use tokio::sync::mpsc;
 
 pub use fanout::FanoutStats;
 pub use message::confirmation;
-pub use outbox::{Outbox, PushOutcome};
+pub use outbox::{Outbox, PushOutcome, Pushed};
 pub use registry::Kind;
 
 use crate::clients::ClientEntry;
 use crate::glob::glob_match;
 use crate::store::Transition;
-use fanout::Job;
+use fanout::{Job, Publication};
 use registry::Registry;
+
+/// Deliveries that may be queued before a PUBLISH waits for the fan-out to catch up. A
+/// client flooding PUBLISH to many subscribers is slowed to the fan-out's pace instead of
+/// growing the queue without bound (Redis does the fan-out inside PUBLISH itself).
+const DELIVERIES_PENDING_MAX: u64 = 1_000_000;
 
 /// Estimated bytes one subscription costs beyond its channel name: the subscriber's entry in
 /// the channel list (8) and position index (~24), and the client's own set entry (~48), with
@@ -34,8 +39,8 @@ use registry::Registry;
 pub const SUBSCRIPTION_OVERHEAD_BYTES: usize = 96;
 
 pub struct PubSub {
-    registry: Mutex<Registry>,
-    jobs: mpsc::UnboundedSender<Vec<Job>>,
+    registry: Arc<Mutex<Registry>>,
+    jobs: mpsc::UnboundedSender<Publication>,
     /// Mirrors the registry's subscription count so that publishers with nobody listening
     /// return without taking the lock or formatting anything.
     subscription_count: AtomicUsize,
@@ -49,9 +54,15 @@ impl PubSub {
     pub fn new(output_limit_bytes: usize) -> (PubSub, impl Future<Output = ()> + Send + 'static) {
         let (jobs, receiver) = mpsc::unbounded_channel();
         let fanout = Arc::new(FanoutStats::default());
-        let task = fanout::run(receiver, Arc::clone(&fanout), output_limit_bytes);
+        let registry = Arc::new(Mutex::new(Registry::default()));
+        let task = fanout::run(
+            receiver,
+            Arc::clone(&registry),
+            Arc::clone(&fanout),
+            output_limit_bytes,
+        );
         let pubsub = PubSub {
-            registry: Mutex::new(Registry::default()),
+            registry,
             jobs,
             subscription_count: AtomicUsize::new(0),
             fanout,
@@ -88,49 +99,72 @@ impl PubSub {
     }
 
     /// Queues `payload` for every subscriber of `channel` and every matching pattern; returns
-    /// how many subscriptions will receive it (as Redis's PUBLISH counts).
+    /// how many subscriptions will receive it (as Redis's PUBLISH counts). Waits while the
+    /// fan-out is far behind, so a flood of PUBLISH cannot grow its queue without bound.
     pub fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
         self.messages_published.fetch_add(1, Ordering::Relaxed);
         if !self.has_subscribers() {
             return 0;
         }
+        while self.fanout.deliveries_pending.load(Ordering::Relaxed) > DELIVERIES_PENDING_MAX {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let registry = self.registry();
         let mut jobs = Vec::new();
         let receivers = resolve(&registry, channel, payload, &mut jobs);
         if !jobs.is_empty() {
+            self.fanout
+                .deliveries_pending
+                .fetch_add(receivers as u64, Ordering::Relaxed);
             // Sent before the registry lock is released: publications of one channel reach
             // the fan-out task in the order they were resolved.
-            let _ = self.jobs.send(jobs);
+            let _ = self.jobs.send(Publication::Resolved(jobs));
         }
         receivers
     }
 
-    /// Publishes presence transitions on `presence:<user>`, resolving all of them under one
-    /// registry lock and handing them to the fan-out task in one message.
+    /// Queues events for the fan-out task to resolve and deliver, in order. Called with a
+    /// shard's lock held: it only hands the events over (no pattern matching here, so many
+    /// patterns cannot stall heartbeats).
+    pub fn publish_unresolved(&self, events: Vec<(Bytes, Bytes)>) {
+        if events.is_empty() {
+            return;
+        }
+        self.messages_published
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        if events.len() <= fanout::EVENTS_PER_PUBLICATION_MAX {
+            let _ = self.jobs.send(Publication::Unresolved(events));
+            return;
+        }
+        for chunk in events.chunks(fanout::EVENTS_PER_PUBLICATION_MAX) {
+            let _ = self.jobs.send(Publication::Unresolved(chunk.to_vec()));
+        }
+    }
+
+    /// Publishes presence transitions on `presence:<user>`.
     pub fn publish_transitions(&self, transitions: &[Transition]) {
         let count = transitions.len() as u64;
         self.presence_events.fetch_add(count, Ordering::Relaxed);
-        self.messages_published.fetch_add(count, Ordering::Relaxed);
         if !self.has_subscribers() {
             return;
         }
-        let registry = self.registry();
-        let mut jobs = Vec::new();
-        let mut channel = Vec::with_capacity(64);
-        for transition in transitions {
-            let user = transition.user.to_bytes();
-            channel.clear();
-            channel.extend_from_slice(PRESENCE_CHANNEL_PREFIX);
-            channel.extend_from_slice(&user);
-            if !registry.channels.contains_key(&channel[..]) && registry.patterns.is_empty() {
-                continue;
-            }
-            let payload = presence_payload(&user, transition);
-            resolve(&registry, &channel, payload.as_bytes(), &mut jobs);
-        }
-        if !jobs.is_empty() {
-            let _ = self.jobs.send(jobs);
-        }
+        let events = transitions
+            .iter()
+            .map(|transition| {
+                let user = transition.user.to_bytes();
+                let mut channel = Vec::with_capacity(PRESENCE_CHANNEL_PREFIX.len() + user.len());
+                channel.extend_from_slice(PRESENCE_CHANNEL_PREFIX);
+                channel.extend_from_slice(&user);
+                let payload = presence_payload(&user, transition);
+                (Bytes::from(channel), Bytes::from(payload))
+            })
+            .collect();
+        self.publish_unresolved(events);
+    }
+
+    /// Distinct patterns this client may still add.
+    pub fn pattern_count(&self) -> usize {
+        self.registry().patterns.len()
     }
 
     /// Channels with at least one subscriber, optionally matching `pattern`.
@@ -179,6 +213,7 @@ fn resolve(registry: &Registry, channel: &[u8], payload: &[u8], jobs: &mut Vec<J
         receivers += list.len();
         jobs.push(Job {
             channel: name(),
+            subscription: (Kind::Channel, name()),
             message: message::message(channel, payload),
             targets: list.snapshot(),
             cursor: 0,
@@ -189,6 +224,7 @@ fn resolve(registry: &Registry, channel: &[u8], payload: &[u8], jobs: &mut Vec<J
             receivers += list.len();
             jobs.push(Job {
                 channel: name(),
+                subscription: (Kind::Pattern, pattern.clone()),
                 message: message::pmessage(pattern, channel, payload),
                 targets: list.snapshot(),
                 cursor: 0,

@@ -13,9 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::registry::Kind;
+
+/// A queued message and the subscription it was delivered for, so that a connection can
+/// drop messages of a channel it unsubscribed from after they were queued (Redis never sends
+/// a message after the unsubscribe confirmation).
+pub type Pushed = (Bytes, (Kind, Bytes));
+
 #[derive(Debug, Default)]
 struct Queue {
-    messages: VecDeque<Bytes>,
+    messages: VecDeque<Pushed>,
     bytes: usize,
 }
 
@@ -53,7 +60,12 @@ impl Outbox {
     }
 
     /// Queues `message` unless that takes pending output past `limit_bytes` (0: no limit).
-    pub fn push(&self, message: Bytes, limit_bytes: usize) -> PushOutcome {
+    pub fn push(
+        &self,
+        message: Bytes,
+        subscription: (Kind, Bytes),
+        limit_bytes: usize,
+    ) -> PushOutcome {
         if self.overflowed.load(Ordering::Relaxed) {
             return PushOutcome::Dropped;
         }
@@ -68,7 +80,7 @@ impl Outbox {
         }
         let was_empty = queue.messages.is_empty();
         queue.bytes += message.len();
-        queue.messages.push_back(message);
+        queue.messages.push_back((message, subscription));
         drop(queue);
         if was_empty {
             self.ready.notify_one();
@@ -77,7 +89,7 @@ impl Outbox {
     }
 
     /// Moves every queued message out, in order, and returns their total size.
-    pub fn drain_into(&self, out: &mut Vec<Bytes>) -> usize {
+    pub fn drain_into(&self, out: &mut Vec<Pushed>) -> usize {
         let mut queue = self.queue();
         let bytes = queue.bytes;
         out.extend(queue.messages.drain(..));
@@ -102,32 +114,34 @@ mod tests {
     #[test]
     fn caps_pending_bytes() {
         let outbox = Outbox::default();
+        let sub = || (Kind::Channel, Bytes::from_static(b"c"));
         assert_eq!(
-            outbox.push(Bytes::from_static(b"aaaa"), 10),
+            outbox.push(Bytes::from_static(b"aaaa"), sub(), 10),
             PushOutcome::Queued
         );
         assert_eq!(
-            outbox.push(Bytes::from_static(b"bbbb"), 10),
+            outbox.push(Bytes::from_static(b"bbbb"), sub(), 10),
             PushOutcome::Queued
         );
         assert_eq!(outbox.pending_bytes(), 8);
         let mut drained = Vec::new();
         assert_eq!(outbox.drain_into(&mut drained), 8);
+        let messages: Vec<Bytes> = drained.into_iter().map(|(m, _)| m).collect();
         assert_eq!(
-            drained,
+            messages,
             vec![Bytes::from_static(b"aaaa"), Bytes::from_static(b"bbbb")]
         );
         assert_eq!(
-            outbox.push(Bytes::from_static(b"cccccc"), 10),
+            outbox.push(Bytes::from_static(b"cccccc"), sub(), 10),
             PushOutcome::Queued
         );
         assert_eq!(
-            outbox.push(Bytes::from_static(b"dddddd"), 10),
+            outbox.push(Bytes::from_static(b"dddddd"), sub(), 10),
             PushOutcome::Overflowed
         );
         assert!(outbox.overflowed());
         assert_eq!(
-            outbox.push(Bytes::from_static(b"e"), 10),
+            outbox.push(Bytes::from_static(b"e"), sub(), 10),
             PushOutcome::Dropped
         );
         assert_eq!(outbox.pending_bytes(), 0);

@@ -68,7 +68,7 @@ pub struct Registry {
 }
 
 /// Which table an operation is on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     Channel,
     Pattern,

@@ -158,7 +158,9 @@ impl RequestDecoder {
                 let body_end = body_start + len as usize;
                 // Like Redis, the two bytes after the body are taken as its CRLF unseen.
                 if buf.len() < body_end + 2 {
-                    buf.reserve(body_end + 2 - buf.len());
+                    // Room for what is declared, up to 1 MiB at a time: a declared length is
+                    // not trusted with memory before its bytes arrive.
+                    buf.reserve((body_end + 2 - buf.len()).min(1 << 20));
                     return Ok(false);
                 }
                 self.arg_ranges.push((body_start, body_end));

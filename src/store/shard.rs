@@ -438,7 +438,15 @@ impl Shard {
         let was_connected = slot.ttl_s() > 0;
         let deadline_ms = now_ms + ttl_s * 1000;
         let extends = slot.deadline_ms().is_none_or(|d| deadline_ms >= d);
-        if !slot.has_extra() && device.is_none() && (!was_connected || extends) {
+        // The plain path keeps one wheel entry at or before the deadline. A user coming back
+        // while an old entry is still pending (logged out, then in again) might need an earlier
+        // one than that entry: the extras path tracks which entry is current.
+        let entry_fits = if was_connected {
+            extends
+        } else {
+            !slot.armed()
+        };
+        if !slot.has_extra() && device.is_none() && entry_fits {
             // The hot path: one slot read, one slot write; the wheel only when coming online.
             let before = plain_state(slot);
             let app = app.unwrap_or(if was_connected {
@@ -594,6 +602,10 @@ impl Shard {
         events: &mut Vec<Transition>,
     ) {
         self.settle(key, now_ms, events);
+        if manual.is_none() && !self.slot(key).has_extra() {
+            // Clearing an override nobody set changes nothing and must not create a user.
+            return;
+        }
         self.ensure_extra(key);
         let slot = self.slot(key);
         if let Some(extra) = self.extras.get_mut(&key) {
@@ -951,13 +963,21 @@ mod tests {
             shard.view(user, T0_MS + 3_000).last_seen_ms,
             Some(T0_MS + 2_000)
         );
-        // Coming back before the old entry fires must not add a second entry.
+        // Coming back before the old entry fires arms a current entry; the superseded one is
+        // dropped when it fires, leaving one.
         assert_eq!(
             shard.heartbeat(user, 30, None, None, T0_MS + 4_000, &mut events),
             Ok(true)
         );
-        assert_eq!(shard.wheel_len(), 1);
+        assert_eq!(shard.wheel_len(), 2);
         assert_eq!(shard.online_count(), 1);
+        assert!(tick(&mut shard, T0_MS + 32_000).is_empty());
+        assert_eq!(shard.wheel_len(), 1);
+        assert_eq!(
+            tick(&mut shard, T0_MS + 34_000),
+            vec![(State::Offline, Some(T0_MS + 4_000))]
+        );
+        assert_eq!(shard.wheel_len(), 0);
     }
 
     /// Side-table users behave exactly like dense ones.
@@ -1193,6 +1213,30 @@ mod tests {
             Some(T0_MS + 4_000)
         );
         assert_eq!(events.len(), 2);
+    }
+
+    /// Logging out and back in with a shorter TTL than the pending entry is still detected on
+    /// time, and the superseded entry changes nothing when it fires.
+    #[test]
+    fn relogin_with_shorter_ttl_expires_on_time() {
+        let mut shard = shard();
+        let user = ShardKey::Dense(500);
+        let mut events = Vec::new();
+        shard
+            .heartbeat(user, 3600, None, None, T0_MS, &mut events)
+            .unwrap();
+        assert!(shard.offline(user, None, T0_MS + 10, &mut events));
+        assert_eq!(
+            shard.heartbeat(user, 1, None, None, T0_MS + 20, &mut events),
+            Ok(true)
+        );
+        assert_eq!(
+            tick(&mut shard, T0_MS + 1_100),
+            vec![(State::Offline, Some(T0_MS + 20))]
+        );
+        assert_eq!(shard.online_count(), 0);
+        assert!(tick(&mut shard, T0_MS + 3_700_000).is_empty());
+        assert_eq!(shard.wheel_len(), 0);
     }
 
     /// Heartbeats in the same millisecond: the status of the one heard last is shown.
