@@ -73,10 +73,8 @@ impl NotifyFlags {
     pub fn to_letters(self) -> String {
         let mut out = String::new();
         if self.0 & Self::ALL == Self::ALL {
+            // As Redis prints it: `A` stands for the classes it covers, and `n` is not shown.
             out.push('A');
-            if self.0 & Self::NEW != 0 {
-                out.push('n');
-            }
         } else {
             for (letter, flag) in &Self::LETTERS[..11] {
                 if self.0 & flag != 0 {

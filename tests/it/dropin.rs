@@ -1723,13 +1723,7 @@ fn write_events_not_published_with_their_flags_off() {
 /// 100,000 keys set with `PX 2000` in one pipelined batch all expire together, and every
 /// `expired` event — on `__keyevent@0__:expired` and on each `__keyspace@0__:<key>` — arrives
 /// within 1 s of its key's deadline, for all 100,000 distinct keys.
-///
-/// Ignored until the fan-out delivers more than one publication per channel per turn: all
-/// 100,000 `__keyevent@0__:expired` messages share one channel, and src/pubsub/fanout.rs runs a
-/// channel's queued publications one per scheduling pass, so the last arrive ~1.8 s after their
-/// deadline (the 100,000 distinct `__keyspace@0__:<key>` channels arrive within ~0.7 s).
 #[test]
-#[ignore = "fan-out serialises one channel's publications one per pass: keyevent lag ~1.8 s"]
 fn hundred_thousand_expired_events_on_time() {
     const KEYS: usize = 100_000;
     let _heavy = heavy_test_lock();
