@@ -65,6 +65,16 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=limits::CAPACITY_MAX))]
     pub capacity: u64,
 
+    /// Worker threads serving connections (default: one per CPU core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: Option<u64>,
+
+    /// How connections are spread over the threads: `multi` (one work-stealing tokio runtime)
+    /// or `per-core` (a single-threaded runtime per thread, each accepting on its own
+    /// SO_REUSEPORT listener). docs/design/per-core-engine.md has the measurements.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Multi)]
+    pub runtime: RuntimeKind,
+
     /// Shards the user space is split into (default: one per CPU core).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub shards: Option<u64>,
@@ -101,6 +111,13 @@ pub struct Args {
     pub client_query_buffer_limit: usize,
 }
 
+/// The runtime layout (`--runtime`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Multi,
+    PerCore,
+}
+
 /// Validated settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -113,6 +130,8 @@ pub struct Config {
     pub require_snapshot: bool,
     pub capacity: u64,
     pub shard_count: usize,
+    pub thread_count: usize,
+    pub runtime: RuntimeKind,
     pub requirepass: Option<String>,
     pub clients_max: usize,
     pub log_level: String,
@@ -124,10 +143,9 @@ pub struct Config {
 
 impl Config {
     pub fn from_args(args: Args) -> Result<Config, String> {
-        let shard_count = match args.shards {
-            Some(n) => n as usize,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shard_count = args.shards.map_or(cores, |n| n as usize);
+        let thread_count = args.threads.map_or(cores, |n| n as usize);
         if args.maxclients == 0 {
             return Err("--maxclients must be at least 1".to_string());
         }
@@ -153,6 +171,8 @@ impl Config {
             require_snapshot: args.require_snapshot,
             capacity: args.capacity,
             shard_count,
+            thread_count,
+            runtime: args.runtime,
             requirepass: args.requirepass,
             clients_max: args.maxclients,
             log_level: args.log_level,

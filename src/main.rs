@@ -1,7 +1,7 @@
 //! The `presenced` binary: flags -> Config -> server::run. Nothing else lives here.
 
 use clap::Parser;
-use presenced::config::{Args, Config};
+use presenced::config::{Args, Config, RuntimeKind};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -22,10 +22,17 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Per-core: this thread's runtime is the first core's; server::run starts the others.
+    let runtime = match config.runtime {
+        RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.thread_count)
+            .enable_all()
+            .build(),
+        RuntimeKind::PerCore => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("presenced: cannot start the runtime: {err}");

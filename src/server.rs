@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::clients::ClientRegistry;
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Config, RuntimeKind};
 use crate::connection;
 use crate::dropin::Keyspace;
 use crate::pubsub::PubSub;
@@ -93,7 +93,8 @@ impl Server {
 /// Binds, serves until shutdown is requested, and returns.
 pub async fn run(config: Config) -> std::io::Result<()> {
     let mut signals = ShutdownSignals::install()?;
-    let listener = TcpListener::bind(config.listen_addr).await?;
+    let per_core = config.runtime == RuntimeKind::PerCore;
+    let listener = bind(config.listen_addr, per_core)?;
     let listen_addr = listener.local_addr()?;
     let (server, fanout_task) = Server::build(config, listen_addr, clock::now_ms())?;
     tokio::spawn(fanout_task);
@@ -107,6 +108,26 @@ pub async fn run(config: Config) -> std::io::Result<()> {
 
     tokio::spawn(expiry_loop(Arc::clone(&server)));
     tokio::spawn(snapshot_loop(Arc::clone(&server)));
+    let mut core_threads = Vec::new();
+    if per_core {
+        for core in 1..server.config.thread_count {
+            let server = Arc::clone(&server);
+            core_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("presenced-core-{core}"))
+                    .spawn(move || {
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()?;
+                        runtime.block_on(async move {
+                            let listener = bind(listen_addr, true)?;
+                            accept_loop(&server, listener).await;
+                            Ok::<(), std::io::Error>(())
+                        })
+                    })?,
+            );
+        }
+    }
     let mut shutdown_rx = server.shutdown_requested();
     loop {
         tokio::select! {
@@ -136,11 +157,57 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             }
         }
     }
+    for thread in core_threads {
+        let _ = thread.join();
+    }
     info!(
         online_users = server.store.online_count(),
         "presenced stopped"
     );
     Ok(())
+}
+
+/// A listener; with `reuse_port`, one of several on the same address (one per core), among
+/// which the kernel spreads new connections.
+fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// The accept loop of one per-core runtime (the first core's also watches signals, in `run`).
+async fn accept_loop(server: &Arc<Server>, listener: TcpListener) {
+    let mut shutdown = server.shutdown_requested();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, addr)) => connection::accept(Arc::clone(server), socket, addr),
+                Err(err) => {
+                    warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Runs blocking work (a snapshot) from a command: on the multi-threaded runtime the worker
+/// hands its other tasks to its peers first; a per-core runtime has no peers, so the work
+/// simply runs (that core pauses, the others keep serving).
+pub fn run_blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 impl Server {

@@ -218,7 +218,7 @@ fn shutdown(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     }
     tracing::info!(client = ctx.session.id(), "SHUTDOWN requested");
     if (save || ctx.server.persistence.enabled()) && !nosave {
-        let saved = tokio::task::block_in_place(|| ctx.server.save_for_shutdown());
+        let saved = crate::server::run_blocking(|| ctx.server.save_for_shutdown());
         if saved.is_err() && !force {
             return ctx.out.error("ERR Errors trying to SHUTDOWN. Check logs.");
         }
@@ -232,7 +232,7 @@ fn save(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
     if !ctx.server.persistence.try_begin() {
         return ctx.out.error("ERR Background save already in progress");
     }
-    let saved = tokio::task::block_in_place(|| {
+    let saved = crate::server::run_blocking(|| {
         ctx.server
             .persistence
             .save_claimed(&ctx.server.store, clock::now_ms())
