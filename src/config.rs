@@ -72,7 +72,7 @@ pub struct Args {
     /// How connections are spread over the threads: `multi` (one work-stealing tokio runtime)
     /// or `per-core` (a single-threaded runtime per thread, each accepting on its own
     /// SO_REUSEPORT listener). docs/design/per-core-engine.md has the measurements.
-    #[arg(long, value_enum, default_value_t = RuntimeKind::Multi)]
+    #[arg(long, value_enum, default_value_t = RuntimeKind::PerCore)]
     pub runtime: RuntimeKind,
 
     /// Shards the user space is split into (default: one per CPU core).
