@@ -9,6 +9,9 @@
 /// seen at most one tick plus one timer period late.
 pub const TICK_MS: u64 = 100;
 
+/// A drained bucket keeps at most this much capacity for reuse.
+const BUCKET_KEEP_CAPACITY: usize = 4096;
+
 /// 16,384 ticks x 100 ms = 27 minutes of horizon; 16,384 empty buckets cost 384 KiB.
 const BUCKET_COUNT: u64 = 16_384;
 
@@ -63,6 +66,10 @@ impl<T> TimingWheel<T> {
             let bucket = &mut self.buckets[(tick % BUCKET_COUNT) as usize];
             self.len -= bucket.len();
             due.extend(bucket.drain(..).map(|item| (tick, item)));
+            if bucket.capacity() > BUCKET_KEEP_CAPACITY {
+                // A storm's bucket would otherwise keep its memory for the wheel's lifetime.
+                *bucket = Vec::new();
+            }
             self.next_tick += 1;
         }
     }

@@ -36,6 +36,7 @@ USAGE: loadgen [OPTIONS]
   --batch B            users per batch command: MHEARTBEAT, MSTATUS, MGET, and the number
                        of SETs in one redis batch-heartbeat operation (100)
   --seed N             seed of the ID generator (1)
+  --ttl-s N            EX of the SETs sent to redis (30)
   --pool N             pre-encoded operations to cycle through (65536)
   --pool-mb M          cap on the pre-encoded pool, MiB (64); populate: per segment (1024)
   --resp3              send HELLO 3 on each connection first
@@ -129,6 +130,10 @@ fn parse_args(argv: impl Iterator<Item = String>) -> Result<Option<Args>, String
             "--users" => a.users = num(&name, val(&name)?)?,
             "--batch" => a.batch = num(&name, val(&name)?)?,
             "--seed" => a.seed = num(&name, val(&name)?)?,
+            "--ttl-s" => workload::SET_TTL_S.store(
+                num(&name, val(&name)?)?,
+                std::sync::atomic::Ordering::Relaxed,
+            ),
             "--pool" => a.pool = num(&name, val(&name)?)?,
             "--pool-mb" => a.pool_mb = Some(num(&name, val(&name)?)?),
             "--resp3" => a.resp3 = true,

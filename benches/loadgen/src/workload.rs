@@ -81,6 +81,10 @@ impl fmt::Display for Scenario {
     }
 }
 
+/// The `EX` of every `SET` sent to Redis (`--ttl-s`, default 30): memory runs use a long one
+/// so keys do not expire while the store is being filled.
+pub static SET_TTL_S: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(30);
+
 /// xorshift64* (Vigna): a few cycles per number, plenty for spreading user IDs.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -201,7 +205,12 @@ impl Enc<'_> {
         self.key(id);
         self.bulk(b"online");
         self.bulk(b"EX");
-        self.bulk(b"30");
+        let mut buf = [0u8; 20];
+        let ttl = digits(
+            SET_TTL_S.load(std::sync::atomic::Ordering::Relaxed),
+            &mut buf,
+        );
+        self.bulk(ttl);
     }
 }
 
