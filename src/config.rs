@@ -75,6 +75,11 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = RuntimeKind::PerCore)]
     pub runtime: RuntimeKind,
 
+    /// Back the slot arrays with transparent huge pages: fewer TLB misses on random slot
+    /// writes when user IDs are dense, at the cost of touching memory 2 MiB at a time.
+    #[arg(long)]
+    pub huge_pages: bool,
+
     /// Shards the user space is split into (default: one per CPU core).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub shards: Option<u64>,
@@ -131,6 +136,7 @@ pub struct Config {
     pub capacity: u64,
     pub shard_count: usize,
     pub thread_count: usize,
+    pub huge_pages: bool,
     pub runtime: RuntimeKind,
     pub requirepass: Option<String>,
     pub clients_max: usize,
@@ -172,6 +178,7 @@ impl Config {
             capacity: args.capacity,
             shard_count,
             thread_count,
+            huge_pages: args.huge_pages,
             runtime: args.runtime,
             requirepass: args.requirepass,
             clients_max: args.maxclients,

@@ -57,6 +57,7 @@ impl Server {
         listen_addr: SocketAddr,
         now_ms: u64,
     ) -> std::io::Result<(Arc<Server>, impl Future<Output = ()> + Send + 'static)> {
+        crate::store::HUGE_PAGES.store(config.huge_pages, std::sync::atomic::Ordering::Relaxed);
         let store = Store::new(config.capacity, config.shard_count, now_ms)?;
         let (pubsub, fanout_task) = PubSub::new(config.pubsub_output_max);
         let pubsub = Arc::new(pubsub);

@@ -13,6 +13,7 @@ mod persist;
 mod shard;
 mod slot;
 mod slot_array;
+pub use slot_array::HUGE_PAGES;
 mod status;
 mod user_id;
 
