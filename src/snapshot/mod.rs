@@ -142,6 +142,9 @@ pub fn save(
         records += chunks.len() as u64 + 2;
     }
 
+    // A save a crash interrupted left its temporary behind: at most one save runs at a time,
+    // so any temporary found now is such a leftover, and would otherwise stay forever.
+    remove_temporaries(dir);
     let final_path = next_file_name(dir, started_ms);
     let tmp_path = dir.join(format!(
         ".{}.tmp",
@@ -254,6 +257,22 @@ pub fn save(
         duration_ms: clock.elapsed().as_millis() as u64,
         records,
     })
+}
+
+/// Removes `.presenced-*.snap.tmp` files: the temporaries of saves that never finished.
+fn remove_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(&format!(".{FILE_PREFIX}"))
+            && name.ends_with(&format!("{FILE_SUFFIX}.tmp"))
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn next_file_name(dir: &Path, started_ms: u64) -> PathBuf {
@@ -544,6 +563,12 @@ mod tests {
         fs::write(&report.file, &bytes[..bytes.len() - 10]).expect("truncate");
         let err = verify(&report.file).expect_err("truncation");
         assert_eq!(err.region, "trailer");
+
+        // The temporary of a save a crash interrupted goes at the next save.
+        let leftover = dir.join(".presenced-00000000000000000001.snap.tmp");
+        fs::write(&leftover, b"half a snapshot").expect("write");
+        save(&store, "user:{id}:presence", &dir, T0_MS + 1).expect("save");
+        assert!(!leftover.exists(), "a leftover temporary survived a save");
         let _ = fs::remove_dir_all(&dir);
     }
 }

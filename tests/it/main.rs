@@ -10,6 +10,7 @@ mod presence;
 mod protocol;
 mod pubsub;
 mod smoke;
+mod snapshot;
 mod subscriber;
 mod support;
 mod util;
