@@ -12,7 +12,7 @@ use crate::limits;
 /// Each user is online while their heartbeats keep arriving and offline once the TTL runs
 /// out. Any Redis client can talk to it: `redis-cli -p 6379 HEARTBEAT 42`.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "presenced", version, about, long_about = None)]
+#[command(name = "presenced", version, about, long_about = None, args_override_self = true)]
 pub struct Args {
     /// Address to listen on. Loopback by default: expose it to a network deliberately.
     #[arg(long, default_value = "127.0.0.1", env = "PRESENCED_BIND")]
