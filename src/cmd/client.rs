@@ -12,22 +12,9 @@ const fn sub(
     summary: &'static str,
     handler: super::Handler,
 ) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: 0,
-        last_key: 0,
-        key_step: 0,
-        acl_categories: &["@slow", "@connection"],
-        group: "connection",
-        since: "2.4.0",
-        summary,
-        complexity: "O(1)",
-        handler,
-        subcommands: &[],
-        arguments: &[],
-    }
+    CommandSpec::new(name, arity, flags, "connection", summary, handler)
+        .with_acl(&["@slow", "@connection"])
+        .with_since("2.4.0")
 }
 
 const CONN_FLAGS: &[&str] = &["noscript", "loading", "stale"];

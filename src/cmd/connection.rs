@@ -15,22 +15,7 @@ const fn connection_command(
     summary: &'static str,
     handler: super::Handler,
 ) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: 0,
-        last_key: 0,
-        key_step: 0,
-        acl_categories: CONNECTION_ACL,
-        group: "connection",
-        since: "1.0.0",
-        summary,
-        complexity: "O(1)",
-        handler,
-        subcommands: &[],
-        arguments: &[],
-    }
+    CommandSpec::new(name, arity, flags, "connection", summary, handler).with_acl(CONNECTION_ACL)
 }
 
 pub const PING: CommandSpec = connection_command(

@@ -11,22 +11,17 @@ const fn sub(
     summary: &'static str,
     handler: super::Handler,
 ) -> CommandSpec {
-    CommandSpec {
+    CommandSpec::new(
         name,
         arity,
-        flags: &["loading", "stale"],
-        first_key: 0,
-        last_key: 0,
-        key_step: 0,
-        acl_categories: &["@slow", "@connection"],
-        group: "server",
-        since: "2.8.13",
+        &["loading", "stale"],
+        "server",
         summary,
-        complexity: "O(N) where N is the number of commands",
         handler,
-        subcommands: &[],
-        arguments: &[],
-    }
+    )
+    .with_acl(&["@slow", "@connection"])
+    .with_since("2.8.13")
+    .with_complexity("O(N) where N is the number of commands")
 }
 
 pub const COMMAND: CommandSpec = CommandSpec {

@@ -23,22 +23,10 @@ const fn key_command(
     summary: &'static str,
     handler: super::Handler,
 ) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key,
-        last_key,
-        key_step: if first_key > 0 { 1 } else { 0 },
-        acl_categories: &["@keyspace"],
-        group,
-        since: "1.0.0",
-        summary,
-        complexity: "O(1) per key",
-        handler,
-        subcommands: &[],
-        arguments: &[],
-    }
+    CommandSpec::new(name, arity, flags, group, summary, handler)
+        .with_keys(first_key, last_key, if first_key > 0 { 1 } else { 0 })
+        .with_acl(&["@keyspace"])
+        .with_complexity("O(1) per key")
 }
 
 const READ: &[&str] = &["readonly", "fast"];

@@ -65,6 +65,69 @@ pub struct ArgSpec {
 }
 
 impl CommandSpec {
+    /// A command with no keys and Redis's defaults for the rest; the `with_*` methods below
+    /// fill in what differs. `const`, so the whole table is built at compile time.
+    pub const fn new(
+        name: &'static str,
+        arity: i32,
+        flags: &'static [&'static str],
+        group: &'static str,
+        summary: &'static str,
+        handler: Handler,
+    ) -> CommandSpec {
+        CommandSpec {
+            name,
+            arity,
+            flags,
+            first_key: 0,
+            last_key: 0,
+            key_step: 0,
+            acl_categories: &[],
+            group,
+            since: "1.0.0",
+            summary,
+            complexity: "O(1)",
+            handler,
+            subcommands: &[],
+            arguments: &[],
+        }
+    }
+
+    pub const fn with_keys(self, first_key: i32, last_key: i32, key_step: i32) -> CommandSpec {
+        CommandSpec {
+            first_key,
+            last_key,
+            key_step,
+            ..self
+        }
+    }
+
+    pub const fn with_acl(self, acl_categories: &'static [&'static str]) -> CommandSpec {
+        CommandSpec {
+            acl_categories,
+            ..self
+        }
+    }
+
+    pub const fn with_since(self, since: &'static str) -> CommandSpec {
+        CommandSpec { since, ..self }
+    }
+
+    pub const fn with_complexity(self, complexity: &'static str) -> CommandSpec {
+        CommandSpec { complexity, ..self }
+    }
+
+    pub const fn with_subcommands(self, subcommands: &'static [CommandSpec]) -> CommandSpec {
+        CommandSpec {
+            subcommands,
+            ..self
+        }
+    }
+
+    pub const fn with_arguments(self, arguments: &'static [ArgSpec]) -> CommandSpec {
+        CommandSpec { arguments, ..self }
+    }
+
     fn arity_ok(&self, argc: usize) -> bool {
         let argc = argc as i64;
         let arity = i64::from(self.arity);

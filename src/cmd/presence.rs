@@ -26,134 +26,114 @@ const fn arg(
     }
 }
 
+/// A presence command: its user is its key (the first argument; with `last_key` -1, every
+/// argument), so cluster-aware clients route it like a key.
+const fn presence_command(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    last_key: i32,
+    summary: &'static str,
+    complexity: &'static str,
+    handler: super::Handler,
+) -> CommandSpec {
+    CommandSpec::new(name, arity, flags, "presence", summary, handler)
+        .with_keys(1, last_key, 1)
+        .with_acl(if last_key < 0 {
+            &["@presence"]
+        } else {
+            PRESENCE_ACL
+        })
+        .with_since("0.1.0")
+        .with_complexity(complexity)
+}
+
 const USER: ArgSpec = arg("user", "key", None, false, false);
 const USERS: ArgSpec = arg("user", "key", None, false, true);
 const TTL: ArgSpec = arg("seconds", "integer", Some("TTL"), true, false);
 const DEVICE: ArgSpec = arg("id", "string", Some("DEVICE"), true, false);
 
-pub const HEARTBEAT: CommandSpec = CommandSpec {
-    name: "heartbeat",
-    arity: -2,
-    flags: &["write", "fast"],
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
-    acl_categories: PRESENCE_ACL,
-    group: "presence",
-    since: "0.1.0",
-    summary: "Marks a user online now and refreshes their last-seen time. Replies 1 if this brought them online.",
-    complexity: "O(1)",
-    handler: heartbeat,
-    subcommands: &[],
-    arguments: &[
+pub const HEARTBEAT: CommandSpec = presence_command(
+    "heartbeat",
+    -2,
+    &["write", "fast"],
+    1,
+    "Marks a user online now and refreshes their last-seen time. Replies 1 if this brought them online.",
+    "O(1)",
+    heartbeat,
+)
+.with_arguments(&[
         USER,
         TTL,
         arg("status", "string", Some("STATUS"), true, false),
         DEVICE,
-    ],
-};
+    ]);
 
-pub const MHEARTBEAT: CommandSpec = CommandSpec {
-    name: "mheartbeat",
-    arity: -2,
-    flags: &["write"],
-    first_key: 1,
-    last_key: -1,
-    key_step: 1,
-    acl_categories: &["@presence"],
-    group: "presence",
-    since: "0.1.0",
-    summary: "Heartbeats many users at the default TTL. Replies with how many came online.",
-    complexity: "O(N) where N is the number of users",
-    handler: mheartbeat,
-    subcommands: &[],
-    arguments: &[USERS],
-};
+pub const MHEARTBEAT: CommandSpec = presence_command(
+    "mheartbeat",
+    -2,
+    &["write"],
+    -1,
+    "Heartbeats many users at the default TTL. Replies with how many came online.",
+    "O(N) where N is the number of users",
+    mheartbeat,
+)
+.with_arguments(&[USERS]);
 
-pub const STATUS: CommandSpec = CommandSpec {
-    name: "status",
-    arity: 2,
-    flags: &["readonly", "fast"],
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
-    acl_categories: PRESENCE_ACL,
-    group: "presence",
-    since: "0.1.0",
-    summary: "Returns a user's state (online or offline) and last-seen time in Unix milliseconds.",
-    complexity: "O(1)",
-    handler: status,
-    subcommands: &[],
-    arguments: &[USER],
-};
+pub const STATUS: CommandSpec = presence_command(
+    "status",
+    2,
+    &["readonly", "fast"],
+    1,
+    "Returns a user's state (online or offline) and last-seen time in Unix milliseconds.",
+    "O(1)",
+    status,
+)
+.with_arguments(&[USER]);
 
-pub const MSTATUS: CommandSpec = CommandSpec {
-    name: "mstatus",
-    arity: -2,
-    flags: &["readonly"],
-    first_key: 1,
-    last_key: -1,
-    key_step: 1,
-    acl_categories: &["@presence"],
-    group: "presence",
-    since: "0.1.0",
-    summary: "Returns the state and last-seen time of many users, in request order.",
-    complexity: "O(N) where N is the number of users",
-    handler: mstatus,
-    subcommands: &[],
-    arguments: &[USERS],
-};
+pub const MSTATUS: CommandSpec = presence_command(
+    "mstatus",
+    -2,
+    &["readonly"],
+    -1,
+    "Returns the state and last-seen time of many users, in request order.",
+    "O(N) where N is the number of users",
+    mstatus,
+)
+.with_arguments(&[USERS]);
 
-pub const OFFLINE: CommandSpec = CommandSpec {
-    name: "offline",
-    arity: -2,
-    flags: &["write", "fast"],
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
-    acl_categories: PRESENCE_ACL,
-    group: "presence",
-    since: "0.1.0",
-    summary: "Logs a user (or one device) out now, keeping their last-seen time. Replies 1 if they were online.",
-    complexity: "O(1)",
-    handler: offline,
-    subcommands: &[],
-    arguments: &[USER, DEVICE],
-};
+pub const OFFLINE: CommandSpec = presence_command(
+    "offline",
+    -2,
+    &["write", "fast"],
+    1,
+    "Logs a user (or one device) out now, keeping their last-seen time. Replies 1 if they were online.",
+    "O(1)",
+    offline,
+)
+.with_arguments(&[USER, DEVICE]);
 
-pub const DISCONNECT: CommandSpec = CommandSpec {
-    name: "disconnect",
-    arity: -2,
-    flags: &["write", "fast"],
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
-    acl_categories: PRESENCE_ACL,
-    group: "presence",
-    since: "0.1.0",
-    summary: "A user's (or device's) connection dropped: offline after the grace period unless a heartbeat comes first.",
-    complexity: "O(1)",
-    handler: disconnect,
-    subcommands: &[],
-    arguments: &[USER, DEVICE],
-};
+pub const DISCONNECT: CommandSpec = presence_command(
+    "disconnect",
+    -2,
+    &["write", "fast"],
+    1,
+    "A user's (or device's) connection dropped: offline after the grace period unless a heartbeat comes first.",
+    "O(1)",
+    disconnect,
+)
+.with_arguments(&[USER, DEVICE]);
 
-pub const SETSTATUS: CommandSpec = CommandSpec {
-    name: "setstatus",
-    arity: -3,
-    flags: &["write", "fast"],
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
-    acl_categories: PRESENCE_ACL,
-    group: "presence",
-    since: "0.1.0",
-    summary: "Sets or clears a user's manual status (dnd, invisible, away, busy, none), optionally for a TTL.",
-    complexity: "O(1)",
-    handler: setstatus,
-    subcommands: &[],
-    arguments: &[USER, arg("status", "string", None, false, false), TTL],
-};
+pub const SETSTATUS: CommandSpec = presence_command(
+    "setstatus",
+    -3,
+    &["write", "fast"],
+    1,
+    "Sets or clears a user's manual status (dnd, invisible, away, busy, none), optionally for a TTL.",
+    "O(1)",
+    setstatus,
+)
+.with_arguments(&[USER, arg("status", "string", None, false, false), TTL]);
 
 fn heartbeat(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let mut ttl_s = ctx.server.config.default_ttl_s;

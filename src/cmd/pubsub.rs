@@ -15,22 +15,10 @@ const fn pubsub_command(
     summary: &'static str,
     handler: super::Handler,
 ) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: 0,
-        last_key: 0,
-        key_step: 0,
-        acl_categories: &["@pubsub", "@slow"],
-        group: "pubsub",
-        since: "2.0.0",
-        summary,
-        complexity: "O(N) where N is the number of channels or patterns",
-        handler,
-        subcommands: &[],
-        arguments: &[],
-    }
+    CommandSpec::new(name, arity, flags, "pubsub", summary, handler)
+        .with_acl(&["@pubsub", "@slow"])
+        .with_since("2.0.0")
+        .with_complexity("O(N) where N is the number of channels or patterns")
 }
 
 const SUBSCRIBER_FLAGS: &[&str] = &["pubsub", "noscript", "loading", "stale"];

@@ -22,22 +22,9 @@ const fn admin(
     complexity: &'static str,
     handler: super::Handler,
 ) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: 0,
-        last_key: 0,
-        key_step: 0,
-        acl_categories: &["@slow", "@admin", "@dangerous"],
-        group: "server",
-        since: "1.0.0",
-        summary,
-        complexity,
-        handler,
-        subcommands: &[],
-        arguments: &[],
-    }
+    CommandSpec::new(name, arity, flags, "server", summary, handler)
+        .with_acl(&["@slow", "@admin", "@dangerous"])
+        .with_complexity(complexity)
 }
 
 pub const INFO: CommandSpec = admin(

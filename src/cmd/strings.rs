@@ -20,22 +20,10 @@ const fn string_command(
     summary: &'static str,
     handler: super::Handler,
 ) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key,
-        last_key,
-        key_step,
-        acl_categories: &["@string"],
-        group: "string",
-        since: "1.0.0",
-        summary,
-        complexity: "O(1) per key",
-        handler,
-        subcommands: &[],
-        arguments: &[],
-    }
+    CommandSpec::new(name, arity, flags, "string", summary, handler)
+        .with_keys(first_key, last_key, key_step)
+        .with_acl(&["@string"])
+        .with_complexity("O(1) per key")
 }
 
 const WRITE: &[&str] = &["write", "denyoom"];
