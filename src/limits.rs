@@ -45,9 +45,13 @@ pub const CAPACITY_DEFAULT: u64 = 1 << 32;
 /// 128 TiB user address space of x86-64 and aarch64 Linux.
 pub const CAPACITY_MAX: u64 = 1 << 36;
 
-/// Replies are flushed to the socket once this many bytes are pending, so a long pipeline
-/// does not accumulate its whole output in memory before the first byte is written.
-pub const REPLY_FLUSH_BYTES: usize = 64 * 1024;
+/// Replies one client may have waiting to be written before its input stops being read. Redis
+/// keeps reading without limit for normal clients; 64 MiB lets a client send a pipeline of a
+/// million commands before reading a reply, and bounds what one client can make us hold.
+pub const OUTPUT_PENDING_MAX: usize = 64 * 1024 * 1024;
+
+/// An output buffer that grew past this during a burst is given back once written.
+pub const OUTPUT_KEEP_CAPACITY: usize = 1024 * 1024;
 
 /// Published messages are coalesced into socket writes of about this size.
 pub const PUSH_WRITE_BYTES: usize = 256 * 1024;

@@ -188,6 +188,10 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
 async fn accept_loop(server: &Arc<Server>, listener: TcpListener) {
     let mut shutdown = server.shutdown_requested();
     loop {
+        // A shutdown requested before this thread subscribed would never show as a change.
+        if *shutdown.borrow_and_update() {
+            return;
+        }
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, addr)) => connection::accept(Arc::clone(server), socket, addr),
