@@ -96,6 +96,11 @@ async fn serve_session(
             append_pushed(entry, session, &mut pushed, &mut out)?;
         }
         write_ready(server, &socket, &mut out)?;
+        if out.len() < PUSH_WRITE_BYTES && entry.outbox.pending_bytes() > 0 {
+            // Messages arrived while the output was long: they are not announced again (the
+            // outbox wakes us only when it goes from empty to non-empty), so take them now.
+            continue;
+        }
         if flow != Flow::Continue && out.is_empty() {
             if flow == Flow::Shutdown {
                 server.request_shutdown();
