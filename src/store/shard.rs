@@ -208,13 +208,18 @@ impl Shard {
         }
     }
 
+    /// The side table's shared copy of `id` (a new one if the user is not stored yet).
+    fn side_id(&self, id: &[u8]) -> Arc<[u8]> {
+        match self.side.get_key_value(id) {
+            Some((arc, _)) => Arc::clone(arc),
+            None => Arc::from(id),
+        }
+    }
+
     fn owned(&self, key: ShardKey<'_>) -> OwnedKey {
         match key {
             ShardKey::Dense(index) => OwnedKey::Dense(index),
-            ShardKey::Side(id) => OwnedKey::Side(match self.side.get_key_value(id) {
-                Some((arc, _)) => Arc::clone(arc),
-                None => Arc::from(id),
-            }),
+            ShardKey::Side(id) => OwnedKey::Side(self.side_id(id)),
         }
     }
 
@@ -223,21 +228,16 @@ impl Shard {
             ShardKey::Dense(index) => {
                 UserRef::Dense(index as u64 * self.shard_count + self.shard_index)
             }
-            ShardKey::Side(_) => match self.owned(key) {
-                OwnedKey::Side(arc) => UserRef::Side(arc),
-                OwnedKey::Dense(_) => unreachable!("a side key stays a side key"),
-            },
+            ShardKey::Side(id) => UserRef::Side(self.side_id(id)),
         }
     }
 
     pub(super) fn arm(&mut self, key: ShardKey<'_>, at_ms: u64) -> u64 {
         match key {
             ShardKey::Dense(index) => self.dense_wheel.insert(at_ms, index),
-            ShardKey::Side(_) => {
-                let OwnedKey::Side(arc) = self.owned(key) else {
-                    unreachable!("a side key stays a side key")
-                };
-                self.side_wheel.insert(at_ms, arc)
+            ShardKey::Side(id) => {
+                let id = self.side_id(id);
+                self.side_wheel.insert(at_ms, id)
             }
         }
     }
