@@ -191,6 +191,7 @@ impl Config {
     }
 
     /// Settings for tests: an ephemeral loopback port and a small store.
+    #[cfg(test)]
     pub fn for_tests() -> Config {
         Config::from_args(Args::parse_from([
             "presenced",

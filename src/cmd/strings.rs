@@ -134,6 +134,19 @@ fn key_value(value: &[u8]) -> Result<KeyValue<'_>, String> {
     Ok(KeyValue::Custom(value))
 }
 
+/// `EX`, `PX`, `EXAT` or `PXAT`: the option, its unit in milliseconds, and whether it is an
+/// absolute time.
+fn expiry_option(option: &[u8]) -> Option<(&'static [u8], u64, bool)> {
+    [
+        (&b"EX"[..], 1000, false),
+        (b"PX", 1, false),
+        (b"EXAT", 1000, true),
+        (b"PXAT", 1, true),
+    ]
+    .into_iter()
+    .find(|(name, _, _)| option.eq_ignore_ascii_case(name))
+}
+
 /// A relative or absolute expiry in Redis's units, checked as Redis checks it.
 pub fn parse_expiry(
     arg: &[u8],
@@ -168,14 +181,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     while i < args.len() {
         let option = &args[i];
         let next = args.get(i + 1);
-        let unit = [
-            (&b"EX"[..], 1000, false),
-            (b"PX", 1, false),
-            (b"EXAT", 1000, true),
-            (b"PXAT", 1, true),
-        ]
-        .into_iter()
-        .find(|(name, _, _)| option.eq_ignore_ascii_case(name));
+        let unit = expiry_option(option);
         // As in Redis, an option may be repeated (the last expiry wins); only conflicting
         // options are a syntax error.
         if option.eq_ignore_ascii_case(b"NX") && condition != SetCondition::IfExists {
@@ -354,14 +360,7 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     let mut i = 2;
     while i < args.len() {
         let option = &args[i];
-        let unit = [
-            (&b"EX"[..], 1000, false),
-            (b"PX", 1, false),
-            (b"EXAT", 1000, true),
-            (b"PXAT", 1, true),
-        ]
-        .into_iter()
-        .find(|(name, _, _)| option.eq_ignore_ascii_case(name));
+        let unit = expiry_option(option);
         // As in SET, a repeated option is allowed and the last expiry wins.
         if option.eq_ignore_ascii_case(b"PERSIST") && expire_arg.is_none() {
             persist = true;

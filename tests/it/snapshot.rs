@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -212,29 +212,7 @@ struct Process {
 
 impl Process {
     fn spawn(args: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the presenced binary starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (port_tx, port) = std::sync::mpsc::channel();
-        let writer = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("");
-                    if let Some(p) = addr.rsplit(':').next().and_then(|p| p.parse().ok()) {
-                        let _ = port_tx.send(p);
-                    }
-                }
-                writer.lock().unwrap().push(line);
-            }
-        });
+        let (child, log, port) = crate::support::spawn_logged(args);
         Process { child, log, port }
     }
 

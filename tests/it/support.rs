@@ -36,40 +36,17 @@ impl TestServer {
     /// A server whose snapshot directory is `dir` (persistence tests restart in the same
     /// directory); later flags override the defaults.
     pub fn start_in(dir: &str, extra_args: &[&str]) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
-            .args([
-                "--port",
-                "0",
-                "--capacity",
-                "1048576",
-                "--log-level",
-                "info",
-            ])
-            .args(["--dir", dir])
-            .args(extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the presenced binary starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let log_writer = Arc::clone(&log);
-        std::thread::spawn(move || {
-            // Keeps draining stderr for the server's whole life so it never blocks on logging.
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("");
-                    if let Some(port) = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())
-                    {
-                        let _ = port_tx.send(port);
-                    }
-                }
-                log_writer.lock().unwrap().push(line);
-            }
-        });
+        let mut args = vec![
+            "--port",
+            "0",
+            "--capacity",
+            "1048576",
+            "--log-level",
+            "info",
+        ];
+        args.extend(["--dir", dir]);
+        args.extend(extra_args);
+        let (child, log, port_rx) = spawn_logged(&args);
         let port = port_rx
             .recv_timeout(Duration::from_secs(20))
             .expect("presenced logs its listening address within 20 s");
@@ -155,6 +132,43 @@ impl Drop for TestServer {
             unexpected.join("\n")
         );
     }
+}
+
+/// A running binary, the lines of its log as they arrive, and the port it announces.
+pub type Logged = (
+    Child,
+    Arc<Mutex<Vec<String>>>,
+    std::sync::mpsc::Receiver<u16>,
+);
+
+/// Starts the presenced binary with exactly `args`, draining its stderr for its whole life
+/// (so it never blocks on logging) into a shared log, and reporting the port from its
+/// "listening on" line.
+pub fn spawn_logged(args: &[&str]) -> Logged {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_presenced"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the presenced binary starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let log_writer = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("");
+                if let Some(port) = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) {
+                    let _ = port_tx.send(port);
+                }
+            }
+            log_writer.lock().unwrap().push(line);
+        }
+    });
+    (child, log, port_rx)
 }
 
 /// A fresh directory under the system's temp dir, unique to this process and call.
