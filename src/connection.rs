@@ -1,4 +1,6 @@
-//! One client connection: socket bytes in, requests decoded, commands run, replies out.
+//! One client connection: socket bytes in, requests decoded, commands run, replies out, and
+//! the one place a connection ends: every end has a `CloseReason`, logged at its level and
+//! counted on the way out.
 //!
 //! Reading and writing interleave without blocking: replies are written as the socket takes
 //! them while more requests are read and run, so a client may send a whole pipeline before
@@ -12,107 +14,125 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tracing::{debug, warn};
+use tracing::{Level, debug, info, warn};
 
-use crate::clients::ClientEntry;
+use crate::clients::{ClientEntry, CloseReason, Kind, Pushed};
 use crate::clock;
-use crate::cmd;
+use crate::cmd::{self, CmdError};
 use crate::limits::{OUTPUT_KEEP_CAPACITY, OUTPUT_PENDING_MAX, PUSH_WRITE_BYTES, READ_CHUNK_BYTES};
-use crate::pubsub::{Kind, Pushed};
 use crate::resp::{DecodeLimits, Protocol, ReplyBuf, RequestDecoder};
-use crate::server::Server;
+use crate::services::{Services, Shared};
 use crate::session::{Flow, Session};
 use crate::stats::Stats;
 
 /// Registers the client and spawns its task, or refuses it when `--maxclients` are connected.
-pub fn accept(server: Arc<Server>, mut socket: TcpStream, addr: SocketAddr) {
-    Stats::add(&server.stats.connections_received, 1);
+pub fn accept(services: Arc<Services>, mut socket: TcpStream, addr: SocketAddr) {
+    Stats::add(&services.stats.connections_received, 1);
     let _ = socket.set_nodelay(true);
-    let local_addr = socket.local_addr().unwrap_or(server.listen_addr);
+    let local_addr = socket.local_addr().unwrap_or(services.identity.listen_addr);
     let now_ms = clock::now_ms();
-    match server
+    match services
         .clients
-        .register(addr, local_addr, now_ms, server.config.clients_max)
+        .register(addr, local_addr, now_ms, services.config.clients_max)
     {
         None => {
-            Stats::add(&server.stats.connections_rejected, 1);
+            Stats::add(&services.stats.connections_rejected, 1);
+            let mut refusal = ReplyBuf::new(Protocol::Resp2);
+            refusal.error(&CmdError::MaxClientsReached.to_string());
             tokio::spawn(async move {
-                let _ = socket
-                    .write_all(b"-ERR max number of clients reached\r\n")
-                    .await;
+                let _ = socket.write_all(&refusal.buf).await;
             });
         }
         Some(entry) => {
             tokio::spawn(async move {
-                let id = entry.id;
-                let result = serve(&server, socket, entry).await;
-                server.clients.unregister(id);
-                if let Err(err) = result {
-                    debug!(client = id, %err, "connection ended with an I/O error");
+                let reason = serve(&services, socket, &entry).await;
+                services.clients.unregister(entry.id);
+                services.stats.connection_closed(reason);
+                log_close(&entry, reason);
+                if reason == CloseReason::ShutdownCommand {
+                    services.request_shutdown();
                 }
             });
         }
     }
 }
 
-async fn serve(server: &Server, socket: TcpStream, entry: Arc<ClientEntry>) -> std::io::Result<()> {
-    let mut session = Session::new(Arc::clone(&entry), server.config.requirepass.is_some());
-    let result = serve_session(server, socket, &entry, &mut session).await;
+fn log_close(entry: &ClientEntry, reason: CloseReason) {
+    let (client, addr, why) = (entry.id, entry.addr, reason.as_str());
+    match reason.level() {
+        Level::WARN => warn!(client, %addr, reason = why, "{}", reason.describe()),
+        Level::INFO => info!(client, %addr, reason = why, "{}", reason.describe()),
+        _ => debug!(client, %addr, reason = why, "{}", reason.describe()),
+    }
+}
+
+async fn serve(services: &Services, socket: TcpStream, entry: &Arc<ClientEntry>) -> CloseReason {
+    let mut session = Session::new(Arc::clone(entry), services.config.requirepass.is_some());
+    let reason = serve_session(services, socket, entry, &mut session).await;
     // Whatever ended the connection, its subscriptions must not outlive it.
-    cmd::unsubscribe_all(server, &mut session);
-    result
+    cmd::unsubscribe_all(&services.pubsub, &mut session);
+    reason
+}
+
+/// An I/O failure ends the connection; the error itself is only worth a debug line.
+fn io_failed(entry: &ClientEntry, err: &std::io::Error) -> CloseReason {
+    debug!(client = entry.id, %err, "connection I/O error");
+    CloseReason::IoError
 }
 
 async fn serve_session(
-    server: &Server,
+    services: &Services,
     mut socket: TcpStream,
     entry: &Arc<ClientEntry>,
     session: &mut Session,
-) -> std::io::Result<()> {
+) -> CloseReason {
+    let shared = services.shared();
     let mut pushed = Vec::new();
     let mut args = Vec::new();
     let mut decoder = RequestDecoder::new();
     let mut input = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut out = ReplyBuf::new(Protocol::Resp2);
-    let mut shutdown = server.shutdown_requested();
+    let mut shutdown = services.shutdown_requested();
     let mut flow = Flow::Continue;
     loop {
         // Run what is buffered, unless the replies already waiting are too many: then the
         // client must read before it may send more (it stalls only itself).
         if flow == Flow::Continue && out.len() < OUTPUT_PENDING_MAX {
-            flow = run_requests(
-                server,
+            let mut batch = Batch {
+                shared: &shared,
                 entry,
                 session,
-                &mut decoder,
-                &mut input,
-                &mut args,
-                &mut out,
-            );
+                decoder: &mut decoder,
+                args: &mut args,
+            };
+            flow = batch.run(&mut input, &mut out);
         }
         // Published messages join the output between replies, while the output is short;
         // otherwise they wait in the outbox, where the pub/sub limit counts them.
-        if out.len() < PUSH_WRITE_BYTES {
-            append_pushed(entry, session, &mut pushed, &mut out)?;
+        if out.len() < PUSH_WRITE_BYTES
+            && let Err(reason) = append_pushed(entry, session, &mut pushed, &mut out)
+        {
+            return reason;
         }
-        write_ready(server, &socket, &mut out)?;
+        if let Err(err) = write_ready(&shared, &socket, &mut out) {
+            return io_failed(entry, &err);
+        }
         if out.len() < PUSH_WRITE_BYTES && entry.outbox.pending_bytes() > 0 {
             // Messages arrived while the output was long: they are not announced again (the
             // outbox wakes us only when it goes from empty to non-empty), so take them now.
             continue;
         }
-        if flow != Flow::Continue && out.is_empty() {
-            if flow == Flow::Shutdown {
-                server.request_shutdown();
-            }
-            return socket.shutdown().await;
+        if let Flow::Close(reason) = flow
+            && out.is_empty()
+        {
+            let _ = socket.shutdown().await;
+            return reason;
         }
-        if input.len() > server.config.query_buffer_max {
-            warn!(client = entry.id, addr = %entry.addr, bytes = input.len(),
-                  "closing client that reached the query buffer limit");
+        if input.len() > services.config.query_buffer_max {
             // As Redis does, the client is closed without a reply: it is mid-request, so a
             // reply would be read as the answer to a request it has not finished sending.
-            return socket.shutdown().await;
+            let _ = socket.shutdown().await;
+            return CloseReason::QueryBufferLimit;
         }
         // Reading goes on while replies wait to be written (as Redis keeps reading a client
         // whose replies queue up): a client that sends a whole pipeline before reading any
@@ -121,89 +141,99 @@ async fn serve_session(
         let want_write = !out.is_empty();
         tokio::select! {
             ready = socket.readable(), if want_read => {
-                ready?;
+                if let Err(err) = ready {
+                    return io_failed(entry, &err);
+                }
                 input.reserve(READ_CHUNK_BYTES);
                 match socket.try_read_buf(&mut input) {
-                    Ok(0) => return Ok(()),
-                    Ok(n) => Stats::add(&server.stats.net_input_bytes, n as u64),
+                    Ok(0) => return CloseReason::ClientClosed,
+                    Ok(n) => Stats::add(&services.stats.net_input_bytes, n as u64),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return io_failed(entry, &e),
                 }
             }
-            ready = socket.writable(), if want_write => ready?,
-            _ = entry.outbox.ready.notified() => {}
-            _ = entry.kill.notified() => {
-                debug!(client = entry.id, "killed by CLIENT KILL or the pub/sub output limit");
-                return Ok(());
+            ready = socket.writable(), if want_write => {
+                if let Err(err) = ready {
+                    return io_failed(entry, &err);
+                }
             }
-            _ = shutdown.changed() => return Ok(()),
+            _ = entry.outbox.ready.notified() => {}
+            _ = entry.kill.notified() => return entry.kill_reason(),
+            _ = shutdown.changed() => return CloseReason::ServerShutdown,
         }
     }
 }
 
-/// Decodes and runs buffered requests until none is complete, the output is long enough to
-/// write first, or one asks to close. Returns what the connection should do next.
-fn run_requests(
-    server: &Server,
-    entry: &ClientEntry,
-    session: &mut Session,
-    decoder: &mut RequestDecoder,
-    input: &mut BytesMut,
-    args: &mut Vec<bytes::Bytes>,
-    out: &mut ReplyBuf,
-) -> Flow {
-    let mut flow = Flow::Continue;
-    let mut last_command = None;
-    let mut command_count = 0u64;
-    let now_ms = clock::now_ms();
-    while out.len() < OUTPUT_PENDING_MAX {
-        // Limits are re-read per request: AUTH earlier in the same batch lifts them.
-        let limits = DecodeLimits {
-            bulk_len_max: server.config.bulk_len_max,
-            args_max: server.config.args_max,
-            authenticated: session.authenticated,
-        };
-        match decoder.decode_into(input, &limits, args) {
-            Ok(true) => {
-                let (next, name) = cmd::execute(server, session, args, out, now_ms);
-                command_count += 1;
-                last_command = name.or(last_command);
-                if next != Flow::Continue {
-                    flow = next;
+/// What running one batch of buffered requests works with.
+struct Batch<'a, 'b> {
+    shared: &'a Shared<'a>,
+    entry: &'a ClientEntry,
+    session: &'b mut Session,
+    decoder: &'b mut RequestDecoder,
+    args: &'b mut Vec<bytes::Bytes>,
+}
+
+impl Batch<'_, '_> {
+    /// Decodes and runs buffered requests until none is complete, the output is long enough
+    /// to write first, or one asks to close. Returns what the connection should do next.
+    fn run(&mut self, input: &mut BytesMut, out: &mut ReplyBuf) -> Flow {
+        let config = self.shared.config;
+        let stats = self.shared.stats;
+        let mut flow = Flow::Continue;
+        let mut last_command = None;
+        let mut command_count = 0u64;
+        let now_ms = clock::now_ms();
+        while out.len() < OUTPUT_PENDING_MAX {
+            // Limits are re-read per request: AUTH earlier in the same batch lifts them.
+            let limits = DecodeLimits {
+                bulk_len_max: config.bulk_len_max,
+                args_max: config.args_max,
+                authenticated: self.session.authenticated,
+            };
+            match self.decoder.decode_into(input, &limits, self.args) {
+                Ok(true) => {
+                    let (next, name) =
+                        cmd::execute(self.shared, self.session, self.args, out, now_ms);
+                    command_count += 1;
+                    last_command = name.or(last_command);
+                    if next != Flow::Continue {
+                        flow = next;
+                        break;
+                    }
+                }
+                Ok(false) => break,
+                Err(err) => {
+                    Stats::add(&stats.protocol_errors, 1);
+                    debug!(client = self.entry.id, addr = %self.entry.addr,
+                           "protocol error: {}", err.message());
+                    out.error(&err.message());
+                    flow = Flow::Close(CloseReason::ProtocolError);
                     break;
                 }
             }
-            Ok(false) => break,
-            Err(err) => {
-                Stats::add(&server.stats.protocol_errors, 1);
-                debug!(client = entry.id, addr = %entry.addr, "protocol error: {}", err.message());
-                out.error(&err.message());
-                flow = Flow::Close;
-                break;
+        }
+        Stats::add(&stats.commands_processed, command_count);
+        if command_count > 0 {
+            let mut meta = self.entry.meta();
+            meta.last_interaction_ms = now_ms;
+            meta.query_buffer_bytes = input.len();
+            if let Some(name) = last_command
+                && meta.last_command != name
+            {
+                meta.last_command = name.to_string();
             }
         }
+        flow
     }
-    Stats::add(&server.stats.commands_processed, command_count);
-    if command_count > 0 {
-        let mut meta = entry.meta();
-        meta.last_interaction_ms = now_ms;
-        meta.query_buffer_bytes = input.len();
-        if let Some(name) = last_command
-            && meta.last_command != name
-        {
-            meta.last_command = name.to_string();
-        }
-    }
-    flow
 }
 
 /// Writes as much pending output as the socket takes now, without waiting.
-fn write_ready(server: &Server, socket: &TcpStream, out: &mut ReplyBuf) -> std::io::Result<()> {
+fn write_ready(shared: &Shared<'_>, socket: &TcpStream, out: &mut ReplyBuf) -> std::io::Result<()> {
     while !out.is_empty() {
         match socket.try_write(&out.buf) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => {
-                Stats::add(&server.stats.net_output_bytes, n as u64);
+                Stats::add(&shared.stats.net_output_bytes, n as u64);
                 let _ = out.buf.split_to(n);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -225,9 +255,9 @@ fn append_pushed(
     session: &Session,
     pushed: &mut Vec<Pushed>,
     out: &mut ReplyBuf,
-) -> std::io::Result<()> {
+) -> Result<(), CloseReason> {
     if entry.outbox.overflowed() {
-        return Err(std::io::Error::other("pub/sub output limit reached"));
+        return Err(CloseReason::PubsubOutputLimit);
     }
     entry.outbox.drain_into(pushed);
     for (message, (kind, name)) in pushed.drain(..) {

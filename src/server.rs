@@ -1,95 +1,25 @@
-//! The accept loop, the offline-detection timer, and shutdown on SIGINT, SIGTERM or SHUTDOWN.
+//! The process around the shared services: bind the listeners (one per core), accept
+//! connections, run the offline-detection and snapshot timers, and shut down on SIGINT,
+//! SIGTERM or SHUTDOWN with a final snapshot. Commands never see this module; the state they
+//! share lives in `services`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::clients::ClientRegistry;
 use crate::clock;
 use crate::config::{Config, RuntimeKind};
 use crate::connection;
-use crate::dropin::Keyspace;
-use crate::pubsub::PubSub;
-use crate::snapshot::{self, Persistence};
+use crate::services::Services;
+use crate::snapshot;
 use crate::stats::Stats;
-use crate::store::Store;
 
 /// How often each shard's timing wheel is advanced. With 100 ms buckets, a user is declared
 /// offline at most ~150 ms after their deadline.
 const EXPIRY_PERIOD: Duration = Duration::from_millis(50);
-
-/// Everything the connections share.
-pub struct Server {
-    pub config: Config,
-    pub store: Store,
-    pub pubsub: Arc<PubSub>,
-    pub keyspace: Arc<Keyspace>,
-    pub persistence: Persistence,
-    pub clients: ClientRegistry,
-    pub stats: Stats,
-    pub run_id: String,
-    pub started_ms: u64,
-    pub listen_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-}
-
-impl Server {
-    /// Asks the accept loop and every connection to stop.
-    pub fn request_shutdown(&self) {
-        self.shutdown.send_replace(true);
-    }
-
-    pub fn shutdown_requested(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-}
-
-/// Binds, serves until shutdown is requested, and returns.
-impl Server {
-    /// Builds the shared state, with the fan-out task the caller must spawn. Separate from
-    /// `run` so that in-process tests can drive commands without a socket.
-    pub fn build(
-        config: Config,
-        listen_addr: SocketAddr,
-        now_ms: u64,
-    ) -> std::io::Result<(Arc<Server>, impl Future<Output = ()> + Send + 'static)> {
-        crate::store::HUGE_PAGES.store(config.huge_pages, std::sync::atomic::Ordering::Relaxed);
-        let store = Store::new(config.capacity, config.shard_count, now_ms)?;
-        let (pubsub, fanout_task) = PubSub::new(config.pubsub_output_max);
-        let pubsub = Arc::new(pubsub);
-        let keyspace = Arc::new(Keyspace::new(config.key_pattern.clone()));
-        let sink_pubsub = Arc::clone(&pubsub);
-        let sink_keyspace = Arc::clone(&keyspace);
-        store.set_event_sink(Box::new(move |transitions| {
-            sink_pubsub.publish_transitions(transitions);
-            sink_keyspace.notify_transitions(&sink_pubsub, transitions);
-        }));
-        let (shutdown, _) = watch::channel(false);
-        let persistence = Persistence::new(
-            config.dir.clone(),
-            config.snapshot_interval,
-            config.key_pattern.as_str().to_string(),
-        );
-        let server = Arc::new(Server {
-            persistence,
-            store,
-            pubsub,
-            keyspace,
-            clients: ClientRegistry::default(),
-            stats: Stats::default(),
-            run_id: new_run_id(),
-            started_ms: now_ms,
-            listen_addr,
-            shutdown,
-            config,
-        });
-        Ok((server, fanout_task))
-    }
-}
 
 /// Binds, serves until shutdown is requested, and returns.
 pub async fn run(config: Config) -> std::io::Result<()> {
@@ -97,7 +27,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let per_core = config.runtime == RuntimeKind::PerCore;
     let listener = bind(config.listen_addr, per_core)?;
     let listen_addr = listener.local_addr()?;
-    let (server, fanout_task) = Server::build(config, listen_addr, clock::now_ms())?;
+    let (server, fanout_task) = Services::build(config, listen_addr, clock::now_ms())?;
     tokio::spawn(fanout_task);
     restore(&server)?;
     info!(
@@ -149,7 +79,10 @@ pub async fn run(config: Config) -> std::io::Result<()> {
                 server.request_shutdown();
                 if server.persistence.enabled() {
                     let saver = Arc::clone(&server);
-                    let saved = tokio::task::spawn_blocking(move || saver.save_for_shutdown()).await;
+                    let saved = tokio::task::spawn_blocking(move || {
+                        saver.persistence.save_for_shutdown(&saver.store, clock::now_ms())
+                    })
+                    .await;
                     if !matches!(saved, Ok(Ok(_))) {
                         warn!("the snapshot at shutdown failed; the previous snapshot stays");
                     }
@@ -185,7 +118,7 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
 }
 
 /// The accept loop of one per-core runtime (the first core's also watches signals, in `run`).
-async fn accept_loop(server: &Arc<Server>, listener: TcpListener) {
+async fn accept_loop(server: &Arc<Services>, listener: TcpListener) {
     let mut shutdown = server.shutdown_requested();
     loop {
         // A shutdown requested before this thread subscribed would never show as a change.
@@ -205,28 +138,8 @@ async fn accept_loop(server: &Arc<Server>, listener: TcpListener) {
     }
 }
 
-/// Runs blocking work (a snapshot) from a command: on the multi-threaded runtime the worker
-/// hands its other tasks to its peers first; a per-core runtime has no peers, so the work
-/// simply runs (that core pauses, the others keep serving).
-pub fn run_blocking<R>(work: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}
-
-impl Server {
-    /// Waits for a running save, then saves (used by SHUTDOWN and signals).
-    pub fn save_for_shutdown(&self) -> Result<snapshot::SaveReport, String> {
-        if !self.persistence.begin_waiting(Duration::from_secs(600)) {
-            return Err("a running snapshot did not finish".to_string());
-        }
-        self.persistence.save_claimed(&self.store, clock::now_ms())
-    }
-}
-
 /// Loads the newest good snapshot before the server takes clients.
-fn restore(server: &Server) -> std::io::Result<()> {
+fn restore(server: &Services) -> std::io::Result<()> {
     let dir = &server.persistence.dir;
     let (loaded, rejected) = snapshot::load_newest(&server.store, dir, clock::now_ms())?;
     for reason in &rejected {
@@ -259,7 +172,7 @@ fn restore(server: &Server) -> std::io::Result<()> {
 }
 
 /// Periodic snapshots and BGSAVE requests, one at a time, off the async workers.
-async fn snapshot_loop(server: Arc<Server>) {
+async fn snapshot_loop(server: Arc<Services>) {
     let mut shutdown = server.shutdown_requested();
     let period = server.persistence.interval;
     let mut ticker = period.map(|p| {
@@ -292,7 +205,7 @@ async fn snapshot_loop(server: Arc<Server>) {
     }
 }
 
-async fn expiry_loop(server: Arc<Server>) {
+async fn expiry_loop(server: Arc<Services>) {
     let mut interval = tokio::time::interval(EXPIRY_PERIOD);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = server.shutdown_requested();
@@ -328,32 +241,5 @@ impl ShutdownSignals {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
         }
-    }
-}
-
-/// 40 hexadecimal characters, different on every start, like Redis's run_id. Seeded from the
-/// standard library's per-process random hasher keys, so no extra dependency is needed.
-fn new_run_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut id = String::with_capacity(48);
-    for round in 0..3u64 {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(round);
-        hasher.write_u64(clock::now_us());
-        hasher.write_u32(std::process::id());
-        id.push_str(&format!("{:016x}", hasher.finish()));
-    }
-    id.truncate(40);
-    id
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn run_id_is_40_hex() {
-        let id = super::new_run_id();
-        assert_eq!(id.len(), 40);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(id, super::new_run_id());
     }
 }

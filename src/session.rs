@@ -1,12 +1,13 @@
-//! Per-connection state that commands read and change. The protocol a connection speaks lives
-//! with its output buffer (`ReplyBuf::protocol`), where every reply is encoded.
+//! Per-connection state that commands read and change, and `Flow`: what the connection does
+//! after a command. The protocol a connection speaks lives with its output buffer
+//! (`ReplyBuf::protocol`), where every reply is encoded.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use hashbrown::HashSet;
 
-use crate::clients::ClientEntry;
+use crate::clients::{ClientEntry, CloseReason};
 
 #[derive(Debug)]
 pub struct Session {
@@ -40,8 +41,7 @@ impl Session {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
     Continue,
-    /// Write what is pending, then close (QUIT, CLIENT KILL of itself).
-    Close,
-    /// Write what is pending, close, and stop the server (SHUTDOWN).
-    Shutdown,
+    /// Write what is pending, then close for this reason (QUIT, CLIENT KILL of itself, a
+    /// protocol error). `ShutdownCommand` also stops the server once the output is written.
+    Close(CloseReason),
 }

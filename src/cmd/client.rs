@@ -1,9 +1,7 @@
 //! CLIENT and its subcommands: ID, SETNAME, GETNAME, SETINFO, LIST, INFO, KILL, HELP.
 
-use bytes::Bytes;
-
-use super::{CommandSpec, Ctx, SYNTAX_ERROR, parse_i64, printable, reply_help};
-use crate::session::Flow;
+use super::{Args, CmdError, CmdResult, CommandSpec, Ctx, printable, reply_help};
+use crate::clients::CloseReason;
 
 const fn sub(
     name: &'static str,
@@ -31,7 +29,7 @@ pub const CLIENT: CommandSpec = CommandSpec {
     since: "2.4.0",
     summary: "A container for client connection commands.",
     complexity: "Depends on subcommand.",
-    handler: |_, _| {},
+    handler: |_, _| Ok(()),
     subcommands: &[
         sub(
             "client|id",
@@ -93,52 +91,49 @@ pub const CLIENT: CommandSpec = CommandSpec {
     arguments: &[],
 };
 
-fn id(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+fn id(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     ctx.out.integer(ctx.session.id() as i64);
+    Ok(())
 }
 
 /// Names and library fields go into `CLIENT LIST` lines, whose fields are separated by spaces:
 /// Redis refuses anything but printable ASCII without spaces, and so does presenced.
-pub fn validate_name(name: &[u8]) -> Result<(), &'static str> {
+pub fn validate_name(name: &[u8]) -> CmdResult {
     if name.iter().all(|&b| (b'!'..=b'~').contains(&b)) {
         Ok(())
     } else {
-        Err("ERR Client names cannot contain spaces, newlines or special characters.")
+        Err(CmdError::BadClientName)
     }
 }
 
-fn setname(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    if let Err(message) = validate_name(&args[2]) {
-        return ctx.out.error(message);
-    }
-    ctx.session.client.meta().name = String::from_utf8_lossy(&args[2]).into_owned();
+fn setname(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let name = args.required()?;
+    validate_name(name)?;
+    ctx.session.client.meta().name = String::from_utf8_lossy(name).into_owned();
     ctx.out.ok();
+    Ok(())
 }
 
-fn getname(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+fn getname(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     let name = ctx.session.client.meta().name.clone();
     if name.is_empty() {
         ctx.out.null();
     } else {
         ctx.out.bulk(name.as_bytes());
     }
+    Ok(())
 }
 
-fn setinfo(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let attr = &args[2];
-    let value = &args[3];
+fn setinfo(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let attr = args.required()?;
+    let value = args.required()?;
     let is_name = attr.eq_ignore_ascii_case(b"lib-name");
     if !is_name && !attr.eq_ignore_ascii_case(b"lib-ver") {
-        return ctx.out.error(&format!(
-            "ERR Unrecognized option '{}'",
-            printable(attr, 128)
-        ));
+        return Err(CmdError::UnrecognizedOption(printable(attr, 128)));
     }
     if validate_name(value).is_err() {
         let field = if is_name { "lib-name" } else { "lib-ver" };
-        return ctx.out.error(&format!(
-            "ERR {field} cannot contain spaces, newlines or special characters."
-        ));
+        return Err(CmdError::BadLibField(field));
     }
     let value = String::from_utf8_lossy(value).into_owned();
     let mut meta = ctx.session.client.meta();
@@ -149,46 +144,58 @@ fn setinfo(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     }
     drop(meta);
     ctx.out.ok();
+    Ok(())
 }
 
-fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+/// `CLIENT LIST [TYPE type] [ID id ...]`'s filters: the IDs, and the type in lower case.
+struct ListFilter {
+    ids: Option<Vec<u64>>,
+    kind: Option<Vec<u8>>,
+}
+
+fn list_filters(args: &mut Args<'_>) -> Result<ListFilter, CmdError> {
     let mut ids: Option<Vec<u64>> = None;
     let mut type_filter: Option<Vec<u8>> = None;
-    let mut rest = &args[2..];
-    while let Some(option) = rest.first() {
-        if option.eq_ignore_ascii_case(b"TYPE") && rest.len() >= 2 {
-            let kind = &rest[1];
+    while let Some(option) = args.next() {
+        if option.eq_ignore_ascii_case(b"TYPE") && !args.is_empty() {
+            let kind = args.required()?;
             if !kind.eq_ignore_ascii_case(b"normal")
                 && !kind.eq_ignore_ascii_case(b"pubsub")
                 && !kind.eq_ignore_ascii_case(b"master")
                 && !kind.eq_ignore_ascii_case(b"replica")
             {
-                return ctx.out.error(&format!(
-                    "ERR Unknown client type '{}'",
-                    printable(kind, 128)
-                ));
+                return Err(CmdError::UnknownClientType(printable(kind, 128)));
             }
             type_filter = Some(kind.to_ascii_lowercase());
-            rest = &rest[2..];
-        } else if option.eq_ignore_ascii_case(b"ID") && rest.len() >= 2 {
+        } else if option.eq_ignore_ascii_case(b"ID") && !args.is_empty() {
             let mut wanted = Vec::new();
-            for arg in &rest[1..] {
-                match parse_i64(arg) {
+            for arg in args.rest() {
+                match crate::resp::parse_integer(arg) {
                     Some(id) if id > 0 => wanted.push(id as u64),
-                    _ => return ctx.out.error("ERR Invalid client ID"),
+                    _ => return Err(CmdError::InvalidClientId),
                 }
             }
             ids = Some(wanted);
-            rest = &[];
         } else {
-            return ctx.out.error(SYNTAX_ERROR);
+            return Err(CmdError::Syntax);
         }
     }
+    Ok(ListFilter {
+        ids,
+        kind: type_filter,
+    })
+}
+
+fn list(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let ListFilter {
+        ids,
+        kind: type_filter,
+    } = list_filters(args)?;
     // As in Redis, the caller's own line shows the command running now. The connection
     // records commands once per batch, so the current one is not recorded yet.
     ctx.session.client.meta().last_command = "client|list".to_string();
     let mut text = String::new();
-    for client in ctx.server.clients.snapshot() {
+    for client in ctx.clients.snapshot() {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&client.id)) {
             continue;
         }
@@ -206,78 +213,93 @@ fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         text.push('\n');
     }
     ctx.out.verbatim_text(&text);
+    Ok(())
 }
 
-fn info(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+fn info(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     ctx.session.client.meta().last_command = "client|info".to_string();
     let line = ctx.session.client.list_line(ctx.now_ms) + "\n";
     ctx.out.verbatim_text(&line);
+    Ok(())
 }
 
-fn kill(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+/// Which clients `CLIENT KILL [ID id] [ADDR ip:port] [SKIPME yes|no]` names.
+struct KillFilter {
+    id: Option<u64>,
+    addr: Option<String>,
+    skip_me: bool,
+}
+
+impl KillFilter {
+    fn parse(args: &mut Args<'_>) -> Result<KillFilter, CmdError> {
+        let mut filter = KillFilter {
+            id: None,
+            addr: None,
+            skip_me: true,
+        };
+        while args.remaining() >= 2 {
+            let option = args.required()?;
+            let value = args.required()?;
+            if option.eq_ignore_ascii_case(b"ID") {
+                match crate::resp::parse_integer(value) {
+                    Some(id) if id > 0 => filter.id = Some(id as u64),
+                    _ => return Err(CmdError::ClientIdNotPositive),
+                }
+            } else if option.eq_ignore_ascii_case(b"ADDR") {
+                filter.addr = Some(String::from_utf8_lossy(value).into_owned());
+            } else if option.eq_ignore_ascii_case(b"SKIPME") {
+                if value.eq_ignore_ascii_case(b"yes") {
+                    filter.skip_me = true;
+                } else if value.eq_ignore_ascii_case(b"no") {
+                    filter.skip_me = false;
+                } else {
+                    return Err(CmdError::Syntax);
+                }
+            } else {
+                return Err(CmdError::Syntax);
+            }
+        }
+        args.finish()?;
+        Ok(filter)
+    }
+
+    fn matches(&self, id: u64, addr: &str) -> bool {
+        self.id.is_none_or(|f| f == id) && self.addr.as_deref().is_none_or(|f| f == addr)
+    }
+}
+
+fn kill(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let own_id = ctx.session.id();
-    if args.len() == 3 {
+    if args.remaining() == 1 {
         // Old form: CLIENT KILL addr:port. Replies +OK or an error.
-        let addr = String::from_utf8_lossy(&args[2]).into_owned();
+        let addr = String::from_utf8_lossy(args.required()?).into_owned();
         let killed = ctx
-            .server
             .clients
             .kill_where(|c| c.addr.to_string() == addr && c.id != own_id);
         let me = ctx.session.client.addr.to_string() == addr;
+        if killed == 0 && !me {
+            return Err(CmdError::NoSuchClient);
+        }
         if me {
-            ctx.flow = Flow::Close;
+            ctx.close(CloseReason::Killed);
         }
-        if killed > 0 || me {
-            ctx.out.ok();
-        } else {
-            ctx.out.error("ERR No such client");
-        }
-        return;
+        ctx.out.ok();
+        return Ok(());
     }
-    let mut filter_id: Option<u64> = None;
-    let mut filter_addr: Option<String> = None;
-    let mut skip_me = true;
-    let mut rest = &args[2..];
-    while rest.len() >= 2 {
-        let (option, value) = (&rest[0], &rest[1]);
-        if option.eq_ignore_ascii_case(b"ID") {
-            match parse_i64(value) {
-                Some(id) if id > 0 => filter_id = Some(id as u64),
-                _ => return ctx.out.error("ERR client-id should be greater than 0"),
-            }
-        } else if option.eq_ignore_ascii_case(b"ADDR") {
-            filter_addr = Some(String::from_utf8_lossy(value).into_owned());
-        } else if option.eq_ignore_ascii_case(b"SKIPME") {
-            if value.eq_ignore_ascii_case(b"yes") {
-                skip_me = true;
-            } else if value.eq_ignore_ascii_case(b"no") {
-                skip_me = false;
-            } else {
-                return ctx.out.error(SYNTAX_ERROR);
-            }
-        } else {
-            return ctx.out.error(SYNTAX_ERROR);
-        }
-        rest = &rest[2..];
-    }
-    if !rest.is_empty() {
-        return ctx.out.error(SYNTAX_ERROR);
-    }
-    let matches = |id: u64, addr: &str| {
-        filter_id.is_none_or(|f| f == id) && filter_addr.as_deref().is_none_or(|f| f == addr)
-    };
-    let mut killed =
-        ctx.server
-            .clients
-            .kill_where(|c| c.id != own_id && matches(c.id, &c.addr.to_string())) as i64;
-    if !skip_me && matches(own_id, &ctx.session.client.addr.to_string()) {
+    let filter = KillFilter::parse(args)?;
+    let mut killed = ctx
+        .clients
+        .kill_where(|c| c.id != own_id && filter.matches(c.id, &c.addr.to_string()))
+        as i64;
+    if !filter.skip_me && filter.matches(own_id, &ctx.session.client.addr.to_string()) {
         killed += 1;
-        ctx.flow = Flow::Close;
+        ctx.close(CloseReason::Killed);
     }
     ctx.out.integer(killed);
+    Ok(())
 }
 
-fn help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+fn help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     reply_help(
         ctx.out,
         &[
@@ -299,5 +321,5 @@ fn help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
             "HELP",
             "    Print this help.",
         ],
-    );
+    )
 }

@@ -2,9 +2,9 @@
 
 use bytes::Bytes;
 
-use super::{CommandSpec, Ctx, NOT_AN_INTEGER, SYNTAX_ERROR, parse_i64, printable, wrong_arity};
+use super::{Args, CmdError, CmdResult, CommandSpec, Ctx, printable};
+use crate::clients::CloseReason;
 use crate::resp::Protocol;
-use crate::session::Flow;
 
 const CONNECTION_ACL: &[&str] = &["@fast", "@connection"];
 
@@ -85,79 +85,62 @@ pub const RESET: CommandSpec = connection_command(
     reset,
 );
 
-fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+fn ping(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    if args.remaining() > 1 {
+        return Err(CmdError::WrongArity("ping"));
+    }
+    let message = args.next();
     if ctx.out.protocol == Protocol::Resp2 && ctx.session.subscription_count() > 0 {
         // A subscribed RESP2 connection reads everything as a message: Redis answers in that
         // shape, ["pong", message].
-        if args.len() > 2 {
-            return ctx.out.error(&wrong_arity("ping"));
-        }
         ctx.out.array(2);
         ctx.out.bulk(b"pong");
-        ctx.out.bulk(args.get(1).map_or(&b""[..], |m| &m[..]));
-        return;
+        ctx.out.bulk(message.map_or(&b""[..], |m| &m[..]));
+        return Ok(());
     }
-    match args.len() {
-        1 => ctx.out.simple("PONG"),
-        2 => ctx.out.bulk(&args[1]),
-        _ => ctx.out.error(&wrong_arity("ping")),
+    match message {
+        None => ctx.out.simple("PONG"),
+        Some(message) => ctx.out.bulk(message),
     }
+    Ok(())
 }
 
-fn echo(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    ctx.out.bulk(&args[1]);
+fn echo(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    ctx.out.bulk(args.required()?);
+    Ok(())
 }
 
-fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+fn hello(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let mut protocol = ctx.out.protocol;
-    if let Some(version) = args.get(1) {
-        protocol = match parse_i64(version) {
+    if let Some(version) = args.next() {
+        protocol = match crate::resp::parse_integer(version) {
             Some(2) => Protocol::Resp2,
             Some(3) => Protocol::Resp3,
-            Some(_) => return ctx.out.error("NOPROTO unsupported protocol version"),
-            None => {
-                return ctx
-                    .out
-                    .error("ERR Protocol version is not an integer or out of range");
-            }
+            Some(_) => return Err(CmdError::NoProto),
+            None => return Err(CmdError::ProtocolVersionNotInteger),
         };
     }
     let mut credentials = None;
     let mut name = None;
-    let mut i = 2;
-    while i < args.len() {
-        let option = &args[i];
-        let more = args.len() - i - 1;
+    while let Some(option) = args.next() {
+        let more = args.remaining();
         if option.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
-            credentials = Some((&args[i + 1], &args[i + 2]));
-            i += 3;
+            credentials = Some((args.required()?, args.required()?));
         } else if option.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
-            name = Some(&args[i + 1]);
-            i += 2;
+            name = Some(args.required()?);
         } else {
-            return ctx.out.error(&format!(
-                "ERR Syntax error in HELLO option '{}'",
-                printable(option, 128)
-            ));
+            return Err(CmdError::HelloSyntax(printable(option, 128)));
         }
     }
     if let Some((user, pass)) = credentials {
-        if let Err(message) = check_credentials(ctx, Some(user), pass) {
-            return ctx.out.error(message);
-        }
+        check_credentials(ctx, Some(user), pass)?;
         ctx.session.authenticated = true;
     }
     if !ctx.session.authenticated {
-        return ctx.out.error(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
-             HELLO AUTH <user> <pass> option can be used to authenticate the client and select \
-             the RESP protocol version at the same time",
-        );
+        return Err(CmdError::HelloNoAuth);
     }
     if let Some(name) = name {
-        if let Err(message) = super::client::validate_name(name) {
-            return ctx.out.error(message);
-        }
+        super::client::validate_name(name)?;
         ctx.session.client.meta().name = String::from_utf8_lossy(name).into_owned();
     }
     ctx.out.protocol = protocol;
@@ -178,43 +161,36 @@ fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     out.bulk(b"master");
     out.bulk(b"modules");
     out.array(0);
+    Ok(())
 }
 
-fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let (user, pass) = match args.len() {
-        2 => (None, &args[1]),
-        3 => (Some(&args[1]), &args[2]),
-        _ => return ctx.out.error(SYNTAX_ERROR),
+fn auth(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let (user, pass) = match args.remaining() {
+        1 => (None, args.required()?),
+        2 => (Some(args.required()?), args.required()?),
+        _ => return Err(CmdError::Syntax),
     };
-    if ctx.server.config.requirepass.is_none() && user.is_none() {
-        return ctx.out.error(
-            "ERR AUTH <password> called without any password configured for the default user. \
-             Are you sure your configuration is correct?",
-        );
+    if ctx.config.requirepass.is_none() && user.is_none() {
+        return Err(CmdError::AuthWithoutPassword);
     }
-    match check_credentials(ctx, user, pass) {
-        Ok(()) => {
-            ctx.session.authenticated = true;
-            ctx.out.ok();
-        }
-        Err(message) => ctx.out.error(message),
-    }
+    check_credentials(ctx, user, pass)?;
+    ctx.session.authenticated = true;
+    ctx.out.ok();
+    Ok(())
 }
-
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
 /// Only the `default` user exists. Without `--requirepass` it accepts any password, as Redis's
 /// `nopass` default user does.
-fn check_credentials(ctx: &Ctx<'_>, user: Option<&Bytes>, pass: &[u8]) -> Result<(), &'static str> {
+fn check_credentials(ctx: &Ctx<'_>, user: Option<&Bytes>, pass: &[u8]) -> CmdResult {
     if let Some(user) = user
         && user.as_ref() != b"default"
     {
-        return Err(WRONGPASS);
+        return Err(CmdError::WrongPass);
     }
-    match &ctx.server.config.requirepass {
+    match &ctx.config.requirepass {
         None => Ok(()),
         Some(expected) if constant_time_eq(expected.as_bytes(), pass) => Ok(()),
-        Some(_) => Err(WRONGPASS),
+        Some(_) => Err(CmdError::WrongPass),
     }
 }
 
@@ -227,27 +203,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn select(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    match parse_i64(&args[1]) {
-        Some(0) => ctx.out.ok(),
-        Some(_) => ctx.out.error("ERR DB index is out of range"),
-        None => ctx.out.error(NOT_AN_INTEGER),
+fn select(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    match args.integer()? {
+        0 => ctx.out.ok(),
+        _ => return Err(CmdError::DbIndexOutOfRange),
     }
+    Ok(())
 }
 
-fn quit(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+fn quit(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     ctx.out.ok();
-    ctx.flow = Flow::Close;
+    ctx.close(CloseReason::Quit);
+    Ok(())
 }
 
-fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
-    super::unsubscribe_all(ctx.server, ctx.session);
+fn reset(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    super::unsubscribe_all(ctx.pubsub, ctx.session);
     ctx.out.protocol = Protocol::Resp2;
     ctx.session.client.set_protocol(Protocol::Resp2);
-    ctx.session.authenticated = ctx.server.config.requirepass.is_none();
-    {
-        let mut meta = ctx.session.client.meta();
-        meta.name.clear();
-    }
+    ctx.session.authenticated = ctx.config.requirepass.is_none();
+    ctx.session.client.meta().name.clear();
     ctx.out.simple("RESET");
+    Ok(())
 }

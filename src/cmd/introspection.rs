@@ -1,8 +1,8 @@
 //! COMMAND: the command table as clients and tools read it (COUNT, INFO, DOCS, LIST).
 
-use bytes::Bytes;
-
-use super::{CommandSpec, Ctx, SYNTAX_ERROR, commands, lookup, lookup_subcommand, reply_help};
+use super::{
+    Args, CmdError, CmdResult, CommandSpec, Ctx, commands, lookup, lookup_subcommand, reply_help,
+};
 use crate::resp::ReplyBuf;
 
 const fn sub(
@@ -62,84 +62,90 @@ pub const COMMAND: CommandSpec = CommandSpec {
     arguments: &[],
 };
 
-fn all(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+fn all(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     ctx.out.array(commands().len());
     for spec in commands() {
         write_info(ctx.out, spec);
     }
+    Ok(())
 }
 
-fn count(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+fn count(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     ctx.out.integer(commands().len() as i64);
+    Ok(())
 }
 
-fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    if args.len() == 2 {
+fn info(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let names = args.rest();
+    if names.is_empty() {
         return all(ctx, args);
     }
-    ctx.out.array(args.len() - 2);
-    for name in &args[2..] {
+    ctx.out.array(names.len());
+    for name in names {
         match find(name) {
             Some(spec) => write_info(ctx.out, spec),
             None => ctx.out.null(),
         }
     }
+    Ok(())
 }
 
-fn docs(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let specs: Vec<&CommandSpec> = if args.len() == 2 {
+fn docs(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let names = args.rest();
+    let specs: Vec<&CommandSpec> = if names.is_empty() {
         commands().iter().collect()
     } else {
-        args[2..].iter().filter_map(|name| find(name)).collect()
+        names.iter().filter_map(|name| find(name)).collect()
     };
     ctx.out.map(specs.len());
     for spec in specs {
         ctx.out.bulk(spec.name.as_bytes());
         write_doc(ctx.out, spec);
     }
+    Ok(())
 }
 
-fn list(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    if args.len() > 2 {
-        // FILTERBY MODULE/ACLCAT/PATTERN narrows the list in Redis; presenced has no modules.
-        if args.len() != 5 || !args[2].eq_ignore_ascii_case(b"FILTERBY") {
-            return ctx.out.error(SYNTAX_ERROR);
-        }
-        let kind = &args[3];
-        let names: Vec<&str> = if kind.eq_ignore_ascii_case(b"PATTERN") {
-            commands()
-                .iter()
-                .map(|c| c.name)
-                .filter(|n| crate::glob::glob_match(&args[4], n.as_bytes(), true))
-                .collect()
-        } else if kind.eq_ignore_ascii_case(b"ACLCAT") {
-            let wanted = format!(
-                "@{}",
-                String::from_utf8_lossy(&args[4]).to_ascii_lowercase()
-            );
-            commands()
-                .iter()
-                .filter(|c| c.acl_categories.contains(&wanted.as_str()))
-                .map(|c| c.name)
-                .collect()
-        } else if kind.eq_ignore_ascii_case(b"MODULE") {
-            Vec::new()
-        } else {
-            return ctx.out.error(SYNTAX_ERROR);
-        };
-        ctx.out.array(names.len());
-        for name in names {
-            ctx.out.bulk(name.as_bytes());
-        }
-        return;
-    }
-    ctx.out.array(commands().len());
-    for spec in commands() {
-        ctx.out.bulk(spec.name.as_bytes());
+/// `FILTERBY MODULE name | ACLCAT category | PATTERN glob`: the names it keeps. presenced has
+/// no modules.
+fn filtered_names(kind: &[u8], value: &[u8]) -> Result<Vec<&'static str>, CmdError> {
+    if kind.eq_ignore_ascii_case(b"PATTERN") {
+        Ok(commands()
+            .iter()
+            .map(|c| c.name)
+            .filter(|n| crate::glob::glob_match(value, n.as_bytes(), true))
+            .collect())
+    } else if kind.eq_ignore_ascii_case(b"ACLCAT") {
+        let wanted = format!("@{}", String::from_utf8_lossy(value).to_ascii_lowercase());
+        Ok(commands()
+            .iter()
+            .filter(|c| c.acl_categories.contains(&wanted.as_str()))
+            .map(|c| c.name)
+            .collect())
+    } else if kind.eq_ignore_ascii_case(b"MODULE") {
+        Ok(Vec::new())
+    } else {
+        Err(CmdError::Syntax)
     }
 }
 
-fn help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+fn list(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let names: Vec<&str> = if args.is_empty() {
+        commands().iter().map(|c| c.name).collect()
+    } else {
+        if args.remaining() != 3 || !args.eat(b"FILTERBY") {
+            return Err(CmdError::Syntax);
+        }
+        let kind = args.required()?;
+        filtered_names(kind, args.required()?)?
+    };
+    ctx.out.array(names.len());
+    for name in names {
+        ctx.out.bulk(name.as_bytes());
+    }
+    Ok(())
+}
+
+fn help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     reply_help(
         ctx.out,
         &[
@@ -157,7 +163,7 @@ fn help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
             "HELP",
             "    Print this help.",
         ],
-    );
+    )
 }
 
 /// A command by name, or a subcommand by `parent|sub`.

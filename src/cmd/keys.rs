@@ -6,10 +6,11 @@
 use bytes::Bytes;
 
 use super::strings::parse_expiry;
-use super::{CommandSpec, Ctx, NOT_AN_INTEGER, SYNTAX_ERROR, parse_i64, presence_user, printable};
+use super::{Args, CmdError, CmdResult, CommandSpec, Ctx, presence_user, printable};
 use crate::dropin::NotifyFlags;
 use crate::glob::glob_match;
 use crate::limits::KEYS_RESULTS_MAX;
+use crate::resp::ReplyBuf;
 use crate::store::{ExpireCondition, KeyTtl};
 
 #[allow(clippy::too_many_arguments)]
@@ -274,101 +275,80 @@ pub const ZADD: CommandSpec = key_command(
     wrong_type_write,
 );
 
-const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
-
-fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+fn exists(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let mut count = 0;
-    for key in &args[1..] {
-        let Some(user) = presence_user(ctx, key) else {
-            return;
-        };
-        count += i64::from(ctx.server.store.key_value(user, ctx.now_ms).is_some());
+    for key in args.rest() {
+        let user = presence_user(ctx, key)?;
+        count += i64::from(ctx.store.key_value(user, ctx.now_ms).is_some());
     }
     ctx.out.integer(count);
+    Ok(())
 }
 
-fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let mut users = Vec::with_capacity(args.len() - 1);
-    for key in &args[1..] {
-        let Some(user) = presence_user(ctx, key) else {
-            return;
-        };
-        users.push(user);
+fn del(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let keys = args.rest();
+    let mut users = Vec::with_capacity(keys.len());
+    for key in keys {
+        users.push(presence_user(ctx, key)?);
     }
     let deleted = users
         .into_iter()
-        .filter(|user| ctx.server.store.del_key(*user, ctx.now_ms))
+        .filter(|user| ctx.store.del_key(*user, ctx.now_ms))
         .count();
     ctx.out.integer(deleted as i64);
+    Ok(())
 }
 
-fn remaining(ctx: &mut Ctx<'_>, key: &[u8]) -> Option<KeyTtl> {
-    let user = presence_user(ctx, key)?;
-    Some(ctx.server.store.key_ttl(user, ctx.now_ms))
-}
-
-fn ttl(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    match remaining(ctx, &args[1]) {
-        Some(KeyTtl::Missing) => ctx.out.integer(-2),
-        Some(KeyTtl::Persistent) => ctx.out.integer(-1),
-        // Redis rounds to the nearest second.
-        Some(KeyTtl::RemainingMs(ms)) => ctx.out.integer(((ms + 500) / 1000) as i64),
-        None => {}
+/// TTL, PTTL, EXPIRETIME and PEXPIRETIME: -2 for a missing key, -1 for one without a TTL,
+/// else `remaining(ms)` in the command's unit.
+fn reply_ttl(ctx: &mut Ctx<'_>, args: &mut Args<'_>, remaining: fn(u64, u64) -> u64) -> CmdResult {
+    let user = presence_user(ctx, args.required()?)?;
+    match ctx.store.key_ttl(user, ctx.now_ms) {
+        KeyTtl::Missing => ctx.out.integer(-2),
+        KeyTtl::Persistent => ctx.out.integer(-1),
+        KeyTtl::RemainingMs(ms) => ctx.out.integer(remaining(ctx.now_ms, ms) as i64),
     }
+    Ok(())
 }
 
-fn pttl(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    match remaining(ctx, &args[1]) {
-        Some(KeyTtl::Missing) => ctx.out.integer(-2),
-        Some(KeyTtl::Persistent) => ctx.out.integer(-1),
-        Some(KeyTtl::RemainingMs(ms)) => ctx.out.integer(ms as i64),
-        None => {}
-    }
+fn ttl(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    // Redis rounds to the nearest second.
+    reply_ttl(ctx, args, |_, ms| (ms + 500) / 1000)
 }
 
-fn expiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let now_ms = ctx.now_ms;
-    match remaining(ctx, &args[1]) {
-        Some(KeyTtl::Missing) => ctx.out.integer(-2),
-        Some(KeyTtl::Persistent) => ctx.out.integer(-1),
-        Some(KeyTtl::RemainingMs(ms)) => ctx.out.integer(((now_ms + ms) / 1000) as i64),
-        None => {}
-    }
+fn pttl(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    reply_ttl(ctx, args, |_, ms| ms)
 }
 
-fn pexpiretime(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let now_ms = ctx.now_ms;
-    match remaining(ctx, &args[1]) {
-        Some(KeyTtl::Missing) => ctx.out.integer(-2),
-        Some(KeyTtl::Persistent) => ctx.out.integer(-1),
-        Some(KeyTtl::RemainingMs(ms)) => ctx.out.integer((now_ms + ms) as i64),
-        None => {}
-    }
+fn expiretime(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    reply_ttl(ctx, args, |now_ms, ms| (now_ms + ms) / 1000)
 }
 
-fn expire(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    expire_generic(ctx, args, 1000, false, "expire");
+fn pexpiretime(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    reply_ttl(ctx, args, |now_ms, ms| now_ms + ms)
 }
 
-fn pexpire(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    expire_generic(ctx, args, 1, false, "pexpire");
+fn expire(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    expire_generic(ctx, args, 1000, false, "expire")
 }
 
-fn expireat(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    expire_generic(ctx, args, 1000, true, "expireat");
+fn pexpire(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    expire_generic(ctx, args, 1, false, "pexpire")
 }
 
-fn pexpireat(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    expire_generic(ctx, args, 1, true, "pexpireat");
+fn expireat(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    expire_generic(ctx, args, 1000, true, "expireat")
 }
 
-/// EXPIRE and friends, with Redis's option rules and errors. A time already past deletes the
-/// key (the user is logged out), as in Redis.
-fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: u64, absolute: bool, name: &str) {
-    // As in Redis: every option is read first, then the combinations are judged. XX goes
-    // with GT or LT; NX goes with none of them.
+fn pexpireat(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    expire_generic(ctx, args, 1, true, "pexpireat")
+}
+
+/// EXPIRE's `NX | XX | GT | LT`, with Redis's rules: every option is read first, then the
+/// combinations are judged. XX goes with GT or LT; NX goes with none of them.
+fn expire_condition(options: &[Bytes]) -> Result<ExpireCondition, CmdError> {
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
-    for option in &args[3..] {
+    for option in options {
         if option.eq_ignore_ascii_case(b"NX") {
             nx = true;
         } else if option.eq_ignore_ascii_case(b"XX") {
@@ -378,22 +358,16 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: u64, absolute: boo
         } else if option.eq_ignore_ascii_case(b"LT") {
             lt = true;
         } else {
-            return ctx
-                .out
-                .error(&format!("ERR Unsupported option {}", printable(option, 64)));
+            return Err(CmdError::UnsupportedOption(printable(option, 64)));
         }
     }
     if nx && (xx || gt || lt) {
-        return ctx
-            .out
-            .error("ERR NX and XX, GT or LT options at the same time are not compatible");
+        return Err(CmdError::ExpireNxWithOthers);
     }
     if gt && lt {
-        return ctx
-            .out
-            .error("ERR GT and LT options at the same time are not compatible");
+        return Err(CmdError::ExpireGtWithLt);
     }
-    let condition = match (nx, xx, gt, lt) {
+    Ok(match (nx, xx, gt, lt) {
         (true, _, _, _) => ExpireCondition::IfNoTtl,
         // GT already fails on a key without a TTL, so XX adds nothing to it.
         (_, _, true, _) => ExpireCondition::IfGreater,
@@ -401,105 +375,115 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: u64, absolute: boo
         (_, false, _, true) => ExpireCondition::IfLess,
         (_, true, _, _) => ExpireCondition::IfTtl,
         _ => ExpireCondition::Always,
-    };
-    let Some(value) = parse_i64(&args[2]) else {
-        return ctx.out.error(NOT_AN_INTEGER);
-    };
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
+    })
+}
+
+/// EXPIRE and friends, with Redis's option rules and errors. A time already past deletes the
+/// key (the user is logged out), as in Redis.
+fn expire_generic(
+    ctx: &mut Ctx<'_>,
+    args: &mut Args<'_>,
+    unit_ms: u64,
+    absolute: bool,
+    name: &'static str,
+) -> CmdResult {
+    let key = args.required()?;
+    let time = args.required()?;
+    let condition = expire_condition(args.rest())?;
+    let value = crate::resp::parse_integer(time).ok_or(CmdError::NotAnInteger)?;
+    let user = presence_user(ctx, key)?;
     let at_ms = if value <= 0 && !absolute {
         Some(ctx.now_ms)
     } else if value <= 0 {
         Some(0)
     } else {
-        match parse_expiry(&args[2], unit_ms, absolute, ctx.now_ms, name) {
-            Ok(at_ms) => Some(at_ms),
-            Err(message) => return ctx.out.error(&message),
-        }
+        Some(parse_expiry(time, unit_ms, absolute, ctx.now_ms, name)?)
     };
-    let changed = ctx
-        .server
-        .store
-        .expire_key(user, at_ms, condition, ctx.now_ms);
+    let changed = ctx.store.expire_key(user, at_ms, condition, ctx.now_ms);
     if changed && at_ms.is_some_and(|at| at > ctx.now_ms) {
-        ctx.server
-            .keyspace
-            .notify(&ctx.server.pubsub, NotifyFlags::GENERIC, "expire", &args[1]);
+        ctx.keyspace
+            .notify(ctx.pubsub, NotifyFlags::GENERIC, "expire", key);
     }
     ctx.out.integer(i64::from(changed));
+    Ok(())
 }
 
-fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
+fn persist(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let key = args.required()?;
+    let user = presence_user(ctx, key)?;
     let changed = ctx
-        .server
         .store
         .expire_key(user, None, ExpireCondition::Always, ctx.now_ms);
     if changed {
-        ctx.server.keyspace.notify(
-            &ctx.server.pubsub,
-            NotifyFlags::GENERIC,
-            "persist",
-            &args[1],
-        );
+        ctx.keyspace
+            .notify(ctx.pubsub, NotifyFlags::GENERIC, "persist", key);
     }
     ctx.out.integer(i64::from(changed));
+    Ok(())
 }
 
-fn key_type(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
-    let exists = ctx.server.store.key_value(user, ctx.now_ms).is_some();
+fn key_type(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let user = presence_user(ctx, args.required()?)?;
+    let exists = ctx.store.key_value(user, ctx.now_ms).is_some();
     ctx.out.simple(if exists { "string" } else { "none" });
+    Ok(())
+}
+
+/// `SCAN`'s `[MATCH pattern] [COUNT n] [TYPE type]`.
+struct ScanOptions<'a> {
+    pattern: Option<&'a [u8]>,
+    count: usize,
+    strings_only: bool,
+}
+
+impl<'a> ScanOptions<'a> {
+    fn parse(args: &mut Args<'a>) -> Result<ScanOptions<'a>, CmdError> {
+        let mut options = ScanOptions {
+            pattern: None,
+            count: 10,
+            strings_only: true,
+        };
+        while let Some(option) = args.next() {
+            let value = args.value()?;
+            if option.eq_ignore_ascii_case(b"MATCH") {
+                options.pattern = Some(value);
+            } else if option.eq_ignore_ascii_case(b"COUNT") {
+                match crate::resp::parse_integer(value) {
+                    Some(n) if n >= 1 => options.count = (n as usize).min(1_000_000),
+                    Some(_) => return Err(CmdError::Syntax),
+                    None => return Err(CmdError::NotAnInteger),
+                }
+            } else if option.eq_ignore_ascii_case(b"TYPE") {
+                options.strings_only = value.eq_ignore_ascii_case(b"string");
+            } else {
+                return Err(CmdError::Syntax);
+            }
+        }
+        Ok(options)
+    }
 }
 
 /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]` over the keys of online users.
 /// Each call examines about 8 x COUNT user positions (pages no user ever touched are skipped
 /// for free), so one call's work is bounded whatever the store's size.
-fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let Some(cursor) = std::str::from_utf8(&args[1])
+fn scan(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let cursor = std::str::from_utf8(args.required()?)
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
-    else {
-        return ctx.out.error("ERR invalid cursor");
-    };
-    let mut pattern: Option<&[u8]> = None;
-    let mut count = 10usize;
-    let mut strings_only = true;
-    let mut rest = &args[2..];
-    while let Some(option) = rest.first() {
-        let Some(value) = rest.get(1) else {
-            return ctx.out.error(SYNTAX_ERROR);
-        };
-        if option.eq_ignore_ascii_case(b"MATCH") {
-            pattern = Some(value);
-        } else if option.eq_ignore_ascii_case(b"COUNT") {
-            match parse_i64(value) {
-                Some(n) if n >= 1 => count = (n as usize).min(1_000_000),
-                Some(_) => return ctx.out.error(SYNTAX_ERROR),
-                None => return ctx.out.error(NOT_AN_INTEGER),
-            }
-        } else if option.eq_ignore_ascii_case(b"TYPE") {
-            strings_only = value.eq_ignore_ascii_case(b"string");
-        } else {
-            return ctx.out.error(SYNTAX_ERROR);
-        }
-        rest = &rest[2..];
-    }
+        .ok_or(CmdError::InvalidCursor)?;
+    let options = ScanOptions::parse(args)?;
     let mut users = Vec::new();
-    let next = ctx
-        .server
-        .store
-        .scan(cursor, count.saturating_mul(8), ctx.now_ms, &mut users);
+    let next = ctx.store.scan(
+        cursor,
+        options.count.saturating_mul(8),
+        ctx.now_ms,
+        &mut users,
+    );
     let keys: Vec<Vec<u8>> = users
         .iter()
-        .filter(|_| strings_only)
-        .map(|u| ctx.server.keyspace.pattern.key_for(&u.to_bytes()))
-        .filter(|k| pattern.is_none_or(|p| glob_match(p, k, false)))
+        .filter(|_| options.strings_only)
+        .map(|u| ctx.keyspace.pattern.key_for(&u.to_bytes()))
+        .filter(|k| options.pattern.is_none_or(|p| glob_match(p, k, false)))
         .collect();
     ctx.out.array(2);
     ctx.out.bulk(next.to_string().as_bytes());
@@ -507,30 +491,27 @@ fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     for key in keys {
         ctx.out.bulk(&key);
     }
+    Ok(())
 }
 
 /// `KEYS pattern`: one pass over every user ever seen, refused past `KEYS_RESULTS_MAX`
 /// matches so a single call cannot build an unbounded reply; SCAN is the tool for big stores.
-fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+fn keys(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let pattern = args.required()?;
     let mut cursor = 0;
     let mut keys = Vec::new();
     let mut users = Vec::new();
     loop {
         users.clear();
-        cursor = ctx
-            .server
-            .store
-            .scan(cursor, 1 << 16, ctx.now_ms, &mut users);
+        cursor = ctx.store.scan(cursor, 1 << 16, ctx.now_ms, &mut users);
         for user in &users {
-            let key = ctx.server.keyspace.pattern.key_for(&user.to_bytes());
-            if glob_match(&args[1], &key, false) {
+            let key = ctx.keyspace.pattern.key_for(&user.to_bytes());
+            if glob_match(pattern, &key, false) {
                 keys.push(key);
             }
         }
         if keys.len() > KEYS_RESULTS_MAX {
-            return ctx.out.error(&format!(
-                "ERR KEYS would return more than {KEYS_RESULTS_MAX} keys; use SCAN"
-            ));
+            return Err(CmdError::KeysTooMany);
         }
         if cursor == 0 {
             break;
@@ -540,46 +521,42 @@ fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     for key in keys {
         ctx.out.bulk(&key);
     }
+    Ok(())
 }
 
 /// A write of another type: WRONGTYPE if the key exists (a string), as Redis answers; a
 /// missing key cannot become a list or hash here, so that is refused too.
-fn wrong_type_write(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
-    if ctx.server.store.key_value(user, ctx.now_ms).is_some() {
-        return ctx.out.error(WRONGTYPE);
+fn wrong_type_write(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let key = args.required()?;
+    let user = presence_user(ctx, key)?;
+    if ctx.store.key_value(user, ctx.now_ms).is_some() {
+        return Err(CmdError::WrongType);
     }
-    ctx.out.error(&format!(
-        "ERR presence keys hold strings only: '{}' cannot be created as another type",
-        printable(&args[1], 128)
-    ));
+    Err(CmdError::NotAStringKey(printable(key, 128)))
 }
 
 /// A read of another type: WRONGTYPE if the key exists, the empty answer if not.
-fn wrong_type_read(ctx: &mut Ctx<'_>, args: &[Bytes], empty: fn(&mut Ctx<'_>)) {
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
-    if ctx.server.store.key_value(user, ctx.now_ms).is_some() {
-        return ctx.out.error(WRONGTYPE);
+fn wrong_type_read(ctx: &mut Ctx<'_>, args: &mut Args<'_>, empty: fn(&mut ReplyBuf)) -> CmdResult {
+    let user = presence_user(ctx, args.required()?)?;
+    if ctx.store.key_value(user, ctx.now_ms).is_some() {
+        return Err(CmdError::WrongType);
     }
-    empty(ctx);
+    empty(ctx.out);
+    Ok(())
 }
 
-fn wrong_type_read_nil(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    wrong_type_read(ctx, args, |ctx| ctx.out.null());
+fn wrong_type_read_nil(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    wrong_type_read(ctx, args, |out| out.null())
 }
 
-fn wrong_type_read_array(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    wrong_type_read(ctx, args, |ctx| ctx.out.array(0));
+fn wrong_type_read_array(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    wrong_type_read(ctx, args, |out| out.array(0))
 }
 
-fn wrong_type_read_map(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    wrong_type_read(ctx, args, |ctx| ctx.out.map(0));
+fn wrong_type_read_map(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    wrong_type_read(ctx, args, |out| out.map(0))
 }
 
-fn wrong_type_read_set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    wrong_type_read(ctx, args, |ctx| ctx.out.set(0));
+fn wrong_type_read_set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    wrong_type_read(ctx, args, |out| out.set(0))
 }

@@ -1,8 +1,16 @@
-//! The command table and dispatch: name lookup, arity, authentication, subcommands.
-//! One file per command family; each handler parses its own arguments and writes its reply.
+//! The command table and dispatch: name lookup, arity, authentication, subcommands, and the
+//! one place where a refused command's `CmdError` becomes its reply.
+//!
+//! One file per command family. A handler reads its arguments through an `Args` cursor, uses
+//! the shared components its `Ctx` lends it (never the server: this module does not know the
+//! accept loop, listeners or timers exist), writes its reply, or returns a `CmdError` having
+//! written nothing.
 
+mod args;
 mod client;
 mod connection;
+mod error;
+mod info;
 mod introspection;
 mod keys;
 mod presence;
@@ -15,22 +23,63 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use hashbrown::HashMap;
 
+pub use args::Args;
+pub use error::{CmdError, printable};
 pub use pubsub::unsubscribe_all;
 
+use crate::clients::{ClientRegistry, CloseReason};
+use crate::config::Config;
+use crate::dropin::Keyspace;
+use crate::identity::Identity;
+use crate::pubsub::PubSub;
 use crate::resp::ReplyBuf;
-use crate::server::Server;
+use crate::services::Shared;
 use crate::session::{Flow, Session};
+use crate::snapshot::Persistence;
+use crate::stats::Stats;
+use crate::store::Store;
 
-/// What a handler works with.
+/// What a handler works with: the shared components it may use, this connection's session and
+/// output, and the time the batch of requests started.
 pub struct Ctx<'a> {
-    pub server: &'a Server,
+    pub config: &'a Config,
+    pub store: &'a Store,
+    pub pubsub: &'a PubSub,
+    pub keyspace: &'a Keyspace,
+    pub persistence: &'a Persistence,
+    pub clients: &'a ClientRegistry,
+    pub stats: &'a Stats,
+    pub identity: &'a Identity,
     pub session: &'a mut Session,
     pub out: &'a mut ReplyBuf,
     pub now_ms: u64,
     pub flow: Flow,
 }
 
-type Handler = fn(&mut Ctx<'_>, &[Bytes]);
+impl<'a> Ctx<'a> {
+    /// The shared components again as one value (for `Metrics::collect`).
+    pub fn shared(&self) -> Shared<'a> {
+        Shared {
+            config: self.config,
+            store: self.store,
+            pubsub: self.pubsub,
+            keyspace: self.keyspace,
+            persistence: self.persistence,
+            clients: self.clients,
+            stats: self.stats,
+            identity: self.identity,
+        }
+    }
+
+    /// Asks the connection to close once this reply is written.
+    pub fn close(&mut self, reason: CloseReason) {
+        self.flow = Flow::Close(reason);
+    }
+}
+
+pub type CmdResult = Result<(), CmdError>;
+
+type Handler = fn(&mut Ctx<'_>, &mut Args<'_>) -> CmdResult;
 
 /// One command as `COMMAND INFO` and `COMMAND DOCS` describe it.
 pub struct CommandSpec {
@@ -246,7 +295,7 @@ fn lookup_subcommand(parent: &'static CommandSpec, name: &[u8]) -> Option<&'stat
 /// Runs one request and writes its reply. Returns what the connection should do next and
 /// the name of the command that ran (for `CLIENT LIST`).
 pub fn execute(
-    server: &Server,
+    shared: &Shared<'_>,
     session: &mut Session,
     args: &[Bytes],
     out: &mut ReplyBuf,
@@ -255,111 +304,108 @@ pub fn execute(
     let Some(first) = args.first() else {
         return (Flow::Continue, None);
     };
-    let Some(spec) = lookup(first) else {
-        out.error(&unknown_command_message(args));
-        return (Flow::Continue, None);
-    };
-    if !spec.arity_ok(args.len()) {
-        out.error(&wrong_arity(spec.name));
-        return (Flow::Continue, Some(spec.name));
-    }
-    if !session.authenticated && !spec.allowed_before_auth() {
-        out.error("NOAUTH Authentication required.");
-        return (Flow::Continue, Some(spec.name));
-    }
-    if out.protocol == crate::resp::Protocol::Resp2
-        && session.subscription_count() > 0
-        && !pubsub::allowed_while_subscribed(spec.name)
-    {
-        out.error(&format!(
-            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-            spec.name
-        ));
-        return (Flow::Continue, Some(spec.name));
-    }
-    let mut spec = spec;
-    if !spec.subcommands.is_empty() && args.len() >= 2 {
-        let Some(sub) = lookup_subcommand(spec, &args[1]) else {
-            out.error(&format!(
-                "ERR unknown subcommand '{}'. Try {} HELP.",
-                printable(&args[1], 128),
-                spec.name.to_ascii_uppercase()
-            ));
-            return (Flow::Continue, Some(spec.name));
-        };
-        if !sub.arity_ok(args.len()) {
-            out.error(&wrong_arity(sub.name));
-            return (Flow::Continue, Some(sub.name));
-        }
-        spec = sub;
-    }
     let mut ctx = Ctx {
-        server,
+        config: shared.config,
+        store: shared.store,
+        pubsub: shared.pubsub,
+        keyspace: shared.keyspace,
+        persistence: shared.persistence,
+        clients: shared.clients,
+        stats: shared.stats,
+        identity: shared.identity,
         session,
         out,
         now_ms,
         flow: Flow::Continue,
     };
-    (spec.handler)(&mut ctx, args);
+    let Some(spec) = lookup(first) else {
+        refuse(&mut ctx, CmdError::unknown_command(args));
+        return (Flow::Continue, None);
+    };
+    let (spec, start) = match admit(&ctx, spec, args) {
+        Ok(admitted) => admitted,
+        Err((err, name)) => {
+            refuse(&mut ctx, err);
+            return (Flow::Continue, Some(name));
+        }
+    };
+    let written_before = ctx.out.len();
+    let mut cursor = Args::new(spec.name, args, start);
+    if let Err(err) = (spec.handler)(&mut ctx, &mut cursor) {
+        // A refusal is the whole reply: a handler that wrote part of one first would leave the
+        // client reading two replies for one request.
+        debug_assert_eq!(
+            ctx.out.len(),
+            written_before,
+            "{} wrote a reply before refusing",
+            spec.name
+        );
+        refuse(&mut ctx, err);
+    }
     (ctx.flow, Some(spec.name))
 }
 
-/// Redis's text: the name and the first arguments, each quoted, up to about 128 bytes.
-fn unknown_command_message(args: &[Bytes]) -> String {
-    let mut listed = String::new();
-    for arg in &args[1..] {
-        if listed.len() >= 128 {
-            break;
-        }
-        let room = 128 - listed.len();
-        listed.push('\'');
-        listed.push_str(&printable(arg, room));
-        listed.push_str("' ");
+/// The checks every command passes before its handler runs: arity, authentication, the
+/// subscribed-RESP2 rule, then the subcommand and its arity. On refusal, the error and the
+/// name `CLIENT LIST` shows; admitted, the command to run and where its arguments start.
+fn admit(
+    ctx: &Ctx<'_>,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+) -> Result<(&'static CommandSpec, usize), (CmdError, &'static str)> {
+    if !spec.arity_ok(args.len()) {
+        return Err((CmdError::WrongArity(spec.name), spec.name));
     }
-    format!(
-        "ERR unknown command '{}', with args beginning with: {}",
-        printable(&args[0], 128),
-        listed
-    )
-}
-
-/// Client bytes as text for an error line, cut at `max_bytes`.
-pub fn printable(bytes: &[u8], max_bytes: usize) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(max_bytes)]).into_owned()
-}
-
-pub fn wrong_arity(name: &str) -> String {
-    format!("ERR wrong number of arguments for '{name}' command")
-}
-
-pub const SYNTAX_ERROR: &str = "ERR syntax error";
-pub const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
-
-/// A decimal integer argument, parsed as Redis does.
-pub fn parse_i64(arg: &[u8]) -> Option<i64> {
-    crate::resp::parse_integer(arg)
-}
-
-/// The user a presence key names, or an error reply naming the key pattern.
-pub fn presence_user<'a>(ctx: &mut Ctx<'_>, key: &'a [u8]) -> Option<crate::store::UserKey<'a>> {
-    let Some(id) = ctx.server.keyspace.pattern.user_id(key) else {
-        let message = ctx.server.keyspace.pattern.mismatch_message(key);
-        ctx.out.error(&message);
-        return None;
+    if !ctx.session.authenticated && !spec.allowed_before_auth() {
+        return Err((CmdError::NoAuth, spec.name));
+    }
+    if ctx.out.protocol == crate::resp::Protocol::Resp2
+        && ctx.session.subscription_count() > 0
+        && !pubsub::allowed_while_subscribed(spec.name)
+    {
+        return Err((CmdError::NotAllowedWhileSubscribed(spec.name), spec.name));
+    }
+    let Some(sub_name) = args.get(1).filter(|_| !spec.subcommands.is_empty()) else {
+        return Ok((spec, 1));
     };
-    match ctx.server.store.parse(id) {
-        Ok(user) => Some(user),
-        Err(err) => {
-            ctx.out.error(&err.message());
-            None
-        }
+    let Some(sub) = lookup_subcommand(spec, sub_name) else {
+        let err = CmdError::UnknownSubcommand {
+            sub: printable(sub_name, 128),
+            command: spec.name,
+        };
+        return Err((err, spec.name));
+    };
+    if !sub.arity_ok(args.len()) {
+        return Err((CmdError::WrongArity(sub.name), sub.name));
     }
+    Ok((sub, 2))
+}
+
+/// Writes a refusal in Redis's words and counts it (`INFO stats`).
+fn refuse(ctx: &mut Ctx<'_>, err: CmdError) {
+    Stats::add(&ctx.stats.error_replies, 1);
+    ctx.out.error(&err.to_string());
+}
+
+/// The user a presence key names, or why it names none.
+pub fn presence_user<'a>(
+    ctx: &Ctx<'_>,
+    key: &'a [u8],
+) -> Result<crate::store::UserKey<'a>, CmdError> {
+    let Some(id) = ctx.keyspace.pattern.user_id(key) else {
+        return Err(CmdError::KeyOutsidePattern {
+            key: printable(key, 128),
+            pattern: ctx.keyspace.pattern.as_str().to_string(),
+        });
+    };
+    Ok(ctx.store.parse(id)?)
 }
 
 /// Lists a command family's subcommands for `<CMD> HELP`.
-pub fn reply_help(out: &mut ReplyBuf, lines: &[&str]) {
+pub fn reply_help(out: &mut ReplyBuf, lines: &[&str]) -> CmdResult {
     out.array(lines.len());
     for line in lines {
         out.simple(line);
     }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{ArgSpec, CommandSpec, Ctx, SYNTAX_ERROR, parse_i64, printable};
+use super::{ArgSpec, Args, CmdError, CmdResult, CommandSpec, Ctx, printable};
 use crate::limits::{TTL_S_MAX, TTL_S_MIN};
 use crate::resp::{Protocol, ReplyBuf};
 use crate::stats::Stats;
@@ -135,156 +135,108 @@ pub const SETSTATUS: CommandSpec = presence_command(
 )
 .with_arguments(&[USER, arg("status", "string", None, false, false), TTL]);
 
-fn heartbeat(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let mut ttl_s = ctx.server.config.default_ttl_s;
+fn heartbeat(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let id = args.required()?;
+    let mut ttl_s = ctx.config.default_ttl_s;
     let mut app = None;
     let mut device = None;
-    let mut rest = &args[2..];
-    while let Some(option) = rest.first() {
-        let Some(value) = rest.get(1) else {
-            return ctx.out.error(SYNTAX_ERROR);
-        };
+    while let Some(option) = args.next() {
+        let value = args.value()?;
         if option.eq_ignore_ascii_case(b"TTL") {
-            match parse_ttl(value) {
-                Ok(t) => ttl_s = t,
-                Err(message) => return ctx.out.error(&message),
-            }
+            ttl_s = parse_ttl(value)?;
         } else if option.eq_ignore_ascii_case(b"STATUS") {
-            match AppStatus::parse(value) {
-                Some(status) => app = Some(status),
-                None => {
-                    return ctx.out.error(&format!(
-                        "ERR invalid status '{}': must be online, away or busy",
-                        printable(value, 64)
-                    ));
-                }
-            }
+            let status = AppStatus::parse(value)
+                .ok_or_else(|| CmdError::InvalidAppStatus(printable(value, 64)))?;
+            app = Some(status);
         } else if option.eq_ignore_ascii_case(b"DEVICE") {
-            match parse_device(value) {
-                Ok(id) => device = Some(id),
-                Err(message) => return ctx.out.error(&message),
-            }
+            device = Some(parse_device(value)?);
         } else {
-            return ctx.out.error(SYNTAX_ERROR);
+            return Err(CmdError::Syntax);
         }
-        rest = &rest[2..];
     }
-    let key = match parse_user(ctx, &args[1]) {
-        Some(key) => key,
-        None => return,
-    };
-    match ctx
-        .server
-        .store
-        .heartbeat(key, ttl_s, app, device, ctx.now_ms)
-    {
-        Ok(came_online) => {
-            Stats::add(&ctx.server.stats.heartbeats, 1);
-            ctx.out.integer(i64::from(came_online));
-        }
-        Err(err) => ctx.out.error(&err.message()),
-    }
+    let key = ctx.store.parse(id)?;
+    let came_online = ctx.store.heartbeat(key, ttl_s, app, device, ctx.now_ms)?;
+    Stats::add(&ctx.stats.heartbeats, 1);
+    ctx.out.integer(i64::from(came_online));
+    Ok(())
 }
 
-fn mheartbeat(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let Some(keys) = parse_users(ctx, &args[1..]) else {
-        return;
-    };
-    let ttl_s = ctx.server.config.default_ttl_s;
-    let came_online = ctx.server.store.heartbeat_many(&keys, ttl_s, ctx.now_ms);
-    Stats::add(&ctx.server.stats.heartbeats, keys.len() as u64);
+fn mheartbeat(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let keys = parse_users(ctx, args.rest())?;
+    let ttl_s = ctx.config.default_ttl_s;
+    let came_online = ctx.store.heartbeat_many(&keys, ttl_s, ctx.now_ms);
+    Stats::add(&ctx.stats.heartbeats, keys.len() as u64);
     ctx.out.integer(came_online as i64);
+    Ok(())
 }
 
-fn status(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let Some(key) = parse_user(ctx, &args[1]) else {
-        return;
-    };
-    let view = ctx.server.store.view(key, ctx.now_ms);
-    Stats::add(&ctx.server.stats.status_lookups, 1);
+fn status(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let key = ctx.store.parse(args.required()?)?;
+    let view = ctx.store.view(key, ctx.now_ms);
+    Stats::add(&ctx.stats.status_lookups, 1);
     write_status(ctx.out, view);
+    Ok(())
 }
 
-fn mstatus(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let Some(keys) = parse_users(ctx, &args[1..]) else {
-        return;
-    };
-    let views = ctx.server.store.view_many(&keys, ctx.now_ms);
-    Stats::add(&ctx.server.stats.status_lookups, views.len() as u64);
+fn mstatus(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let keys = parse_users(ctx, args.rest())?;
+    let views = ctx.store.view_many(&keys, ctx.now_ms);
+    Stats::add(&ctx.stats.status_lookups, views.len() as u64);
     ctx.out.array(views.len());
     for view in views {
         write_status(ctx.out, view);
     }
+    Ok(())
 }
 
-fn offline(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let device = match parse_device_option(args) {
-        Ok(device) => device,
-        Err(message) => return ctx.out.error(&message),
-    };
-    let Some(key) = parse_user(ctx, &args[1]) else {
-        return;
-    };
-    let was_online = ctx.server.store.offline(key, device, ctx.now_ms);
-    Stats::add(&ctx.server.stats.logouts, 1);
+fn offline(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let id = args.required()?;
+    let device = parse_device_option(args)?;
+    let key = ctx.store.parse(id)?;
+    let was_online = ctx.store.offline(key, device, ctx.now_ms);
+    Stats::add(&ctx.stats.logouts, 1);
     ctx.out.integer(i64::from(was_online));
+    Ok(())
 }
 
-fn disconnect(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let device = match parse_device_option(args) {
-        Ok(device) => device,
-        Err(message) => return ctx.out.error(&message),
-    };
-    let Some(key) = parse_user(ctx, &args[1]) else {
-        return;
-    };
-    let grace_ms = ctx.server.config.offline_grace_s * 1000;
-    let started = ctx
-        .server
-        .store
-        .disconnect(key, device, grace_ms, ctx.now_ms);
+fn disconnect(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let id = args.required()?;
+    let device = parse_device_option(args)?;
+    let key = ctx.store.parse(id)?;
+    let grace_ms = ctx.config.offline_grace_s * 1000;
+    let started = ctx.store.disconnect(key, device, grace_ms, ctx.now_ms);
     ctx.out.integer(i64::from(started));
+    Ok(())
 }
 
-fn setstatus(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let manual = match ManualStatus::parse(&args[2]) {
-        Some(manual) => manual,
-        None => {
-            return ctx.out.error(&format!(
-                "ERR invalid status '{}': must be dnd, invisible, away, busy or none",
-                printable(&args[2], 64)
-            ));
-        }
+fn setstatus(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let id = args.required()?;
+    let word = args.required()?;
+    let manual = ManualStatus::parse(word)
+        .ok_or_else(|| CmdError::InvalidManualStatus(printable(word, 64)))?;
+    let ttl_s = match args.remaining() {
+        0 => None,
+        2 if args.eat(b"TTL") => Some(parse_ttl(args.required()?)?),
+        _ => return Err(CmdError::Syntax),
     };
-    let ttl_s = match &args[3..] {
-        [] => None,
-        [option, value] if option.eq_ignore_ascii_case(b"TTL") => match parse_ttl(value) {
-            Ok(t) => Some(t),
-            Err(message) => return ctx.out.error(&message),
-        },
-        _ => return ctx.out.error(SYNTAX_ERROR),
-    };
-    let Some(key) = parse_user(ctx, &args[1]) else {
-        return;
-    };
-    ctx.server.store.set_status(key, manual, ttl_s, ctx.now_ms);
+    let key = ctx.store.parse(id)?;
+    ctx.store.set_status(key, manual, ttl_s, ctx.now_ms);
     ctx.out.ok();
+    Ok(())
 }
 
-/// `user [DEVICE id]`, the tail of OFFLINE and DISCONNECT.
-fn parse_device_option(args: &[Bytes]) -> Result<Option<&[u8]>, String> {
-    match &args[2..] {
-        [] => Ok(None),
-        [option, value] if option.eq_ignore_ascii_case(b"DEVICE") => parse_device(value).map(Some),
-        _ => Err(SYNTAX_ERROR.to_string()),
+/// `[DEVICE id]`, the tail of OFFLINE and DISCONNECT.
+fn parse_device_option<'a>(args: &mut Args<'a>) -> Result<Option<&'a [u8]>, CmdError> {
+    match args.remaining() {
+        0 => Ok(None),
+        2 if args.eat(b"DEVICE") => parse_device(args.required()?).map(Some),
+        _ => Err(CmdError::Syntax),
     }
 }
 
-fn parse_device(id: &[u8]) -> Result<&[u8], String> {
+fn parse_device(id: &[u8]) -> Result<&[u8], CmdError> {
     if id.is_empty() || id.len() > DEVICE_ID_LEN_MAX {
-        return Err(format!(
-            "ERR invalid device id: must be 1 to {DEVICE_ID_LEN_MAX} bytes"
-        ));
+        return Err(CmdError::InvalidDeviceId);
     }
     Ok(id)
 }
@@ -311,32 +263,19 @@ fn write_status(out: &mut ReplyBuf, view: View) {
     }
 }
 
-fn parse_user<'a>(ctx: &mut Ctx<'_>, id: &'a [u8]) -> Option<UserKey<'a>> {
-    match ctx.server.store.parse(id) {
-        Ok(key) => Some(key),
-        Err(err) => {
-            ctx.out.error(&err.message());
-            None
-        }
-    }
-}
-
 /// Parses every ID before touching the store, so a bad ID anywhere changes nothing.
-fn parse_users<'a>(ctx: &mut Ctx<'_>, ids: &'a [Bytes]) -> Option<Vec<UserKey<'a>>> {
+fn parse_users<'a>(ctx: &Ctx<'_>, ids: &'a [Bytes]) -> Result<Vec<UserKey<'a>>, CmdError> {
     let mut keys = Vec::with_capacity(ids.len());
     for id in ids {
-        keys.push(parse_user(ctx, id)?);
+        keys.push(ctx.store.parse(id)?);
     }
-    Some(keys)
+    Ok(keys)
 }
 
-fn parse_ttl(arg: &[u8]) -> Result<u64, String> {
-    match parse_i64(arg) {
+fn parse_ttl(arg: &[u8]) -> Result<u64, CmdError> {
+    match crate::resp::parse_integer(arg) {
         Some(t) if (TTL_S_MIN as i64..=TTL_S_MAX as i64).contains(&t) => Ok(t as u64),
-        _ => Err(format!(
-            "ERR invalid TTL '{}': must be an integer from {TTL_S_MIN} to {TTL_S_MAX} seconds",
-            printable(arg, 64)
-        )),
+        _ => Err(CmdError::InvalidTtl(printable(arg, 64))),
     }
 }
 
@@ -347,7 +286,7 @@ mod tests {
     use crate::clock;
     use crate::config::Config;
     use crate::resp::{DecodeLimits, Protocol, ReplyBuf, RequestDecoder};
-    use crate::server::Server;
+    use crate::services::Services;
     use crate::session::Session;
 
     /// Decoding, running and answering HEARTBEATs of users already online allocates nothing:
@@ -356,9 +295,10 @@ mod tests {
     #[test]
     fn heartbeat_path_does_not_allocate() {
         let addr = "127.0.0.1:6379".parse().expect("address");
-        let (server, _fanout) =
-            Server::build(Config::for_tests(), addr, clock::now_ms()).expect("server");
-        let client = server
+        let (services, _fanout) =
+            Services::build(Config::for_tests(), addr, clock::now_ms()).expect("services");
+        let shared = services.shared();
+        let client = services
             .clients
             .register(addr, addr, clock::now_ms(), 10)
             .expect("room for a client");
@@ -383,7 +323,7 @@ mod tests {
                     .decode_into(input, &limits, &mut args)
                     .expect("valid requests")
             {
-                crate::cmd::execute(&server, &mut session, &args, out, clock::now_ms());
+                crate::cmd::execute(&shared, &mut session, &args, out, clock::now_ms());
                 replies += 1;
             }
             replies

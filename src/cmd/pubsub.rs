@@ -2,10 +2,10 @@
 
 use bytes::Bytes;
 
-use super::{CommandSpec, Ctx, printable, reply_help};
+use super::{Args, CmdError, CmdResult, CommandSpec, Ctx, printable, reply_help};
 use crate::limits::{CHANNEL_NAME_LEN_MAX, PATTERNS_PER_CLIENT_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX};
-use crate::pubsub::{Kind, confirmation};
-use crate::server::Server;
+use crate::pubsub::{Kind, PubSub};
+use crate::resp::ReplyBuf;
 use crate::session::Session;
 
 const fn pubsub_command(
@@ -70,7 +70,7 @@ pub const PUBSUB: CommandSpec = CommandSpec {
     since: "2.8.0",
     summary: "A container for pub/sub introspection commands.",
     complexity: "Depends on subcommand.",
-    handler: |_, _| {},
+    handler: |_, _| Ok(()),
     subcommands: &[
         pubsub_command(
             "pubsub|channels",
@@ -113,64 +113,76 @@ pub fn allowed_while_subscribed(name: &str) -> bool {
     )
 }
 
-fn subscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    add(ctx, &args[1..], Kind::Channel);
+fn subscribe(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    add(ctx, args.rest(), Kind::Channel)
 }
 
-fn psubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    add(ctx, &args[1..], Kind::Pattern);
+fn psubscribe(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    add(ctx, args.rest(), Kind::Pattern)
 }
 
-fn unsubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    remove(ctx, &args[1..], Kind::Channel);
+fn unsubscribe(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    remove(ctx, args.rest(), Kind::Channel);
+    Ok(())
 }
 
-fn punsubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    remove(ctx, &args[1..], Kind::Pattern);
+fn punsubscribe(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    remove(ctx, args.rest(), Kind::Pattern);
+    Ok(())
 }
 
-fn add(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) {
-    // Checked before anything changes, so a refused call subscribes to nothing.
-    if let Some(long) = names.iter().find(|n| n.len() > CHANNEL_NAME_LEN_MAX) {
-        return ctx.out.error(&format!(
-            "ERR channel name '{}...' is longer than {CHANNEL_NAME_LEN_MAX} bytes",
-            printable(long, 32)
-        ));
+/// A (un)subscribe confirmation: `<kind> <channel or null> <count>`, a push in RESP3.
+fn confirm(out: &mut ReplyBuf, word: &[u8], name: Option<&[u8]>, count: usize) {
+    out.push(3);
+    out.bulk(word);
+    match name {
+        Some(name) => out.bulk(name),
+        None => out.null(),
     }
-    if ctx.session.subscription_count() + names.len() > SUBSCRIPTIONS_PER_CLIENT_MAX {
+    out.integer(count as i64);
+}
+
+/// Refuses, before anything changes, a call that would pass a per-client limit.
+fn check_limits(session: &mut Session, names: &[Bytes], kind: Kind) -> CmdResult {
+    if let Some(long) = names.iter().find(|n| n.len() > CHANNEL_NAME_LEN_MAX) {
+        return Err(CmdError::ChannelNameTooLong(printable(long, 32)));
+    }
+    if session.subscription_count() + names.len() > SUBSCRIPTIONS_PER_CLIENT_MAX {
         let new_count = names
             .iter()
-            .filter(|n| !set(ctx.session, kind).contains(*n))
+            .filter(|n| !set(session, kind).contains(*n))
             .count();
-        if ctx.session.subscription_count() + new_count > SUBSCRIPTIONS_PER_CLIENT_MAX {
-            return ctx.out.error(&format!(
-                "ERR too many subscriptions for one client (at most {SUBSCRIPTIONS_PER_CLIENT_MAX})"
-            ));
+        if session.subscription_count() + new_count > SUBSCRIPTIONS_PER_CLIENT_MAX {
+            return Err(CmdError::TooManySubscriptions);
         }
     }
     if kind == Kind::Pattern {
         let new_patterns = names
             .iter()
-            .filter(|n| !ctx.session.patterns.contains(*n))
+            .filter(|n| !session.patterns.contains(*n))
             .count();
-        if ctx.session.patterns.len() + new_patterns > PATTERNS_PER_CLIENT_MAX {
-            return ctx.out.error(&format!(
-                "ERR too many patterns for one client (at most {PATTERNS_PER_CLIENT_MAX})"
-            ));
+        if session.patterns.len() + new_patterns > PATTERNS_PER_CLIENT_MAX {
+            return Err(CmdError::TooManyPatterns);
         }
     }
+    Ok(())
+}
+
+fn add(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) -> CmdResult {
+    check_limits(ctx.session, names, kind)?;
     let word: &[u8] = match kind {
         Kind::Channel => b"subscribe",
         Kind::Pattern => b"psubscribe",
     };
     for name in names {
         if set(ctx.session, kind).insert(name.clone()) {
-            ctx.server.pubsub.subscribe(kind, name, &ctx.session.client);
+            ctx.pubsub.subscribe(kind, name, &ctx.session.client);
         }
         let count = ctx.session.subscription_count();
-        confirmation(&mut ctx.out.buf, ctx.out.protocol, word, Some(name), count);
+        confirm(ctx.out, word, Some(name), count);
     }
     record_counts(ctx.session);
+    Ok(())
 }
 
 fn remove(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) {
@@ -185,16 +197,16 @@ fn remove(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) {
     };
     if names.is_empty() {
         let count = ctx.session.subscription_count();
-        confirmation(&mut ctx.out.buf, ctx.out.protocol, word, None, count);
+        confirm(ctx.out, word, None, count);
         return;
     }
     let client_id = ctx.session.id();
     for name in &names {
         if set(ctx.session, kind).remove(name) {
-            ctx.server.pubsub.unsubscribe(kind, name, client_id);
+            ctx.pubsub.unsubscribe(kind, name, client_id);
         }
         let count = ctx.session.subscription_count();
-        confirmation(&mut ctx.out.buf, ctx.out.protocol, word, Some(name), count);
+        confirm(ctx.out, word, Some(name), count);
     }
     record_counts(ctx.session);
 }
@@ -213,46 +225,53 @@ fn record_counts(session: &Session) {
 }
 
 /// Drops every subscription of a connection (on close and on RESET).
-pub fn unsubscribe_all(server: &Server, session: &mut Session) {
+pub fn unsubscribe_all(pubsub: &PubSub, session: &mut Session) {
     let client_id = session.id();
     for name in session.channels.drain() {
-        server.pubsub.unsubscribe(Kind::Channel, &name, client_id);
+        pubsub.unsubscribe(Kind::Channel, &name, client_id);
     }
     for name in session.patterns.drain() {
-        server.pubsub.unsubscribe(Kind::Pattern, &name, client_id);
+        pubsub.unsubscribe(Kind::Pattern, &name, client_id);
     }
     record_counts(session);
 }
 
-fn publish(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let receivers = ctx.server.pubsub.publish(&args[1], &args[2]);
+fn publish(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let channel = args.required()?;
+    let message = args.required()?;
+    let receivers = ctx.pubsub.publish(channel, message);
     ctx.out.integer(receivers as i64);
+    Ok(())
 }
 
-fn channels(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    if args.len() > 3 {
-        return ctx.out.error(&super::wrong_arity("pubsub|channels"));
+fn channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    if args.remaining() > 1 {
+        return Err(CmdError::WrongArity("pubsub|channels"));
     }
-    let names = ctx.server.pubsub.channels(args.get(2).map(|p| &p[..]));
+    let names = ctx.pubsub.channels(args.next().map(|p| &p[..]));
     ctx.out.array(names.len());
     for name in names {
         ctx.out.bulk(&name);
     }
+    Ok(())
 }
 
-fn numsub(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    ctx.out.array((args.len() - 2) * 2);
-    for channel in &args[2..] {
+fn numsub(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let channels = args.rest();
+    ctx.out.array(channels.len() * 2);
+    for channel in channels {
         ctx.out.bulk(channel);
-        ctx.out.integer(ctx.server.pubsub.numsub(channel) as i64);
+        ctx.out.integer(ctx.pubsub.numsub(channel) as i64);
     }
+    Ok(())
 }
 
-fn numpat(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
-    ctx.out.integer(ctx.server.pubsub.numpat() as i64);
+fn numpat(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    ctx.out.integer(ctx.pubsub.numpat() as i64);
+    Ok(())
 }
 
-fn help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
+fn help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     reply_help(
         ctx.out,
         &[
@@ -266,5 +285,5 @@ fn help(ctx: &mut Ctx<'_>, _args: &[Bytes]) {
             "HELP",
             "    Print this help.",
         ],
-    );
+    )
 }

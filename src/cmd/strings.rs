@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{CommandSpec, Ctx, NOT_AN_INTEGER, SYNTAX_ERROR, parse_i64, presence_user};
+use super::{Args, CmdError, CmdResult, CommandSpec, Ctx, presence_user};
 use crate::dropin::NotifyFlags;
 use crate::limits::PRESENCE_VALUE_LEN_MAX;
 use crate::store::{AppStatus, KeyExpiry, KeyValue, SetCondition, UserKey};
@@ -121,15 +121,12 @@ pub const MSET: CommandSpec = string_command(
 );
 
 /// How a value is stored: a status word in the slot, anything else byte for byte.
-fn key_value(value: &[u8]) -> Result<KeyValue<'_>, String> {
+fn key_value(value: &[u8]) -> Result<KeyValue<'_>, CmdError> {
     if let Some(status) = AppStatus::from_exact_word(value) {
         return Ok(KeyValue::Status(status));
     }
     if value.len() > PRESENCE_VALUE_LEN_MAX {
-        return Err(format!(
-            "ERR value of {} bytes is too long for a presence key (at most {PRESENCE_VALUE_LEN_MAX})",
-            value.len()
-        ));
+        return Err(CmdError::ValueTooLong(value.len()));
     }
     Ok(KeyValue::Custom(value))
 }
@@ -153,10 +150,10 @@ pub fn parse_expiry(
     unit_ms: u64,
     absolute: bool,
     now_ms: u64,
-    command: &str,
-) -> Result<u64, String> {
-    let value = parse_i64(arg).ok_or_else(|| NOT_AN_INTEGER.to_string())?;
-    let invalid = || format!("ERR invalid expire time in '{command}' command");
+    command: &'static str,
+) -> Result<u64, CmdError> {
+    let value = crate::resp::parse_integer(arg).ok_or(CmdError::NotAnInteger)?;
+    let invalid = || CmdError::InvalidExpireTime(command);
     if value <= 0 {
         return Err(invalid());
     }
@@ -172,56 +169,65 @@ pub fn parse_expiry(
     Ok(at_ms)
 }
 
-fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let mut condition = SetCondition::Always;
-    let mut keep_ttl = false;
-    let mut expire_arg: Option<(&Bytes, u64, bool)> = None;
-    let mut get = false;
-    let mut i = 3;
-    while i < args.len() {
-        let option = &args[i];
-        let next = args.get(i + 1);
-        let unit = expiry_option(option);
-        // As in Redis, an option may be repeated (the last expiry wins); only conflicting
-        // options are a syntax error.
-        if option.eq_ignore_ascii_case(b"NX") && condition != SetCondition::IfExists {
-            condition = SetCondition::IfMissing;
-        } else if option.eq_ignore_ascii_case(b"XX") && condition != SetCondition::IfMissing {
-            condition = SetCondition::IfExists;
-        } else if option.eq_ignore_ascii_case(b"GET") {
-            get = true;
-        } else if option.eq_ignore_ascii_case(b"KEEPTTL") && expire_arg.is_none() {
-            keep_ttl = true;
-        } else if let (Some((_, unit_ms, absolute)), Some(value), false) = (unit, next, keep_ttl)
-            && expire_arg.is_none_or(|(_, u, a)| (u, a) == (unit_ms, absolute))
-        {
-            expire_arg = Some((value, unit_ms, absolute));
-            i += 1;
-        } else {
-            return ctx.out.error(SYNTAX_ERROR);
-        }
-        i += 1;
-    }
-    // As in Redis, the expiry's value is judged after the syntax of every option.
-    let expiry = match (expire_arg, keep_ttl) {
-        (Some((value, unit_ms, absolute)), _) => {
-            match parse_expiry(value, unit_ms, absolute, ctx.now_ms, "set") {
-                Ok(at_ms) => KeyExpiry::At(at_ms),
-                Err(message) => return ctx.out.error(&message),
+/// `SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT n|KEEPTTL]`'s options.
+struct SetOptions {
+    condition: SetCondition,
+    expiry: KeyExpiry,
+    get: bool,
+}
+
+impl SetOptions {
+    fn parse(args: &mut Args<'_>, now_ms: u64) -> Result<SetOptions, CmdError> {
+        let mut condition = SetCondition::Always;
+        let mut keep_ttl = false;
+        let mut expire_arg: Option<(&Bytes, u64, bool)> = None;
+        let mut get = false;
+        while let Some(option) = args.next() {
+            let unit = expiry_option(option);
+            // As in Redis, an option may be repeated (the last expiry wins); only conflicting
+            // options are a syntax error.
+            if option.eq_ignore_ascii_case(b"NX") && condition != SetCondition::IfExists {
+                condition = SetCondition::IfMissing;
+            } else if option.eq_ignore_ascii_case(b"XX") && condition != SetCondition::IfMissing {
+                condition = SetCondition::IfExists;
+            } else if option.eq_ignore_ascii_case(b"GET") {
+                get = true;
+            } else if option.eq_ignore_ascii_case(b"KEEPTTL") && expire_arg.is_none() {
+                keep_ttl = true;
+            } else if let (Some((_, unit_ms, absolute)), Some(value), false) =
+                (unit, args.peek(), keep_ttl)
+                && expire_arg.is_none_or(|(_, u, a)| (u, a) == (unit_ms, absolute))
+            {
+                expire_arg = Some((value, unit_ms, absolute));
+                args.next();
+            } else {
+                return Err(CmdError::Syntax);
             }
         }
-        (None, true) => KeyExpiry::Keep,
-        (None, false) => KeyExpiry::Never,
-    };
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
-    let value = match key_value(&args[2]) {
-        Ok(value) => value,
-        Err(message) => return ctx.out.error(&message),
-    };
-    let (applied, old) = store_set(ctx, &args[1], user, value, expiry, condition);
-    if get {
+        // As in Redis, the expiry's value is judged after the syntax of every option.
+        let expiry = match (expire_arg, keep_ttl) {
+            (Some((value, unit_ms, absolute)), _) => {
+                KeyExpiry::At(parse_expiry(value, unit_ms, absolute, now_ms, "set")?)
+            }
+            (None, true) => KeyExpiry::Keep,
+            (None, false) => KeyExpiry::Never,
+        };
+        Ok(SetOptions {
+            condition,
+            expiry,
+            get,
+        })
+    }
+}
+
+fn set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let key = args.required()?;
+    let raw_value = args.required()?;
+    let options = SetOptions::parse(args, ctx.now_ms)?;
+    let user = presence_user(ctx, key)?;
+    let value = key_value(raw_value)?;
+    let (applied, old) = store_set(ctx, key, user, value, options.expiry, options.condition);
+    if options.get {
         match old {
             Some(old) => ctx.out.bulk(&old),
             None => ctx.out.null(),
@@ -231,6 +237,7 @@ fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) {
     } else {
         ctx.out.null();
     }
+    Ok(())
 }
 
 /// Sets the key and publishes Redis's `set` event.
@@ -243,44 +250,38 @@ fn store_set(
     condition: SetCondition,
 ) -> (bool, Option<Vec<u8>>) {
     let (applied, old) = ctx
-        .server
         .store
         .set_key(user, value, expiry, condition, ctx.now_ms);
     if applied {
-        ctx.server
-            .keyspace
-            .notify(&ctx.server.pubsub, NotifyFlags::STRING, "set", key);
+        ctx.keyspace
+            .notify(ctx.pubsub, NotifyFlags::STRING, "set", key);
         // Redis follows `set` with `expire` when the key was given a TTL (SET EX, SETEX, ...).
         if let KeyExpiry::At(at_ms) = expiry
             && at_ms > ctx.now_ms
         {
-            ctx.server
-                .keyspace
-                .notify(&ctx.server.pubsub, NotifyFlags::GENERIC, "expire", key);
+            ctx.keyspace
+                .notify(ctx.pubsub, NotifyFlags::GENERIC, "expire", key);
         }
     }
     (applied, old)
 }
 
-fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
-    match ctx.server.store.key_value(user, ctx.now_ms) {
+fn get(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let user = presence_user(ctx, args.required()?)?;
+    match ctx.store.key_value(user, ctx.now_ms) {
         Some(value) => ctx.out.bulk(&value),
         None => ctx.out.null(),
     }
+    Ok(())
 }
 
-fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let mut users = Vec::with_capacity(args.len() - 1);
-    for key in &args[1..] {
-        let Some(user) = presence_user(ctx, key) else {
-            return;
-        };
-        users.push(user);
+fn mget(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let keys = args.rest();
+    let mut users = Vec::with_capacity(keys.len());
+    for key in keys {
+        users.push(presence_user(ctx, key)?);
     }
-    let values = ctx.server.store.key_values(&users, ctx.now_ms);
+    let values = ctx.store.key_values(&users, ctx.now_ms);
     ctx.out.array(values.len());
     for value in values {
         match value {
@@ -288,111 +289,109 @@ fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             None => ctx.out.null(),
         }
     }
+    Ok(())
 }
 
-fn set_with_ttl(ctx: &mut Ctx<'_>, args: &[Bytes], unit_ms: u64, command: &str) {
-    let at_ms = match parse_expiry(&args[2], unit_ms, false, ctx.now_ms, command) {
-        Ok(at_ms) => at_ms,
-        Err(message) => return ctx.out.error(&message),
-    };
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
-    let value = match key_value(&args[3]) {
-        Ok(value) => value,
-        Err(message) => return ctx.out.error(&message),
-    };
+fn set_with_ttl(
+    ctx: &mut Ctx<'_>,
+    args: &mut Args<'_>,
+    unit_ms: u64,
+    command: &'static str,
+) -> CmdResult {
+    let key = args.required()?;
+    let ttl = args.required()?;
+    let raw_value = args.required()?;
+    let at_ms = parse_expiry(ttl, unit_ms, false, ctx.now_ms, command)?;
+    let user = presence_user(ctx, key)?;
+    let value = key_value(raw_value)?;
     store_set(
         ctx,
-        &args[1],
+        key,
         user,
         value,
         KeyExpiry::At(at_ms),
         SetCondition::Always,
     );
     ctx.out.ok();
+    Ok(())
 }
 
-fn setex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    set_with_ttl(ctx, args, 1000, "setex");
+fn setex(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    set_with_ttl(ctx, args, 1000, "setex")
 }
 
-fn psetex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    set_with_ttl(ctx, args, 1, "psetex");
+fn psetex(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    set_with_ttl(ctx, args, 1, "psetex")
 }
 
-fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
-    let value = match key_value(&args[2]) {
-        Ok(value) => value,
-        Err(message) => return ctx.out.error(&message),
-    };
+fn setnx(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let key = args.required()?;
+    let raw_value = args.required()?;
+    let user = presence_user(ctx, key)?;
+    let value = key_value(raw_value)?;
     let (applied, _) = store_set(
         ctx,
-        &args[1],
+        key,
         user,
         value,
         KeyExpiry::Never,
         SetCondition::IfMissing,
     );
     ctx.out.integer(i64::from(applied));
+    Ok(())
 }
 
-fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
-    let value = ctx.server.store.key_value(user, ctx.now_ms);
-    match value {
+fn getdel(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let user = presence_user(ctx, args.required()?)?;
+    match ctx.store.key_value(user, ctx.now_ms) {
         Some(value) => {
-            ctx.server.store.del_key(user, ctx.now_ms);
+            ctx.store.del_key(user, ctx.now_ms);
             ctx.out.bulk(&value);
         }
         None => ctx.out.null(),
     }
+    Ok(())
 }
 
-fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
+/// `GETEX`'s option: `None` leaves the expiry alone; `Some(None)` is `PERSIST`;
+/// `Some(Some(at_ms))` sets it.
+fn getex_change(args: &mut Args<'_>, now_ms: u64) -> Result<Option<Option<u64>>, CmdError> {
     let mut persist = false;
     let mut expire_arg: Option<(&Bytes, u64, bool)> = None;
-    let mut i = 2;
-    while i < args.len() {
-        let option = &args[i];
+    while let Some(option) = args.next() {
         let unit = expiry_option(option);
         // As in SET, a repeated option is allowed and the last expiry wins.
         if option.eq_ignore_ascii_case(b"PERSIST") && expire_arg.is_none() {
             persist = true;
         } else if let (Some((_, unit_ms, absolute)), Some(value), false) =
-            (unit, args.get(i + 1), persist)
+            (unit, args.peek(), persist)
             && expire_arg.is_none_or(|(_, u, a)| (u, a) == (unit_ms, absolute))
         {
             expire_arg = Some((value, unit_ms, absolute));
-            i += 1;
+            args.next();
         } else {
-            return ctx.out.error(SYNTAX_ERROR);
+            return Err(CmdError::Syntax);
         }
-        i += 1;
     }
-    let change: Option<Option<u64>> = match (expire_arg, persist) {
-        (Some((value, unit_ms, absolute)), _) => {
-            match parse_expiry(value, unit_ms, absolute, ctx.now_ms, "getex") {
-                Ok(at_ms) => Some(Some(at_ms)),
-                Err(message) => return ctx.out.error(&message),
-            }
-        }
+    Ok(match (expire_arg, persist) {
+        (Some((value, unit_ms, absolute)), _) => Some(Some(parse_expiry(
+            value, unit_ms, absolute, now_ms, "getex",
+        )?)),
         (None, true) => Some(None),
         (None, false) => None,
-    };
-    let Some(user) = presence_user(ctx, &args[1]) else {
-        return;
-    };
-    let Some(value) = ctx.server.store.key_value(user, ctx.now_ms) else {
-        return ctx.out.null();
+    })
+}
+
+fn getex(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let key = args.required()?;
+    let change = getex_change(args, ctx.now_ms)?;
+    let user = presence_user(ctx, key)?;
+    let Some(value) = ctx.store.key_value(user, ctx.now_ms) else {
+        ctx.out.null();
+        return Ok(());
     };
     if let Some(at_ms) = change {
-        let changed = ctx.server.store.expire_key(
+        let changed = ctx.store.expire_key(
             user,
             at_ms,
             crate::store::ExpireCondition::Always,
@@ -405,27 +404,23 @@ fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) {
             None => Some("persist"),
         };
         if let (true, Some(event)) = (changed, event) {
-            ctx.server
-                .keyspace
-                .notify(&ctx.server.pubsub, NotifyFlags::GENERIC, event, &args[1]);
+            ctx.keyspace
+                .notify(ctx.pubsub, NotifyFlags::GENERIC, event, key);
         }
     }
     ctx.out.bulk(&value);
+    Ok(())
 }
 
-fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) {
-    if args.len().is_multiple_of(2) {
-        return ctx.out.error(&super::wrong_arity("mset"));
+fn mset(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let all = args.rest();
+    if !all.len().is_multiple_of(2) {
+        return Err(CmdError::WrongArity("mset"));
     }
-    let mut pairs = Vec::with_capacity(args.len() / 2);
-    for pair in args[1..].chunks(2) {
-        let Some(user) = presence_user(ctx, &pair[0]) else {
-            return;
-        };
-        let value = match key_value(&pair[1]) {
-            Ok(value) => value,
-            Err(message) => return ctx.out.error(&message),
-        };
+    let mut pairs = Vec::with_capacity(all.len() / 2);
+    for pair in all.chunks(2) {
+        let user = presence_user(ctx, &pair[0])?;
+        let value = key_value(&pair[1])?;
         pairs.push((&pair[0], user, value));
     }
     for (key, user, value) in pairs {
@@ -439,4 +434,5 @@ fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) {
         );
     }
     ctx.out.ok();
+    Ok(())
 }

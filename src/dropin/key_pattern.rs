@@ -51,16 +51,6 @@ impl KeyPattern {
         key.extend_from_slice(&self.suffix);
         key
     }
-
-    /// The error for a key outside the pattern: it names the pattern, so an operator sees at
-    /// once why a key was refused.
-    pub fn mismatch_message(&self, key: &[u8]) -> String {
-        format!(
-            "ERR key '{}' is not a presence key: keys must match '{}' (--key-pattern)",
-            String::from_utf8_lossy(&key[..key.len().min(128)]),
-            self.text
-        )
-    }
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@ use bytes::Bytes;
 use hashbrown::{HashMap, HashSet};
 use tokio::sync::mpsc;
 
-use super::message::Encoded;
-use super::outbox::PushOutcome;
-use super::registry::{Kind, Registry, Subscribers};
+use super::registry::{Registry, Subscribers};
+use crate::clients::{CloseReason, Kind, PushOutcome};
+use crate::resp::PushFrame;
 
 /// Deliveries one job makes per turn. 1,024 pushes take tens of microseconds, which bounds
 /// how long any one celebrity holds up everyone else.
@@ -38,7 +38,7 @@ pub struct Job {
     pub channel: Bytes,
     /// What the receivers subscribed to: the channel, or the pattern that matched it.
     pub subscription: (Kind, Bytes),
-    pub message: Encoded,
+    pub message: PushFrame,
     pub targets: Subscribers,
     pub cursor: usize,
 }
@@ -53,11 +53,31 @@ pub enum Publication {
 
 #[derive(Debug, Default)]
 pub struct FanoutStats {
-    pub messages_delivered: AtomicU64,
-    pub slow_subscribers_disconnected: AtomicU64,
-    pub jobs_pending: AtomicU64,
+    messages_delivered: AtomicU64,
+    slow_subscribers_disconnected: AtomicU64,
+    jobs_pending: AtomicU64,
     /// Deliveries queued but not yet made; PUBLISH waits while this is too high.
-    pub deliveries_pending: AtomicU64,
+    pub(super) deliveries_pending: AtomicU64,
+}
+
+/// The fan-out's counters at one instant, for metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct FanoutCounts {
+    pub messages_delivered: u64,
+    pub slow_subscribers_disconnected: u64,
+    pub jobs_pending: u64,
+}
+
+impl FanoutStats {
+    pub fn snapshot(&self) -> FanoutCounts {
+        FanoutCounts {
+            messages_delivered: self.messages_delivered.load(Ordering::Relaxed),
+            slow_subscribers_disconnected: self
+                .slow_subscribers_disconnected
+                .load(Ordering::Relaxed),
+            jobs_pending: self.jobs_pending.load(Ordering::Relaxed),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -190,12 +210,8 @@ impl Deliver<'_> {
                     self.stats
                         .slow_subscribers_disconnected
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        client = client.id,
-                        addr = %client.addr,
-                        "disconnecting a subscriber over the pub/sub output limit"
-                    );
-                    client.kill();
+                    // Logged and counted by the connection as it closes, with its reason.
+                    client.kill(CloseReason::PubsubOutputLimit);
                 }
                 PushOutcome::Dropped => {}
             }

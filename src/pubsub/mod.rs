@@ -4,11 +4,13 @@
 //! Publishing (a PUBLISH command, or a presence transition handed over by a shard) resolves
 //! the subscribers under the registry lock and queues delivery jobs for the fan-out task before
 //! releasing it, so publications of one channel are delivered in the order they were made.
-//! Publishers never touch sockets and never wait for subscribers.
+//! Publishers never touch sockets and never wait for any one subscriber; but `PUBLISH` itself
+//! waits (sleeping its thread) while more than `DELIVERIES_PENDING_MAX` deliveries are queued,
+//! which stalls every connection on that thread (a known defect, removed by a later change).
+//! Messages are encoded by `resp` (`PushFrame`); this module knows their shapes, not bytes.
 
 mod fanout;
 mod message;
-mod outbox;
 mod registry;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,10 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-pub use fanout::FanoutStats;
-pub use message::confirmation;
-pub use outbox::{Outbox, PushOutcome, Pushed};
-pub use registry::Kind;
+pub use crate::clients::Kind;
+pub use fanout::{FanoutCounts, FanoutStats};
 
 use crate::clients::ClientEntry;
 use crate::glob::glob_match;
@@ -45,8 +45,8 @@ pub struct PubSub {
     /// return without taking the lock or formatting anything.
     subscription_count: AtomicUsize,
     pub fanout: Arc<FanoutStats>,
-    pub messages_published: AtomicU64,
-    pub presence_events: AtomicU64,
+    messages_published: AtomicU64,
+    presence_events: AtomicU64,
 }
 
 impl PubSub {
@@ -74,6 +74,16 @@ impl PubSub {
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publications made (PUBLISH, presence and keyspace events), for metrics.
+    pub fn messages_published_total(&self) -> u64 {
+        self.messages_published.load(Ordering::Relaxed)
+    }
+
+    /// Presence transitions handed over by the store, for metrics.
+    pub fn presence_events_total(&self) -> u64 {
+        self.presence_events.load(Ordering::Relaxed)
     }
 
     pub fn has_subscribers(&self) -> bool {

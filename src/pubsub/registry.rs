@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hashbrown::HashMap;
 
-use crate::clients::ClientEntry;
+use crate::clients::{ClientEntry, Kind};
 
 pub type Subscribers = Arc<Vec<Arc<ClientEntry>>>;
 
@@ -65,13 +65,6 @@ pub struct Registry {
     pub subscription_count: usize,
     /// Bytes of distinct channel and pattern names held.
     pub name_bytes: usize,
-}
-
-/// Which table an operation is on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Channel,
-    Pattern,
 }
 
 impl Registry {

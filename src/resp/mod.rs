@@ -8,9 +8,11 @@
 //! The redis-protocol crate is the reference these modules are tested against.
 
 mod inline;
+mod push;
 mod reply;
 mod request;
 
+pub use push::PushFrame;
 pub use reply::{Protocol, ReplyBuf};
 pub use request::{
     DecodeLimits, ProtocolError, RequestDecoder, parse_redis_integer as parse_integer,

@@ -98,6 +98,15 @@ impl ReplyBuf {
         self.aggregate(b'*', len);
     }
 
+    /// A push frame's header (`>` in RESP3); in RESP2 an array, as Redis sends subscribe
+    /// confirmations and messages to RESP2 clients.
+    pub fn push(&mut self, len: usize) {
+        match self.protocol {
+            Protocol::Resp2 => self.aggregate(b'*', len),
+            Protocol::Resp3 => self.aggregate(b'>', len),
+        }
+    }
+
     /// A map of `pairs` key/value pairs; in RESP2 a flat array of 2 x `pairs` elements.
     pub fn map(&mut self, pairs: usize) {
         match self.protocol {

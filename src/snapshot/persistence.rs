@@ -108,9 +108,27 @@ impl Persistence {
         true
     }
 
+    /// Waits for a running save, then saves (SHUTDOWN and the signal handlers).
+    pub fn save_for_shutdown(&self, store: &Store, now_ms: u64) -> Result<SaveReport, String> {
+        if !self.begin_waiting(Duration::from_secs(600)) {
+            return Err("a running snapshot did not finish".to_string());
+        }
+        self.save_claimed(store, now_ms)
+    }
+
     pub fn record_load(&self, loaded: Option<LoadReport>, rejected: Vec<String>) {
         let mut status = self.status();
         status.loaded = loaded;
         status.rejected = rejected;
+    }
+}
+
+/// Runs blocking snapshot work from inside the runtime (SAVE, SHUTDOWN): on the multi-threaded
+/// runtime the worker hands its other tasks to its peers first; a per-core runtime has no
+/// peers, so the work simply runs (that core pauses, the others keep serving).
+pub fn run_blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }

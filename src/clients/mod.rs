@@ -1,15 +1,24 @@
 //! The registry of connected clients, for `CLIENT LIST`, `CLIENT KILL`, `INFO clients` and the
 //! `--maxclients` limit. A connection owns its session; the registry holds only what other
-//! connections may read (the `ClientMeta`) and a handle to ask the connection to close.
+//! connections and the pub/sub fan-out may touch: the `ClientMeta`, the client's `Outbox` of
+//! published messages, and a handle to ask the connection to close (with a `CloseReason`).
+//!
+//! This module never imports `pubsub`: pub/sub delivers into a client's outbox, so it depends
+//! on the client registry, not the other way round.
+
+mod close_reason;
+mod outbox;
+
+pub use close_reason::CloseReason;
+pub use outbox::{Kind, Outbox, PushOutcome, Pushed};
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hashbrown::HashMap;
 use tokio::sync::Notify;
 
-use crate::pubsub::Outbox;
 use crate::resp::Protocol;
 
 /// What `CLIENT LIST` shows of a client; updated by its connection as it changes.
@@ -38,6 +47,8 @@ pub struct ClientEntry {
     /// Set once the client was asked to close: it no longer counts or lists, even in the
     /// moment before its task has unregistered it (as a killed Redis client vanishes at once).
     killed: AtomicBool,
+    /// Why it was asked to close (`CloseReason::index`), read by its connection on the way out.
+    kill_reason: AtomicUsize,
     /// Messages published to this client, waiting to be written.
     pub outbox: Outbox,
     /// The protocol the connection speaks, for encoding what is pushed to it.
@@ -45,10 +56,20 @@ pub struct ClientEntry {
 }
 
 impl ClientEntry {
-    /// Asks the connection to close.
-    pub fn kill(&self) {
-        self.killed.store(true, Ordering::Relaxed);
+    /// Asks the connection to close, saying why.
+    pub fn kill(&self, reason: CloseReason) {
+        self.kill_reason.store(reason.index(), Ordering::Relaxed);
+        self.killed.store(true, Ordering::Release);
         self.kill.notify_one();
+    }
+
+    /// Why the client was asked to close (`Killed` if it was not asked at all).
+    pub fn kill_reason(&self) -> CloseReason {
+        if !self.killed.load(Ordering::Acquire) {
+            return CloseReason::Killed;
+        }
+        CloseReason::from_index(self.kill_reason.load(Ordering::Relaxed))
+            .unwrap_or(CloseReason::Killed)
     }
 
     pub fn is_killed(&self) -> bool {
@@ -142,6 +163,7 @@ impl ClientRegistry {
             }),
             kill: Notify::new(),
             killed: AtomicBool::new(false),
+            kill_reason: AtomicUsize::new(CloseReason::Killed.index()),
             outbox: Outbox::default(),
             protocol: AtomicU8::new(2),
         });
@@ -169,12 +191,12 @@ impl ClientRegistry {
         all
     }
 
-    /// Asks the clients matching `pred` to close; returns how many were asked.
+    /// Asks the clients matching `pred` to close (`CLIENT KILL`); returns how many were asked.
     pub fn kill_where(&self, pred: impl Fn(&ClientEntry) -> bool) -> usize {
         let clients = self.clients();
         let mut killed = 0;
         for entry in clients.values().filter(|c| !c.is_killed() && pred(c)) {
-            entry.kill();
+            entry.kill(CloseReason::Killed);
             killed += 1;
         }
         killed

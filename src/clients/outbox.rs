@@ -13,7 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::registry::Kind;
+/// Which kind of subscription a message was delivered for (and which registry table a
+/// subscription is in): the subscriber's side of pub/sub, so it lives with the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Channel,
+    Pattern,
+}
 
 /// A queued message and the subscription it was delivered for, so that a connection can
 /// drop messages of a channel it unsubscribed from after they were queued (Redis never sends

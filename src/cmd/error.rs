@@ -1,0 +1,299 @@
+//! Why a command was refused, typed by what happened. Handlers return `Err(CmdError)` before
+//! writing any reply; the dispatcher renders the variant once, in Redis's exact words where
+//! Redis has words for it, and counts it. The connection stays open after any of these (a
+//! client's mistake is not a protocol violation).
+
+use std::fmt;
+
+use crate::limits::{
+    CHANNEL_NAME_LEN_MAX, KEYS_RESULTS_MAX, PATTERNS_PER_CLIENT_MAX, PRESENCE_VALUE_LEN_MAX,
+    SUBSCRIPTIONS_PER_CLIENT_MAX, TTL_S_MAX, TTL_S_MIN, USER_ID_LEN_MAX,
+};
+use crate::store::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, StoreError, UserIdError};
+
+/// Client bytes as text for an error line, cut at `max_bytes`.
+pub fn printable(bytes: &[u8], max_bytes: usize) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(max_bytes)]).into_owned()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CmdError {
+    // Dispatch.
+    /// The name and Redis's listing of the first arguments (`'a' 'b' `).
+    UnknownCommand {
+        name: String,
+        listed: String,
+    },
+    UnknownSubcommand {
+        sub: String,
+        command: &'static str,
+    },
+    WrongArity(&'static str),
+    NoAuth,
+    NotAllowedWhileSubscribed(&'static str),
+    MaxClientsReached,
+    // Arguments.
+    Syntax,
+    NotAnInteger,
+    UnsupportedOption(String),
+    InvalidExpireTime(&'static str),
+    ExpireNxWithOthers,
+    ExpireGtWithLt,
+    InvalidCursor,
+    // Users and presence.
+    UserId(UserIdError),
+    Store(StoreError),
+    InvalidAppStatus(String),
+    InvalidManualStatus(String),
+    InvalidDeviceId,
+    InvalidTtl(String),
+    // Presence keys.
+    KeyOutsidePattern {
+        key: String,
+        pattern: String,
+    },
+    ValueTooLong(usize),
+    WrongType,
+    NotAStringKey(String),
+    KeysTooMany,
+    // Connections and clients.
+    NoProto,
+    ProtocolVersionNotInteger,
+    HelloSyntax(String),
+    HelloNoAuth,
+    WrongPass,
+    AuthWithoutPassword,
+    DbIndexOutOfRange,
+    BadClientName,
+    UnrecognizedOption(String),
+    BadLibField(&'static str),
+    UnknownClientType(String),
+    InvalidClientId,
+    ClientIdNotPositive,
+    NoSuchClient,
+    // Pub/sub.
+    ChannelNameTooLong(String),
+    TooManySubscriptions,
+    TooManyPatterns,
+    // Server and persistence.
+    NotifyEventsInvalid,
+    ConfigImmutable(String),
+    ConfigUnknown(String),
+    FlushFailed(String),
+    NoShutdownInProgress,
+    ShutdownFailed,
+    SaveInProgress,
+    SnapshotFailed(String),
+}
+
+impl From<UserIdError> for CmdError {
+    fn from(err: UserIdError) -> Self {
+        CmdError::UserId(err)
+    }
+}
+
+impl From<StoreError> for CmdError {
+    fn from(err: StoreError) -> Self {
+        CmdError::Store(err)
+    }
+}
+
+impl CmdError {
+    /// Redis's text for an unknown command: the name and the first arguments, each quoted, up
+    /// to about 128 bytes.
+    pub fn unknown_command(args: &[bytes::Bytes]) -> CmdError {
+        let mut listed = String::new();
+        for arg in args.iter().skip(1) {
+            if listed.len() >= 128 {
+                break;
+            }
+            let room = 128 - listed.len();
+            listed.push('\'');
+            listed.push_str(&printable(arg, room));
+            listed.push_str("' ");
+        }
+        let name = args.first().map_or(String::new(), |n| printable(n, 128));
+        CmdError::UnknownCommand { name, listed }
+    }
+}
+
+impl fmt::Display for CmdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use CmdError::*;
+        match self {
+            UnknownCommand { name, listed } => write!(
+                f,
+                "ERR unknown command '{name}', with args beginning with: {listed}"
+            ),
+            UnknownSubcommand { sub, command } => write!(
+                f,
+                "ERR unknown subcommand '{sub}'. Try {} HELP.",
+                command.to_ascii_uppercase()
+            ),
+            WrongArity(name) => write!(f, "ERR wrong number of arguments for '{name}' command"),
+            NoAuth => f.write_str("NOAUTH Authentication required."),
+            NotAllowedWhileSubscribed(name) => write!(
+                f,
+                "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+            ),
+            MaxClientsReached => f.write_str("ERR max number of clients reached"),
+            Syntax => f.write_str("ERR syntax error"),
+            NotAnInteger => f.write_str("ERR value is not an integer or out of range"),
+            UnsupportedOption(option) => write!(f, "ERR Unsupported option {option}"),
+            InvalidExpireTime(command) => {
+                write!(f, "ERR invalid expire time in '{command}' command")
+            }
+            ExpireNxWithOthers => f.write_str(
+                "ERR NX and XX, GT or LT options at the same time are not compatible",
+            ),
+            ExpireGtWithLt => {
+                f.write_str("ERR GT and LT options at the same time are not compatible")
+            }
+            InvalidCursor => f.write_str("ERR invalid cursor"),
+            UserId(UserIdError::Empty) => f.write_str("ERR invalid user id: empty"),
+            UserId(UserIdError::TooLong) => write!(
+                f,
+                "ERR invalid user id: longer than {USER_ID_LEN_MAX} bytes"
+            ),
+            Store(StoreError::TooManyDevices) => write!(
+                f,
+                "ERR too many devices for this user (at most {DEVICES_PER_USER_MAX})"
+            ),
+            InvalidAppStatus(status) => write!(
+                f,
+                "ERR invalid status '{status}': must be online, away or busy"
+            ),
+            InvalidManualStatus(status) => write!(
+                f,
+                "ERR invalid status '{status}': must be dnd, invisible, away, busy or none"
+            ),
+            InvalidDeviceId => write!(
+                f,
+                "ERR invalid device id: must be 1 to {DEVICE_ID_LEN_MAX} bytes"
+            ),
+            InvalidTtl(ttl) => write!(
+                f,
+                "ERR invalid TTL '{ttl}': must be an integer from {TTL_S_MIN} to {TTL_S_MAX} seconds"
+            ),
+            KeyOutsidePattern { key, pattern } => write!(
+                f,
+                "ERR key '{key}' is not a presence key: keys must match '{pattern}' (--key-pattern)"
+            ),
+            ValueTooLong(len) => write!(
+                f,
+                "ERR value of {len} bytes is too long for a presence key (at most {PRESENCE_VALUE_LEN_MAX})"
+            ),
+            WrongType => {
+                f.write_str("WRONGTYPE Operation against a key holding the wrong kind of value")
+            }
+            NotAStringKey(key) => write!(
+                f,
+                "ERR presence keys hold strings only: '{key}' cannot be created as another type"
+            ),
+            KeysTooMany => write!(
+                f,
+                "ERR KEYS would return more than {KEYS_RESULTS_MAX} keys; use SCAN"
+            ),
+            NoProto => f.write_str("NOPROTO unsupported protocol version"),
+            ProtocolVersionNotInteger => {
+                f.write_str("ERR Protocol version is not an integer or out of range")
+            }
+            HelloSyntax(option) => write!(f, "ERR Syntax error in HELLO option '{option}'"),
+            HelloNoAuth => f.write_str(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+                 HELLO AUTH <user> <pass> option can be used to authenticate the client and select \
+                 the RESP protocol version at the same time",
+            ),
+            WrongPass => {
+                f.write_str("WRONGPASS invalid username-password pair or user is disabled.")
+            }
+            AuthWithoutPassword => f.write_str(
+                "ERR AUTH <password> called without any password configured for the default user. \
+                 Are you sure your configuration is correct?",
+            ),
+            DbIndexOutOfRange => f.write_str("ERR DB index is out of range"),
+            BadClientName => f.write_str(
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            ),
+            UnrecognizedOption(option) => write!(f, "ERR Unrecognized option '{option}'"),
+            BadLibField(field) => write!(
+                f,
+                "ERR {field} cannot contain spaces, newlines or special characters."
+            ),
+            UnknownClientType(kind) => write!(f, "ERR Unknown client type '{kind}'"),
+            InvalidClientId => f.write_str("ERR Invalid client ID"),
+            ClientIdNotPositive => f.write_str("ERR client-id should be greater than 0"),
+            NoSuchClient => f.write_str("ERR No such client"),
+            ChannelNameTooLong(start) => write!(
+                f,
+                "ERR channel name '{start}...' is longer than {CHANNEL_NAME_LEN_MAX} bytes"
+            ),
+            TooManySubscriptions => write!(
+                f,
+                "ERR too many subscriptions for one client (at most {SUBSCRIPTIONS_PER_CLIENT_MAX})"
+            ),
+            TooManyPatterns => write!(
+                f,
+                "ERR too many patterns for one client (at most {PATTERNS_PER_CLIENT_MAX})"
+            ),
+            NotifyEventsInvalid => f.write_str(
+                "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
+            ),
+            ConfigImmutable(name) => write!(
+                f,
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+            ),
+            ConfigUnknown(name) => write!(
+                f,
+                "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+            ),
+            FlushFailed(err) => write!(f, "ERR FLUSHALL failed: {err}"),
+            NoShutdownInProgress => f.write_str("ERR No shutdown in progress."),
+            ShutdownFailed => f.write_str("ERR Errors trying to SHUTDOWN. Check logs."),
+            SaveInProgress => f.write_str("ERR Background save already in progress"),
+            SnapshotFailed(err) => write!(f, "ERR snapshot failed: {err}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A few renderings checked against the exact text Redis 7 sends, byte for byte.
+    #[test]
+    fn renders_redis_text() {
+        let cases = [
+            (CmdError::Syntax, "ERR syntax error"),
+            (
+                CmdError::NotAnInteger,
+                "ERR value is not an integer or out of range",
+            ),
+            (
+                CmdError::WrongArity("get"),
+                "ERR wrong number of arguments for 'get' command",
+            ),
+            (
+                CmdError::UnknownSubcommand {
+                    sub: "foo".into(),
+                    command: "client",
+                },
+                "ERR unknown subcommand 'foo'. Try CLIENT HELP.",
+            ),
+            (
+                CmdError::unknown_command(&[
+                    bytes::Bytes::from_static(b"nope"),
+                    bytes::Bytes::from_static(b"a"),
+                ]),
+                "ERR unknown command 'nope', with args beginning with: 'a' ",
+            ),
+            (
+                CmdError::InvalidExpireTime("set"),
+                "ERR invalid expire time in 'set' command",
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(err.to_string(), text);
+        }
+    }
+}

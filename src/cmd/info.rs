@@ -1,0 +1,297 @@
+//! `INFO`: the metrics snapshot (`metrics::Metrics`) rendered as Redis's `# Section` text, with
+//! Redis's field names where Redis has the field and presenced's own (`online_users`,
+//! `expiry_lag_p99_ms`, ...) in its `presence` section. Nothing is counted here.
+
+use std::fmt::Write as _;
+
+use super::{Args, CmdResult, Ctx};
+use crate::clients::CloseReason;
+use crate::clock;
+use crate::metrics::Metrics;
+
+/// The Redis version presenced reports where tools expect one (`INFO redis_version`): the
+/// command surface it implements matches Redis 7.2 for the commands it has.
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "presence",
+    "keyspace",
+];
+
+type Fields = Vec<(String, String)>;
+
+pub fn info(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let wanted: Vec<String> = args
+        .rest()
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let everything = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "default" || w == "all" || w == "everything");
+    let sections: Vec<&str> = DEFAULT_SECTIONS
+        .iter()
+        .copied()
+        .filter(|s| everything || wanted.iter().any(|w| w == s))
+        .collect();
+    let metrics = Metrics::collect(&ctx.shared(), ctx.now_ms);
+    let mut text = String::new();
+    for (i, section) in sections.iter().enumerate() {
+        if i > 0 {
+            text.push_str("\r\n");
+        }
+        let (heading, fields) = match *section {
+            "server" => ("Server", server_fields(ctx, &metrics)),
+            "clients" => ("Clients", client_fields(&metrics)),
+            "memory" => ("Memory", memory_fields(&metrics)),
+            "persistence" => ("Persistence", persistence_fields(ctx, &metrics)),
+            "stats" => ("Stats", stats_fields(&metrics)),
+            "replication" => ("Replication", replication_fields()),
+            "presence" => ("Presence", presence_fields(ctx, &metrics)),
+            _ => ("Keyspace", keyspace_fields(&metrics)),
+        };
+        let _ = write!(text, "# {heading}\r\n");
+        for (name, value) in fields {
+            let _ = write!(text, "{name}:{value}\r\n");
+        }
+    }
+    ctx.out.verbatim_text(&text);
+    Ok(())
+}
+
+/// Field names and values, from pairs of anything printable.
+fn fields<const N: usize>(pairs: [(&str, &dyn std::fmt::Display); N]) -> Fields {
+    pairs
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}
+
+fn server_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
+    let executable = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    fields([
+        ("redis_version", &REDIS_COMPAT_VERSION),
+        ("presenced_version", &env!("CARGO_PKG_VERSION")),
+        ("redis_mode", &"standalone"),
+        ("os", &std::env::consts::OS),
+        ("arch_bits", &usize::BITS),
+        ("multiplexing_api", &"epoll"),
+        ("process_id", &std::process::id()),
+        ("run_id", &ctx.identity.run_id),
+        ("tcp_port", &ctx.identity.listen_addr.port()),
+        ("server_time_usec", &clock::now_us()),
+        ("uptime_in_seconds", &metrics.uptime_s),
+        ("uptime_in_days", &(metrics.uptime_s / 86_400)),
+        ("hz", &10),
+        ("executable", &executable),
+        ("config_file", &""),
+    ])
+}
+
+fn client_fields(metrics: &Metrics) -> Fields {
+    fields([
+        ("connected_clients", &metrics.clients.connected),
+        ("maxclients", &metrics.clients.max),
+        ("blocked_clients", &0),
+    ])
+}
+
+fn memory_fields(metrics: &Metrics) -> Fields {
+    let rss = metrics.resident_bytes;
+    fields([
+        ("used_memory", &rss),
+        ("used_memory_human", &human_bytes(rss)),
+        ("used_memory_rss", &rss),
+        ("used_memory_rss_human", &human_bytes(rss)),
+        ("maxmemory", &0),
+        ("maxmemory_policy", &"noeviction"),
+        (
+            "dense_slots_reserved_bytes",
+            &metrics.dense_slots_reserved_bytes,
+        ),
+    ])
+}
+
+fn persistence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
+    let status = &metrics.persistence.status;
+    let last = status.last_save.as_ref();
+    let loaded = status.loaded.as_ref();
+    let interval_s = ctx.persistence.interval.map_or(0.0, |d| d.as_secs_f64());
+    fields([
+        ("loading", &0),
+        ("rdb_changes_since_last_save", &0),
+        (
+            "rdb_bgsave_in_progress",
+            &u8::from(metrics.persistence.save_in_progress),
+        ),
+        (
+            "rdb_last_save_time",
+            &(last.map_or(ctx.identity.started_ms, |r| r.started_ms) / 1000),
+        ),
+        (
+            "rdb_last_bgsave_status",
+            &if status.last_save_ok { "ok" } else { "err" },
+        ),
+        (
+            "rdb_last_bgsave_time_sec",
+            &last.map_or(-1, |r| (r.duration_ms / 1000) as i64),
+        ),
+        ("rdb_saves", &status.saves_total),
+        ("aof_enabled", &0),
+        ("snapshot_dir", &ctx.persistence.dir.display()),
+        ("snapshot_interval_s", &interval_s),
+        (
+            "snapshot_last_file",
+            &last
+                .map(|r| r.file.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "snapshot_last_started_ms",
+            &last.map_or(0, |r| r.started_ms),
+        ),
+        ("snapshot_last_bytes", &last.map_or(0, |r| r.bytes)),
+        (
+            "snapshot_last_duration_ms",
+            &last.map_or(0, |r| r.duration_ms),
+        ),
+        (
+            "snapshot_last_error",
+            &status.last_error.clone().unwrap_or_default(),
+        ),
+        (
+            "snapshot_loaded_file",
+            &loaded
+                .map(|r| r.file.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "snapshot_loaded_created_ms",
+            &loaded.map_or(0, |r| r.created_ms),
+        ),
+        ("snapshot_loaded_bytes", &loaded.map_or(0, |r| r.bytes)),
+        (
+            "snapshot_load_duration_ms",
+            &loaded.map_or(0, |r| r.duration_ms),
+        ),
+        ("snapshots_rejected", &status.rejected.len()),
+    ])
+}
+
+fn stats_fields(metrics: &Metrics) -> Fields {
+    let clients = &metrics.clients;
+    let traffic = &metrics.traffic;
+    let closed = |reason: CloseReason| clients.closed_total[reason.index()];
+    let mut out = fields([
+        (
+            "total_connections_received",
+            &clients.connections_received_total,
+        ),
+        (
+            "total_commands_processed",
+            &traffic.commands_processed_total,
+        ),
+        ("total_net_input_bytes", &traffic.net_input_bytes_total),
+        ("total_net_output_bytes", &traffic.net_output_bytes_total),
+        ("rejected_connections", &clients.connections_rejected_total),
+        ("expired_keys", &metrics.presence.users_expired_total),
+        ("evicted_keys", &0),
+        (
+            "total_error_replies_protocol",
+            &traffic.protocol_errors_total,
+        ),
+        ("total_error_replies", &traffic.error_replies_total),
+        (
+            "client_query_buffer_limit_disconnections",
+            &closed(CloseReason::QueryBufferLimit),
+        ),
+        (
+            "client_output_buffer_limit_disconnections",
+            &closed(CloseReason::PubsubOutputLimit),
+        ),
+    ]);
+    for reason in CloseReason::ALL {
+        out.push((
+            format!("connections_closed_{}", reason.as_str()),
+            closed(reason).to_string(),
+        ));
+    }
+    out
+}
+
+fn replication_fields() -> Fields {
+    fields([("role", &"master"), ("connected_slaves", &0)])
+}
+
+fn presence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
+    let presence = &metrics.presence;
+    let pubsub = &metrics.pubsub;
+    let lag = &presence.expiry_lag;
+    fields([
+        ("online_users", &presence.online_users),
+        (
+            "users_with_devices_or_overrides",
+            &presence.users_with_extras,
+        ),
+        ("offline_grace_s", &ctx.config.offline_grace_s),
+        ("expiry_lag_p50_ms", &lag.quantile_ms(0.5)),
+        ("expiry_lag_p99_ms", &lag.quantile_ms(0.99)),
+        ("expiry_lag_max_ms", &lag.max_ms()),
+        ("expiry_lag_samples", &lag.count()),
+        ("presence_events_total", &pubsub.presence_events_total),
+        ("messages_published_total", &pubsub.messages_published_total),
+        ("messages_delivered_total", &pubsub.messages_delivered_total),
+        ("fanout_jobs_pending", &pubsub.fanout_jobs_pending),
+        ("pubsub_subscriptions", &pubsub.subscriptions),
+        ("pubsub_channels", &pubsub.channels),
+        ("pubsub_patterns", &pubsub.patterns),
+        ("pubsub_memory_bytes", &pubsub.memory_bytes),
+        ("pubsub_output_limit_bytes", &ctx.config.pubsub_output_max),
+        (
+            "slow_subscribers_disconnected_total",
+            &pubsub.slow_subscribers_disconnected_total,
+        ),
+        ("tracked_users", &presence.tracked_users),
+        ("side_table_users", &presence.side_table_users),
+        ("dense_capacity", &presence.dense_capacity),
+        ("shards", &presence.shards),
+        ("default_ttl_s", &ctx.config.default_ttl_s),
+        ("expiry_wheel_entries", &presence.wheel_entries),
+        ("heartbeats_total", &presence.heartbeats_total),
+        ("status_lookups_total", &presence.status_lookups_total),
+        ("logouts_total", &presence.logouts_total),
+        ("users_expired_total", &presence.users_expired_total),
+    ])
+}
+
+/// Redis lists a database only when it holds keys.
+fn keyspace_fields(metrics: &Metrics) -> Fields {
+    let online = metrics.presence.online_users;
+    if online == 0 {
+        return Vec::new();
+    }
+    vec![(
+        "db0".to_string(),
+        format!("keys={online},expires={online},avg_ttl=0"),
+    )]
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
+}

@@ -1,0 +1,160 @@
+//! One snapshot of every counter and gauge the server keeps, collected in one place and
+//! rendered elsewhere: `INFO` renders it today, the `/metrics` endpoint will render the same
+//! struct. Collecting never changes anything; counters here only grow (until `CONFIG
+//! RESETSTAT`), so a scraper may take differences between two snapshots.
+
+use crate::clients::CloseReason;
+use crate::expiry::LagHistogram;
+use crate::services::Shared;
+use crate::snapshot::PersistenceStatus;
+use crate::stats::Stats;
+
+/// Everything, as plain numbers (and the persistence status, which is mostly reports).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub uptime_s: u64,
+    pub clients: ClientMetrics,
+    pub resident_bytes: u64,
+    pub dense_slots_reserved_bytes: u64,
+    pub persistence: PersistenceMetrics,
+    pub traffic: TrafficMetrics,
+    pub presence: PresenceMetrics,
+    pub pubsub: PubsubMetrics,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientMetrics {
+    pub connected: u64,
+    pub max: u64,
+    pub connections_received_total: u64,
+    pub connections_rejected_total: u64,
+    /// Connections ended, by `CloseReason::index`.
+    pub closed_total: [u64; CloseReason::COUNT],
+}
+
+#[derive(Clone, Debug)]
+pub struct PersistenceMetrics {
+    pub status: PersistenceStatus,
+    pub save_in_progress: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct TrafficMetrics {
+    pub commands_processed_total: u64,
+    pub net_input_bytes_total: u64,
+    pub net_output_bytes_total: u64,
+    pub protocol_errors_total: u64,
+    pub error_replies_total: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct PresenceMetrics {
+    pub online_users: u64,
+    pub tracked_users: u64,
+    pub side_table_users: u64,
+    pub users_with_extras: u64,
+    pub wheel_entries: u64,
+    pub shards: u64,
+    pub dense_capacity: u64,
+    pub heartbeats_total: u64,
+    pub status_lookups_total: u64,
+    pub logouts_total: u64,
+    pub users_expired_total: u64,
+    pub expiry_lag: LagHistogram,
+}
+
+#[derive(Clone, Debug)]
+pub struct PubsubMetrics {
+    pub presence_events_total: u64,
+    pub messages_published_total: u64,
+    pub messages_delivered_total: u64,
+    pub slow_subscribers_disconnected_total: u64,
+    pub fanout_jobs_pending: u64,
+    pub subscriptions: u64,
+    pub channels: u64,
+    pub patterns: u64,
+    pub memory_bytes: u64,
+}
+
+impl Metrics {
+    /// Reads every component once. Takes each shard's lock briefly, never two at a time.
+    pub fn collect(shared: &Shared<'_>, now_ms: u64) -> Metrics {
+        Metrics {
+            uptime_s: now_ms.saturating_sub(shared.identity.started_ms) / 1000,
+            clients: client_metrics(shared),
+            resident_bytes: resident_bytes(),
+            dense_slots_reserved_bytes: shared.store.capacity() * 8,
+            persistence: PersistenceMetrics {
+                status: shared.persistence.status().clone(),
+                save_in_progress: shared.persistence.in_progress(),
+            },
+            traffic: traffic_metrics(shared.stats),
+            presence: presence_metrics(shared),
+            pubsub: pubsub_metrics(shared),
+        }
+    }
+}
+
+fn client_metrics(shared: &Shared<'_>) -> ClientMetrics {
+    let stats = shared.stats;
+    ClientMetrics {
+        connected: shared.clients.count() as u64,
+        max: shared.config.clients_max as u64,
+        connections_received_total: Stats::get(&stats.connections_received),
+        connections_rejected_total: Stats::get(&stats.connections_rejected),
+        closed_total: std::array::from_fn(|i| Stats::get(&stats.connections_closed[i])),
+    }
+}
+
+fn traffic_metrics(stats: &Stats) -> TrafficMetrics {
+    TrafficMetrics {
+        commands_processed_total: Stats::get(&stats.commands_processed),
+        net_input_bytes_total: Stats::get(&stats.net_input_bytes),
+        net_output_bytes_total: Stats::get(&stats.net_output_bytes),
+        protocol_errors_total: Stats::get(&stats.protocol_errors),
+        error_replies_total: Stats::get(&stats.error_replies),
+    }
+}
+
+fn presence_metrics(shared: &Shared<'_>) -> PresenceMetrics {
+    let store = shared.store;
+    let stats = shared.stats;
+    PresenceMetrics {
+        online_users: store.online_count(),
+        tracked_users: store.tracked_count(),
+        side_table_users: store.side_count(),
+        users_with_extras: store.extras_count(),
+        wheel_entries: store.wheel_len(),
+        shards: store.shard_count() as u64,
+        dense_capacity: store.capacity(),
+        heartbeats_total: Stats::get(&stats.heartbeats),
+        status_lookups_total: Stats::get(&stats.status_lookups),
+        logouts_total: Stats::get(&stats.logouts),
+        users_expired_total: Stats::get(&stats.users_expired),
+        expiry_lag: store.lag(),
+    }
+}
+
+fn pubsub_metrics(shared: &Shared<'_>) -> PubsubMetrics {
+    let pubsub = shared.pubsub;
+    let fanout = pubsub.fanout.snapshot();
+    PubsubMetrics {
+        presence_events_total: pubsub.presence_events_total(),
+        messages_published_total: pubsub.messages_published_total(),
+        messages_delivered_total: fanout.messages_delivered,
+        slow_subscribers_disconnected_total: fanout.slow_subscribers_disconnected,
+        fanout_jobs_pending: fanout.jobs_pending,
+        subscriptions: pubsub.subscription_count() as u64,
+        channels: pubsub.channel_count() as u64,
+        patterns: pubsub.numpat() as u64,
+        memory_bytes: pubsub.memory_bytes() as u64,
+    }
+}
+
+/// The process's resident memory, from `/proc/self/statm` (size resident shared ... in pages).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}

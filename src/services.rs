@@ -1,0 +1,109 @@
+//! What connections, commands and timers share: the store, pub/sub, the keyspace settings, the
+//! configuration, persistence, the client registry, the counters and the server's identity.
+//!
+//! `Services` owns them; `Shared` lends them out by reference, so a command sees the parts
+//! it uses and never the accept loop, the listeners or the timers (`server` owns those). This
+//! module wires the store's event sink to pub/sub and keyspace notifications; it never
+//! touches sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::clients::ClientRegistry;
+use crate::config::Config;
+use crate::dropin::Keyspace;
+use crate::identity::Identity;
+use crate::pubsub::PubSub;
+use crate::snapshot::Persistence;
+use crate::stats::Stats;
+use crate::store::Store;
+
+pub struct Services {
+    pub config: Config,
+    pub store: Store,
+    pub pubsub: Arc<PubSub>,
+    pub keyspace: Arc<Keyspace>,
+    pub persistence: Persistence,
+    pub clients: ClientRegistry,
+    pub stats: Stats,
+    pub identity: Identity,
+    shutdown: watch::Sender<bool>,
+}
+
+/// The shared components by reference: what a command handler, `INFO` and (next) the metrics
+/// endpoint read and change. `Copy`, so a connection builds it once and hands it on freely.
+#[derive(Clone, Copy)]
+pub struct Shared<'a> {
+    pub config: &'a Config,
+    pub store: &'a Store,
+    pub pubsub: &'a PubSub,
+    pub keyspace: &'a Keyspace,
+    pub persistence: &'a Persistence,
+    pub clients: &'a ClientRegistry,
+    pub stats: &'a Stats,
+    pub identity: &'a Identity,
+}
+
+impl Services {
+    /// Builds the shared state, with the fan-out task the caller must spawn. Separate from
+    /// `server::run` so that in-process tests can drive commands without a socket.
+    pub fn build(
+        config: Config,
+        listen_addr: SocketAddr,
+        now_ms: u64,
+    ) -> std::io::Result<(Arc<Services>, impl Future<Output = ()> + Send + 'static)> {
+        crate::store::HUGE_PAGES.store(config.huge_pages, std::sync::atomic::Ordering::Relaxed);
+        let store = Store::new(config.capacity, config.shard_count, now_ms)?;
+        let (pubsub, fanout_task) = PubSub::new(config.pubsub_output_max);
+        let pubsub = Arc::new(pubsub);
+        let keyspace = Arc::new(Keyspace::new(config.key_pattern.clone()));
+        let sink_pubsub = Arc::clone(&pubsub);
+        let sink_keyspace = Arc::clone(&keyspace);
+        store.set_event_sink(Box::new(move |transitions| {
+            sink_pubsub.publish_transitions(transitions);
+            sink_keyspace.notify_transitions(&sink_pubsub, transitions);
+        }));
+        let (shutdown, _) = watch::channel(false);
+        let persistence = Persistence::new(
+            config.dir.clone(),
+            config.snapshot_interval,
+            config.key_pattern.as_str().to_string(),
+        );
+        let services = Arc::new(Services {
+            persistence,
+            store,
+            pubsub,
+            keyspace,
+            clients: ClientRegistry::default(),
+            stats: Stats::default(),
+            identity: Identity::new(listen_addr, now_ms),
+            shutdown,
+            config,
+        });
+        Ok((services, fanout_task))
+    }
+
+    pub fn shared(&self) -> Shared<'_> {
+        Shared {
+            config: &self.config,
+            store: &self.store,
+            pubsub: &self.pubsub,
+            keyspace: &self.keyspace,
+            persistence: &self.persistence,
+            clients: &self.clients,
+            stats: &self.stats,
+            identity: &self.identity,
+        }
+    }
+
+    /// Asks the accept loops and every connection to stop.
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_requested(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
