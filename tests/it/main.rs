@@ -1,6 +1,7 @@
 //! The one integration-test binary: every module starts the real server through `support`.
 
 mod admin;
+mod architecture;
 mod auth;
 mod clients;
 mod dropin;
