@@ -4,6 +4,7 @@ mod admin;
 mod architecture;
 mod auth;
 mod clients;
+mod closing;
 mod dropin;
 mod errors;
 mod limits;
