@@ -80,6 +80,8 @@ fn io_failed(entry: &ClientEntry, err: &std::io::Error) -> CloseReason {
     CloseReason::IoError
 }
 
+// Longer than most: one loop is the whole life of a connection (run, push, write, close,
+// wait), and splitting it would scatter the order those steps must keep.
 async fn serve_session(
     services: &Services,
     mut socket: TcpStream,

@@ -2,7 +2,8 @@
 //! `sdssplitargs`, so that `redis-cli` without a tty and telnet sessions behave as in Redis.
 
 /// Splits one line (without its line ending) into arguments. `None` means the quotes are
-/// unbalanced, which Redis answers with a protocol error.
+/// unbalanced, which Redis answers with a protocol error. Longer than most: one state machine
+/// over the line, kept whole so it reads against `sdssplitargs` branch by branch.
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut args = Vec::new();
     let mut i = 0;

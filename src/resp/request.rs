@@ -96,6 +96,8 @@ impl RequestDecoder {
         Ok(self.decode_with(buf, limits, &mut args)?.then_some(args))
     }
 
+    // Longer than most: the resumable decoder's states in one match, so every transition and
+    // every Redis error text is visible in one place.
     fn decode_with(
         &mut self,
         buf: &mut BytesMut,

@@ -99,7 +99,16 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Writes a snapshot of `store` into `dir`.
+/// One shard's part of a snapshot, listed under its lock: the chunks to copy (index and slot
+/// count) and its side and extras tables, already encoded.
+struct ShardPlan {
+    chunks: Vec<(u64, usize)>,
+    side: Vec<u8>,
+    extras: Vec<u8>,
+}
+
+/// Writes a snapshot of `store` into `dir`: plan, size the file, write it through a map under
+/// a temporary name, then make it durable and visible.
 pub fn save(
     store: &Store,
     key_pattern: &str,
@@ -108,38 +117,22 @@ pub fn save(
 ) -> Result<SaveReport, SnapshotError> {
     let clock = Instant::now();
     fs::create_dir_all(dir).map_err(|e| error(dir, "directory", e.to_string()))?;
-
-    // Plan: which chunks exist and the side tables, copied under each shard's lock once.
-    let shard_count = store.shard_count();
-    let mut plans = Vec::with_capacity(shard_count);
-    for shard_index in 0..shard_count {
-        let shard = store.lock(shard_index);
-        let chunks: Vec<(u64, usize)> = shard
-            .touched_chunks()
-            .into_iter()
-            .map(|c| (c, shard.chunk_slot_count(c)))
-            .collect();
-        let mut side = Vec::new();
-        shard.export_side(&mut side);
-        let mut extras = Vec::new();
-        shard.export_extras(&mut extras);
-        plans.push((chunks, side, extras));
-    }
+    let plans = plan(store);
     let header = Header {
         created_ms: started_ms,
         capacity: store.capacity(),
-        shard_count: shard_count as u32,
+        shard_count: plans.len() as u32,
         chunk_slots: CHUNK_SLOTS as u32,
         key_pattern: key_pattern.to_string(),
     };
     let mut total = header.encoded_len() + TRAILER_LEN;
     let mut records = 0u64;
-    for (chunks, side, extras) in &plans {
-        for (_, slots) in chunks {
+    for plan in &plans {
+        for (_, slots) in &plan.chunks {
             total += RECORD_HEADER_LEN + slots * 8;
         }
-        total += 2 * RECORD_HEADER_LEN + side.len() + extras.len();
-        records += chunks.len() as u64 + 2;
+        total += 2 * RECORD_HEADER_LEN + plan.side.len() + plan.extras.len();
+        records += plan.chunks.len() as u64 + 2;
     }
 
     // A save a crash interrupted left its temporary behind: at most one save runs at a time,
@@ -169,87 +162,14 @@ pub fn save(
     // SAFETY: the file was just created by this process under a temporary name no one else
     // uses, and is not truncated while mapped.
     let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(io("map"))?;
-
-    let mut body_crc = crc32fast::Hasher::new();
-    let header_len = header.encoded_len();
-    header.encode(&mut map[..header_len]);
-    body_crc.update(&map[..header_len]);
-    let mut at = header_len;
-    let mut put_record = |map: &mut MmapMut,
-                          at: &mut usize,
-                          tag: u8,
-                          shard: u32,
-                          index: u64,
-                          len: usize,
-                          fill: &mut dyn FnMut(&mut [u8])| {
-        let payload_start = *at + RECORD_HEADER_LEN;
-        let payload = &mut map[payload_start..payload_start + len];
-        fill(payload);
-        let payload_crc = crc32fast::hash(payload);
-        let record = RecordHeader {
-            tag,
-            shard,
-            index,
-            payload_len: len as u64,
-            payload_crc,
-        };
-        map[*at..payload_start].copy_from_slice(&record.encode());
-        body_crc.update(&map[*at..payload_start + len]);
-        *at = payload_start + len;
-    };
-    for (shard_index, (chunks, side, extras)) in plans.iter().enumerate() {
-        for &(chunk, slots) in chunks {
-            put_record(
-                &mut map,
-                &mut at,
-                TAG_DENSE,
-                shard_index as u32,
-                chunk,
-                slots * 8,
-                &mut |out| {
-                    store.lock(shard_index).export_chunk(chunk, out);
-                },
-            );
-        }
-        put_record(
-            &mut map,
-            &mut at,
-            TAG_SIDE,
-            shard_index as u32,
-            0,
-            side.len(),
-            &mut |out| out.copy_from_slice(side),
-        );
-        put_record(
-            &mut map,
-            &mut at,
-            TAG_EXTRAS,
-            shard_index as u32,
-            0,
-            extras.len(),
-            &mut |out| out.copy_from_slice(extras),
-        );
-    }
-    let trailer = format::encode_trailer(records, body_crc.finalize());
-    map[at..at + TRAILER_LEN].copy_from_slice(&trailer);
-    debug_assert_eq!(at + TRAILER_LEN, total);
-
+    let written = write_body(&mut map, &header, &plans, store, records);
+    debug_assert_eq!(written, total);
     map.flush().map_err(io("flush"))?;
     drop(map);
     file.sync_all().map_err(io("fsync"))?;
     drop(file);
     fs::rename(&tmp_path, &final_path).map_err(io("rename"))?;
-    if let Ok(dir_handle) = File::open(dir) {
-        dir_handle
-            .sync_all()
-            .map_err(|e| error(dir, "directory fsync", e.to_string()))?;
-    }
-    // Only now that the new file is durable may old ones go.
-    if let Ok(files) = list(dir) {
-        for old in files.into_iter().skip(SNAPSHOTS_KEPT) {
-            let _ = fs::remove_file(old);
-        }
-    }
+    publish(dir)?;
     Ok(SaveReport {
         file: final_path,
         started_ms,
@@ -257,6 +177,95 @@ pub fn save(
         duration_ms: clock.elapsed().as_millis() as u64,
         records,
     })
+}
+
+/// Lists each shard's chunks and copies its side tables, holding each shard's lock once.
+fn plan(store: &Store) -> Vec<ShardPlan> {
+    (0..store.shard_count())
+        .map(|shard_index| {
+            let shard = store.lock(shard_index);
+            let chunks = shard
+                .touched_chunks()
+                .into_iter()
+                .map(|c| (c, shard.chunk_slot_count(c)))
+                .collect();
+            let mut side = Vec::new();
+            shard.export_side(&mut side);
+            let mut extras = Vec::new();
+            shard.export_extras(&mut extras);
+            ShardPlan {
+                chunks,
+                side,
+                extras,
+            }
+        })
+        .collect()
+}
+
+/// Writes the header, every record (each chunk copied under its shard's lock) and the
+/// trailer into `map`; returns the bytes written.
+fn write_body(
+    map: &mut MmapMut,
+    header: &Header,
+    plans: &[ShardPlan],
+    store: &Store,
+    records: u64,
+) -> usize {
+    let mut body_crc = crc32fast::Hasher::new();
+    let header_len = header.encoded_len();
+    header.encode(&mut map[..header_len]);
+    body_crc.update(&map[..header_len]);
+    let mut at = header_len;
+    let mut put_record =
+        |tag: u8, shard: u32, index: u64, len: usize, fill: &mut dyn FnMut(&mut [u8])| {
+            let payload_start = at + RECORD_HEADER_LEN;
+            let payload = &mut map[payload_start..payload_start + len];
+            fill(payload);
+            let payload_crc = crc32fast::hash(payload);
+            let record = RecordHeader {
+                tag,
+                shard,
+                index,
+                payload_len: len as u64,
+                payload_crc,
+            };
+            map[at..payload_start].copy_from_slice(&record.encode());
+            body_crc.update(&map[at..payload_start + len]);
+            at = payload_start + len;
+        };
+    for (shard_index, plan) in plans.iter().enumerate() {
+        let shard = shard_index as u32;
+        for &(chunk, slots) in &plan.chunks {
+            put_record(TAG_DENSE, shard, chunk, slots * 8, &mut |out| {
+                store.lock(shard_index).export_chunk(chunk, out);
+            });
+        }
+        put_record(TAG_SIDE, shard, 0, plan.side.len(), &mut |out| {
+            out.copy_from_slice(&plan.side)
+        });
+        put_record(TAG_EXTRAS, shard, 0, plan.extras.len(), &mut |out| {
+            out.copy_from_slice(&plan.extras)
+        });
+    }
+    let trailer = format::encode_trailer(records, body_crc.finalize());
+    map[at..at + TRAILER_LEN].copy_from_slice(&trailer);
+    at + TRAILER_LEN
+}
+
+/// After the rename: makes the new name durable, then removes snapshots beyond the newest
+/// `SNAPSHOTS_KEPT` (only now that the new file is durable may old ones go).
+fn publish(dir: &Path) -> Result<(), SnapshotError> {
+    if let Ok(dir_handle) = File::open(dir) {
+        dir_handle
+            .sync_all()
+            .map_err(|e| error(dir, "directory fsync", e.to_string()))?;
+    }
+    if let Ok(files) = list(dir) {
+        for old in files.into_iter().skip(SNAPSHOTS_KEPT) {
+            let _ = fs::remove_file(old);
+        }
+    }
+    Ok(())
 }
 
 /// Removes `.presenced-*.snap.tmp` files: the temporaries of saves that never finished.
