@@ -8,6 +8,7 @@
 //! Transitions are handed to the event sink while the shard's lock is still held, so two
 //! transitions of one user reach the sink in the order they happened.
 
+mod event;
 mod extra;
 mod persist;
 mod shard;
@@ -19,11 +20,12 @@ mod user_id;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+pub use event::{Cause, Transition, UserRef};
 pub use extra::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, NO_DEADLINE_MS, ShardKey};
 pub use persist::{CHUNK_SLOTS, ImportError};
 pub use shard::{
-    Cause, ExpireCondition, ExpiryPass, KeyExpiry, KeyTtl, KeyValue, SetCondition, Shard,
-    StoreError, Transition, UserRef, View,
+    ChangedUser, ExpireCondition, ExpiryPass, KeyExpiry, KeyTtl, KeyValue, SetCondition, Shard,
+    ShardCounters, StoreError, View,
 };
 pub use slot::{EPOCH_MS, SLOT_TTL_S_MAX, Slot};
 pub use status::{AppStatus, ManualStatus, State};
@@ -326,11 +328,9 @@ impl Store {
 
     /// Forgets every user. Each shard's memory is returned to the kernel.
     pub fn flush(&self, now_ms: u64) -> std::io::Result<()> {
-        let shard_count = self.shards.len();
-        for shard_index in 0..shard_count {
+        for shard_index in 0..self.shards.len() {
             let mut shard = self.lock(shard_index);
-            let dense_len = shard.dense_len();
-            *shard = Shard::new(dense_len, shard_index, shard_count, now_ms)?;
+            *shard = shard.flushed(now_ms)?;
         }
         Ok(())
     }
@@ -339,9 +339,39 @@ impl Store {
     pub fn lag(&self) -> LagHistogram {
         let mut total = LagHistogram::default();
         for shard_index in 0..self.shards.len() {
-            total.merge(&self.lock(shard_index).lag);
+            total.merge(self.lock(shard_index).lag());
         }
         total
+    }
+
+    /// The door's monotonic change counters, summed over every shard.
+    pub fn counters(&self) -> ShardCounters {
+        let mut total = ShardCounters::default();
+        for shard_index in 0..self.shards.len() {
+            total.merge(&self.lock(shard_index).counters());
+        }
+        total
+    }
+
+    /// Starts or stops recording which users change, in every shard, for a consumer such as
+    /// replication. Off by default, so that a user costs 8 bytes; see
+    /// docs/design/change-records.md.
+    pub fn track_changes(&self, enabled: bool) {
+        for shard_index in 0..self.shards.len() {
+            self.lock(shard_index).track_changes(enabled);
+        }
+    }
+
+    /// Appends to `out` at most `max` users of shard `shard_index` that changed since they were
+    /// last drained, each with its current slot, holding that shard's lock for the batch only.
+    /// Returns how many were appended (0 while changes are not tracked).
+    pub fn drain_changes(
+        &self,
+        shard_index: usize,
+        max: usize,
+        out: &mut Vec<ChangedUser>,
+    ) -> usize {
+        self.lock(shard_index).drain_changes(max, out)
     }
 
     pub fn online_count(&self) -> u64 {
