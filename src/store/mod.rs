@@ -398,3 +398,62 @@ impl Store {
         (0..self.shards.len()).map(|i| f(&self.lock(i))).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0_MS: u64 = 1_764_000_000_000;
+
+    /// With change tracking on, heartbeats of online users still allocate nothing once a first
+    /// drain has grown the tracker's queues: the bitmap and queue capacity are reused.
+    #[test]
+    fn tracked_heartbeats_do_not_allocate() {
+        let store = Store::new(1 << 16, 2, T0_MS).expect("store");
+        store.track_changes(true);
+        let users = 1_000u64;
+        for id in 0..users {
+            assert_eq!(
+                store.heartbeat(UserKey::Dense(id), 30, None, None, T0_MS),
+                Ok(true)
+            );
+        }
+        let mut out = Vec::with_capacity(users as usize);
+        let drain_all = |out: &mut Vec<ChangedUser>| {
+            out.clear();
+            (0..store.shard_count())
+                .map(|s| store.drain_changes(s, usize::MAX, out))
+                .sum::<usize>()
+        };
+        assert_eq!(drain_all(&mut out), users as usize, "the warm-up drain");
+        let before = crate::alloc_count::allocations();
+        for i in 0..10_000u64 {
+            let came_online =
+                store.heartbeat(UserKey::Dense(i % users), 30, None, None, T0_MS + 1 + i);
+            assert_eq!(came_online, Ok(false));
+        }
+        let allocated = crate::alloc_count::allocations() - before;
+        assert_eq!(allocated, 0, "allocations on the tracked heartbeat path");
+        assert_eq!(drain_all(&mut out), users as usize, "each user once");
+        assert_eq!(store.counters().came_online_count, users);
+    }
+
+    /// `FLUSHALL` empties the store but keeps the counters and change tracking.
+    #[test]
+    fn flush_keeps_counters_and_tracking() {
+        let store = Store::new(1 << 10, 2, T0_MS).expect("store");
+        store.track_changes(true);
+        store
+            .heartbeat(UserKey::Dense(1), 30, None, None, T0_MS)
+            .expect("heartbeat");
+        store.flush(T0_MS).expect("flush");
+        assert_eq!(store.online_count(), 0);
+        assert_eq!(store.counters().came_online_count, 1);
+        store
+            .heartbeat(UserKey::Dense(1), 30, None, None, T0_MS)
+            .expect("heartbeat");
+        let mut out = Vec::new();
+        assert_eq!(store.drain_changes(1, 10, &mut out), 1);
+        assert_eq!(out[0].user, UserRef::Dense(1));
+    }
+}

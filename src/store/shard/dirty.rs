@@ -76,11 +76,11 @@ impl DirtyTracker {
     /// The oldest marked user, now clean until marked again. Alternates between dense and
     /// side-table users so that neither kind waits behind the other.
     pub(super) fn pop(&mut self, prefer_side: bool) -> Option<DirtyKey> {
-        if prefer_side || self.dense_queue.is_empty() {
-            if let Some(id) = self.side_queue.pop_front() {
-                self.side_set.remove(&*id);
-                return Some(DirtyKey::Side(id));
-            }
+        if (prefer_side || self.dense_queue.is_empty())
+            && let Some(id) = self.side_queue.pop_front()
+        {
+            self.side_set.remove(&*id);
+            return Some(DirtyKey::Side(id));
         }
         let index = self.dense_queue.pop_front()?;
         self.dense_bits[index / 64] &= !(1u64 << (index % 64));

@@ -463,3 +463,214 @@ impl Tables {
         &self.lag
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use crate::store::extra::ShardKey;
+    use crate::store::shard::{ExpireCondition, KeyExpiry, KeyValue, SetCondition};
+    use crate::store::status::{AppStatus, ManualStatus};
+
+    /// Drains every changed user of `shard`.
+    fn drain(shard: &mut Shard) -> Vec<ChangedUser> {
+        let mut out = Vec::new();
+        shard.drain_changes(usize::MAX, &mut out);
+        out
+    }
+
+    fn dense(id: u64, shard: &Shard) -> ChangedUser {
+        let slot = shard.tables.slot(ShardKey::Dense(id as usize));
+        ChangedUser {
+            user: UserRef::Dense(id),
+            slot,
+        }
+    }
+
+    /// Every mutating operation marks its user dirty, a drain hands the user back with the
+    /// current slot and leaves them clean, and a second drain finds nobody.
+    #[test]
+    fn every_operation_marks_its_user_dirty() {
+        let mut shard = shard();
+        shard.track_changes(true);
+        let user = ShardKey::Dense(3);
+        let mut events = Vec::new();
+        let mut t_ms = T0_MS;
+        let check = |shard: &mut Shard, what: &str| {
+            assert_eq!(drain(shard), vec![dense(3, shard)], "{what}");
+            assert!(drain(shard).is_empty(), "{what}: drained users are clean");
+        };
+        shard
+            .heartbeat(user, 30, None, None, t_ms, &mut events)
+            .expect("heartbeat");
+        check(&mut shard, "heartbeat coming online");
+        t_ms += 1_000;
+        shard
+            .heartbeat(user, 30, None, None, t_ms, &mut events)
+            .expect("heartbeat");
+        check(&mut shard, "heartbeat of an online user");
+        assert!(shard.offline(user, None, t_ms, &mut events));
+        check(&mut shard, "offline");
+        shard
+            .heartbeat(user, 30, None, Some(b"phone"), t_ms, &mut events)
+            .expect("heartbeat");
+        drain(&mut shard);
+        assert!(shard.disconnect(user, None, 5_000, t_ms, &mut events));
+        check(&mut shard, "disconnect");
+        shard.set_status(user, Some(ManualStatus::Dnd), None, t_ms, &mut events);
+        check(&mut shard, "setstatus");
+        let (set, _) = shard.set_key(
+            user,
+            KeyValue::Custom(b"{}"),
+            KeyExpiry::At(t_ms + 10_000),
+            SetCondition::Always,
+            t_ms,
+            &mut events,
+        );
+        assert!(set);
+        check(&mut shard, "set_key");
+        assert!(shard.expire_key(
+            user,
+            Some(t_ms + 2_000),
+            ExpireCondition::Always,
+            t_ms,
+            &mut events
+        ));
+        check(&mut shard, "expire_key");
+        shard.set_status(user, None, None, t_ms, &mut events);
+        drain(&mut shard);
+        tick(&mut shard, t_ms + 2_100);
+        assert_eq!(shard.view(user, t_ms + 2_100).state, State::Offline);
+        check(&mut shard, "expiry by the wheel");
+    }
+
+    /// A user who changes many times between two drains is drained once, with the state of
+    /// the last change; batches are bounded by `max`.
+    #[test]
+    fn repeated_changes_coalesce() {
+        let mut shard = shard();
+        shard.track_changes(true);
+        let mut events = Vec::new();
+        for i in 0..100 {
+            for id in [1, 2] {
+                shard
+                    .heartbeat(ShardKey::Dense(id), 30, None, None, T0_MS + i, &mut events)
+                    .expect("heartbeat");
+            }
+            shard
+                .heartbeat(
+                    ShardKey::Side(b"u-1"),
+                    30,
+                    None,
+                    None,
+                    T0_MS + i,
+                    &mut events,
+                )
+                .expect("heartbeat");
+        }
+        assert_eq!(shard.dirty_count(), 3);
+        let mut out = Vec::new();
+        assert_eq!(shard.drain_changes(2, &mut out), 2);
+        assert_eq!(shard.drain_changes(2, &mut out), 1);
+        assert_eq!(shard.drain_changes(2, &mut out), 0);
+        assert_eq!(out.len(), 3);
+        assert!(out.contains(&dense(1, &shard)) && out.contains(&dense(2, &shard)));
+        let side = out
+            .iter()
+            .find(|c| c.user == UserRef::Side(Arc::from(&b"u-1"[..])))
+            .expect("the side-table user");
+        assert_eq!(
+            side.slot.last_seen_ms(),
+            Some(T0_MS + 99),
+            "the latest state"
+        );
+    }
+
+    /// Loading a snapshot marks every restored user dirty (a follower must hear of them).
+    #[test]
+    fn import_marks_users_dirty() {
+        let mut saved = shard();
+        let mut events = Vec::new();
+        saved
+            .heartbeat(ShardKey::Dense(5), 30, None, None, T0_MS, &mut events)
+            .expect("heartbeat");
+        saved
+            .heartbeat(
+                ShardKey::Side(b"u-1"),
+                30,
+                None,
+                Some(b"phone"),
+                T0_MS,
+                &mut events,
+            )
+            .expect("heartbeat");
+        let mut loaded = shard();
+        loaded.track_changes(true);
+        for chunk in saved.touched_chunks() {
+            let mut bytes = vec![0; saved.chunk_slot_count(chunk) * 8];
+            saved.export_chunk(chunk, &mut bytes);
+            loaded.import_chunk(chunk, &bytes).expect("chunk");
+        }
+        let (mut side, mut extras) = (Vec::new(), Vec::new());
+        saved.export_side(&mut side);
+        saved.export_extras(&mut extras);
+        loaded.import_side(&side).expect("side");
+        loaded.import_extras(&extras).expect("extras");
+        loaded.finish_import(T0_MS + 1_000);
+        let users: Vec<UserRef> = drain(&mut loaded).into_iter().map(|c| c.user).collect();
+        assert_eq!(users.len(), 2, "{users:?}");
+        assert!(users.contains(&UserRef::Dense(5)));
+        assert!(users.contains(&UserRef::Side(Arc::from(&b"u-1"[..]))));
+        assert_eq!(loaded.online_count(), 2);
+        assert_eq!(
+            loaded.counters().transition_count,
+            0,
+            "a load publishes nothing"
+        );
+    }
+
+    /// Without tracking nothing is recorded and a drain returns nobody.
+    #[test]
+    fn tracking_is_off_by_default() {
+        let mut shard = shard();
+        let mut events = Vec::new();
+        shard
+            .heartbeat(ShardKey::Dense(1), 30, None, None, T0_MS, &mut events)
+            .expect("heartbeat");
+        assert_eq!(shard.dirty_count(), 0);
+        assert!(drain(&mut shard).is_empty());
+        assert!(shard.tables.dirty.is_none(), "no tracker, no memory");
+    }
+
+    /// The counters follow connectivity by cause, and count every transition handed out.
+    #[test]
+    fn counters_follow_changes() {
+        let mut shard = shard();
+        let mut events = Vec::new();
+        for id in 0..3 {
+            shard
+                .heartbeat(ShardKey::Dense(id), 1, None, None, T0_MS, &mut events)
+                .expect("heartbeat");
+        }
+        assert!(shard.offline(ShardKey::Dense(0), None, T0_MS + 10, &mut events));
+        shard
+            .heartbeat(
+                ShardKey::Dense(1),
+                1,
+                Some(AppStatus::Away),
+                None,
+                T0_MS + 20,
+                &mut events,
+            )
+            .expect("heartbeat");
+        tick(&mut shard, T0_MS + 2_000);
+        let counters = shard.counters();
+        assert_eq!(counters.came_online_count, 3);
+        assert_eq!(counters.went_offline_logout_count, 1);
+        assert_eq!(counters.went_offline_timeout_count, 2);
+        // 3 online, 1 offline, 1 away, then 2 offline from the wheel.
+        assert_eq!(counters.transition_count, 7);
+        assert_eq!(events.len(), 5);
+        assert!(counters.commit_count >= 7);
+    }
+}

@@ -147,8 +147,7 @@ impl Shard {
 mod test_support {
     pub use super::Shard;
     pub use crate::store::event::Transition;
-    pub use crate::store::extra::{DEVICES_PER_USER_MAX, ShardKey};
-    pub use crate::store::status::{AppStatus, ManualStatus, State};
+    pub use crate::store::status::State;
 
     pub const T0_MS: u64 = 1_764_000_000_000;
 
