@@ -66,7 +66,7 @@ impl hashbrown::Equivalent<OwnedKey> for ShardKey<'_> {
 /// A deadline that never comes: a drop-in key set without a TTL.
 pub const NO_DEADLINE_MS: u64 = u64::MAX;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
     /// Empty for heartbeats that named no device.
     pub id: Box<[u8]>,
@@ -76,7 +76,7 @@ pub struct Device {
     pub status: AppStatus,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Override {
     pub status: ManualStatus,
     /// When the override lapses; `None`: until cleared.
@@ -91,7 +91,7 @@ impl Override {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Extra {
     /// Live devices (expired ones are pruned when the user is next settled).
     pub devices: Vec<Device>,

@@ -8,6 +8,7 @@
 //! Transitions are handed to the event sink while the shard's lock is still held, so two
 //! transitions of one user reach the sink in the order they happened.
 
+mod event;
 mod extra;
 mod persist;
 mod shard;
@@ -19,11 +20,12 @@ mod user_id;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+pub use event::{Cause, Transition, UserRef};
 pub use extra::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, NO_DEADLINE_MS, ShardKey};
 pub use persist::{CHUNK_SLOTS, ImportError};
 pub use shard::{
-    Cause, ExpireCondition, ExpiryPass, KeyExpiry, KeyTtl, KeyValue, SetCondition, Shard,
-    StoreError, Transition, UserRef, View,
+    ChangedUser, ExpireCondition, ExpiryPass, KeyExpiry, KeyTtl, KeyValue, SetCondition, Shard,
+    ShardCounters, StoreError, View,
 };
 pub use slot::{EPOCH_MS, SLOT_TTL_S_MAX, Slot};
 pub use status::{AppStatus, ManualStatus, State};
@@ -326,11 +328,9 @@ impl Store {
 
     /// Forgets every user. Each shard's memory is returned to the kernel.
     pub fn flush(&self, now_ms: u64) -> std::io::Result<()> {
-        let shard_count = self.shards.len();
-        for shard_index in 0..shard_count {
+        for shard_index in 0..self.shards.len() {
             let mut shard = self.lock(shard_index);
-            let dense_len = shard.dense_len();
-            *shard = Shard::new(dense_len, shard_index, shard_count, now_ms)?;
+            *shard = shard.flushed(now_ms)?;
         }
         Ok(())
     }
@@ -339,9 +339,39 @@ impl Store {
     pub fn lag(&self) -> LagHistogram {
         let mut total = LagHistogram::default();
         for shard_index in 0..self.shards.len() {
-            total.merge(&self.lock(shard_index).lag);
+            total.merge(self.lock(shard_index).lag());
         }
         total
+    }
+
+    /// The door's monotonic change counters, summed over every shard.
+    pub fn counters(&self) -> ShardCounters {
+        let mut total = ShardCounters::default();
+        for shard_index in 0..self.shards.len() {
+            total.merge(&self.lock(shard_index).counters());
+        }
+        total
+    }
+
+    /// Starts or stops recording which users change, in every shard, for a consumer such as
+    /// replication. Off by default, so that a user costs 8 bytes; see
+    /// docs/design/change-records.md.
+    pub fn track_changes(&self, enabled: bool) {
+        for shard_index in 0..self.shards.len() {
+            self.lock(shard_index).track_changes(enabled);
+        }
+    }
+
+    /// Appends to `out` at most `max` users of shard `shard_index` that changed since they were
+    /// last drained, each with its current slot, holding that shard's lock for the batch only.
+    /// Returns how many were appended (0 while changes are not tracked).
+    pub fn drain_changes(
+        &self,
+        shard_index: usize,
+        max: usize,
+        out: &mut Vec<ChangedUser>,
+    ) -> usize {
+        self.lock(shard_index).drain_changes(max, out)
     }
 
     pub fn online_count(&self) -> u64 {
@@ -366,5 +396,64 @@ impl Store {
 
     fn sum(&self, f: impl Fn(&Shard) -> u64) -> u64 {
         (0..self.shards.len()).map(|i| f(&self.lock(i))).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0_MS: u64 = 1_764_000_000_000;
+
+    /// With change tracking on, heartbeats of online users still allocate nothing once a first
+    /// drain has grown the tracker's queues: the bitmap and queue capacity are reused.
+    #[test]
+    fn tracked_heartbeats_do_not_allocate() {
+        let store = Store::new(1 << 16, 2, T0_MS).expect("store");
+        store.track_changes(true);
+        let users = 1_000u64;
+        for id in 0..users {
+            assert_eq!(
+                store.heartbeat(UserKey::Dense(id), 30, None, None, T0_MS),
+                Ok(true)
+            );
+        }
+        let mut out = Vec::with_capacity(users as usize);
+        let drain_all = |out: &mut Vec<ChangedUser>| {
+            out.clear();
+            (0..store.shard_count())
+                .map(|s| store.drain_changes(s, usize::MAX, out))
+                .sum::<usize>()
+        };
+        assert_eq!(drain_all(&mut out), users as usize, "the warm-up drain");
+        let before = crate::alloc_count::allocations();
+        for i in 0..10_000u64 {
+            let came_online =
+                store.heartbeat(UserKey::Dense(i % users), 30, None, None, T0_MS + 1 + i);
+            assert_eq!(came_online, Ok(false));
+        }
+        let allocated = crate::alloc_count::allocations() - before;
+        assert_eq!(allocated, 0, "allocations on the tracked heartbeat path");
+        assert_eq!(drain_all(&mut out), users as usize, "each user once");
+        assert_eq!(store.counters().came_online_count, users);
+    }
+
+    /// `FLUSHALL` empties the store but keeps the counters and change tracking.
+    #[test]
+    fn flush_keeps_counters_and_tracking() {
+        let store = Store::new(1 << 10, 2, T0_MS).expect("store");
+        store.track_changes(true);
+        store
+            .heartbeat(UserKey::Dense(1), 30, None, None, T0_MS)
+            .expect("heartbeat");
+        store.flush(T0_MS).expect("flush");
+        assert_eq!(store.online_count(), 0);
+        assert_eq!(store.counters().came_online_count, 1);
+        store
+            .heartbeat(UserKey::Dense(1), 30, None, None, T0_MS)
+            .expect("heartbeat");
+        let mut out = Vec::new();
+        assert_eq!(store.drain_changes(1, 10, &mut out), 1);
+        assert_eq!(out[0].user, UserRef::Dense(1));
     }
 }

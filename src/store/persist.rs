@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use super::extra::{Device, Extra, Override, OwnedKey, ShardKey};
-use super::shard::{Cause, Shard};
+use super::shard::Shard;
 use super::slot::Slot;
 use super::status::{AppStatus, ManualStatus, State};
 use crate::limits::USER_ID_LEN_MAX;
@@ -123,10 +123,7 @@ impl Shard {
         // the capacity (a 2^31-slot shard has 262,144 chunks, almost all untouched).
         let mut chunks = Vec::new();
         let mut from = 0;
-        while let Some(index) = self.dense.next_touched(from) {
-            if index >= self.dense_len() {
-                break;
-            }
+        while let Some(index) = self.next_touched(from) {
             let chunk = index / CHUNK_SLOTS;
             chunks.push(chunk as u64);
             from = (chunk + 1) * CHUNK_SLOTS;
@@ -144,19 +141,18 @@ impl Shard {
     pub fn export_chunk(&self, chunk: u64, out: &mut [u8]) {
         let start = chunk as usize * CHUNK_SLOTS;
         let end = start + self.chunk_slot_count(chunk);
-        self.dense.copy_out(start, end, out);
+        self.copy_dense(start, end, out);
     }
 
     pub fn export_side(&self, out: &mut Vec<u8>) {
-        for id in &self.side_order {
-            let slot = self.side.get(id).copied().unwrap_or(Slot::NEVER_SEEN);
+        for (id, slot) in self.side_users() {
             put_id(out, id);
             out.extend_from_slice(&slot.0.to_le_bytes());
         }
     }
 
     pub fn export_extras(&self, out: &mut Vec<u8>) {
-        for (key, extra) in &self.extras {
+        for (key, extra) in self.extras() {
             match key {
                 OwnedKey::Dense(index) => {
                     out.push(0);
@@ -208,7 +204,7 @@ impl Shard {
         for (i, raw) in bytes.chunks_exact(8).enumerate() {
             let value = u64::from_le_bytes(raw.try_into().map_err(|_| bad("slot"))?);
             if value != 0 {
-                self.set_slot(ShardKey::Dense(start + i), Slot(value));
+                self.restore_slot(ShardKey::Dense(start + i), Slot(value));
             }
         }
         Ok(())
@@ -222,7 +218,7 @@ impl Shard {
                 return Err(bad("side-table id"));
             }
             let slot = Slot(r.u64()?);
-            self.set_slot(ShardKey::Side(id), slot);
+            self.restore_slot(ShardKey::Side(id), slot);
         }
         Ok(())
     }
@@ -284,11 +280,8 @@ impl Shard {
                 OwnedKey::Dense(i) => ShardKey::Dense(*i),
                 OwnedKey::Side(id) => ShardKey::Side(id),
             };
-            // The slot must carry the EXTRA flag; a snapshot whose slot lost it is repaired.
-            let slot = self.slot(shard_key);
-            self.set_slot(shard_key, slot.with_extra(true));
-            self.extras.insert(
-                key,
+            self.restore_extra(
+                shard_key,
                 Extra {
                     devices,
                     manual,
@@ -307,57 +300,6 @@ impl Shard {
     /// are offline; the others are online again with fresh wheel entries. No event is
     /// produced — see docs/design/snapshot-format.md, "After a restart".
     pub fn finish_import(&mut self, now_ms: u64) {
-        let mut discarded = Vec::new();
-        let mut index = 0;
-        while let Some(at) = self.dense.next_touched(index) {
-            if at >= self.dense_len() {
-                break;
-            }
-            self.restore_user(ShardKey::Dense(at), now_ms, &mut discarded);
-            index = at + 1;
-        }
-        for id in self.side_order.clone() {
-            self.restore_user(ShardKey::Side(&id), now_ms, &mut discarded);
-        }
-    }
-
-    fn restore_user(
-        &mut self,
-        key: ShardKey<'_>,
-        now_ms: u64,
-        discarded: &mut Vec<crate::store::Transition>,
-    ) {
-        let slot = self.slot(key);
-        if slot.is_never_seen() {
-            return;
-        }
-        if slot.has_extra() && self.extras.contains_key(&key) {
-            // Disconnected with nothing published; settling brings both in line with the truth.
-            self.set_slot(
-                key,
-                slot.with_times(slot.last_seen_ms(), 0).with_armed(false),
-            );
-            self.settle_restored_extra(key, now_ms, discarded);
-            discarded.clear();
-            return;
-        }
-        let slot = slot.with_extra(false).with_armed(false);
-        match slot.deadline_ms() {
-            Some(deadline_ms) if now_ms < deadline_ms => {
-                self.set_slot(key, slot.with_armed(true));
-                self.online_count += 1;
-                self.arm(key, deadline_ms);
-            }
-            _ => self.set_slot(key, slot.offline()),
-        }
-    }
-
-    fn settle_restored_extra(
-        &mut self,
-        key: ShardKey<'_>,
-        now_ms: u64,
-        events: &mut Vec<crate::store::Transition>,
-    ) {
-        self.settle_extra(key, now_ms, events, Cause::Change);
+        self.restore_users(now_ms);
     }
 }

@@ -1,0 +1,325 @@
+//! The Redis drop-in surface on presence keys: a key's value and TTL, `SET`, `EXPIRE`/`PERSIST`,
+//! and the `SCAN` walk over users whose key exists.
+//!
+//! A key is a view of a user: these operations read the same slot and extras `STATUS` reads,
+//! and change them only by settling and handing the new state to the door, never in place.
+
+use std::sync::Arc;
+
+use super::Shard;
+use crate::store::event::{Cause, Transition, UserRef};
+use crate::store::extra::{Device, NO_DEADLINE_MS, ShardKey};
+use crate::store::slot::SLOT_TTL_S_MAX;
+use crate::store::status::AppStatus;
+
+/// The value a drop-in `SET` stores.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyValue<'a> {
+    /// A status word, kept in the slot's two status bits.
+    Status(AppStatus),
+    /// Anything else, kept byte for byte in the extras table.
+    Custom(&'a [u8]),
+}
+
+/// When a drop-in key expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyExpiry {
+    At(u64),
+    Never,
+    /// `KEEPTTL`: what the key had (none if it did not exist).
+    Keep,
+}
+
+/// `SET ... NX | XX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetCondition {
+    Always,
+    IfMissing,
+    IfExists,
+}
+
+/// `EXPIRE ... NX | XX | GT | LT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireCondition {
+    Always,
+    IfNoTtl,
+    IfTtl,
+    IfGreater,
+    IfLess,
+    /// `XX LT`: the key has a TTL and the new one is earlier (LT alone also accepts no TTL).
+    IfTtlAndLess,
+}
+
+/// A drop-in key's time to live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyTtl {
+    Missing,
+    Persistent,
+    RemainingMs(u64),
+}
+
+impl Shard {
+    /// A drop-in key's value: the custom value if one was set, else the visible state's word.
+    /// `None` while the key does not exist (the user reads as offline).
+    pub fn key_value(&self, key: ShardKey<'_>, now_ms: u64) -> Option<Vec<u8>> {
+        let view = self.view(key, now_ms);
+        if !view.state.is_online() {
+            return None;
+        }
+        let custom = self
+            .tables
+            .extra(key)
+            .filter(|_| self.tables.slot(key).has_extra())
+            .and_then(|e| e.value.as_deref());
+        Some(match custom {
+            Some(value) => value.to_vec(),
+            None => view.state.as_str().as_bytes().to_vec(),
+        })
+    }
+
+    /// A drop-in key's time to live.
+    pub fn key_ttl(&self, key: ShardKey<'_>, now_ms: u64) -> KeyTtl {
+        if !self.view(key, now_ms).state.is_online() {
+            return KeyTtl::Missing;
+        }
+        let slot = self.tables.slot(key);
+        let deadline_ms = match self.tables.extra(key).filter(|_| slot.has_extra()) {
+            Some(extra) => extra.truth(slot.last_seen_ms(), now_ms).deadline_ms,
+            None => slot.deadline_ms(),
+        };
+        match deadline_ms {
+            None | Some(NO_DEADLINE_MS) => KeyTtl::Persistent,
+            Some(deadline_ms) => KeyTtl::RemainingMs(deadline_ms.saturating_sub(now_ms)),
+        }
+    }
+
+    /// `SET`: the user is online now with `value`, until `expiry`. Returns whether the value
+    /// was set (NX/XX may refuse) and, if asked, the value before.
+    pub fn set_key(
+        &mut self,
+        key: ShardKey<'_>,
+        value: KeyValue<'_>,
+        expiry: KeyExpiry,
+        condition: SetCondition,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) -> (bool, Option<Vec<u8>>) {
+        self.settle(key, now_ms, events);
+        let old = self.key_value(key, now_ms);
+        let exists = old.is_some();
+        match condition {
+            SetCondition::IfMissing if exists => return (false, old),
+            SetCondition::IfExists if !exists => return (false, old),
+            _ => {}
+        }
+        let deadline_ms = match (expiry, self.key_ttl(key, now_ms)) {
+            (KeyExpiry::At(at_ms), _) => at_ms,
+            (KeyExpiry::Never, _) | (KeyExpiry::Keep, KeyTtl::Missing | KeyTtl::Persistent) => {
+                NO_DEADLINE_MS
+            }
+            (KeyExpiry::Keep, KeyTtl::RemainingMs(ms)) => now_ms + ms,
+        };
+        if deadline_ms <= now_ms {
+            // Redis sets and at once deletes a key whose absolute expiry is in the past.
+            self.offline(key, None, now_ms, events);
+            return (true, old);
+        }
+        let slot = self.tables.slot(key);
+        let ttl_ms = deadline_ms - now_ms;
+        if let KeyValue::Status(status) = value
+            && !slot.has_extra()
+            && ttl_ms.is_multiple_of(1000)
+            && ttl_ms / 1000 <= SLOT_TTL_S_MAX
+            && deadline_ms != NO_DEADLINE_MS
+        {
+            // A whole-second TTL and a status word: exactly a heartbeat.
+            let came = self.heartbeat(key, ttl_ms / 1000, Some(status), None, now_ms, events);
+            return (came.is_ok(), old);
+        }
+        let mut extra = self.working_extra(key);
+        let status = match value {
+            KeyValue::Status(status) => status,
+            KeyValue::Custom(_) => AppStatus::Online,
+        };
+        extra.devices.retain(|d| !d.id.is_empty());
+        extra.devices.push(Device {
+            id: Box::default(),
+            last_seen_ms: now_ms,
+            deadline_ms,
+            status,
+        });
+        extra.value = match value {
+            KeyValue::Custom(bytes) => Some(bytes.into()),
+            KeyValue::Status(_) => None,
+        };
+        self.settle_and_commit(key, extra, now_ms, events, Cause::Change);
+        (true, old)
+    }
+
+    /// `EXPIRE`/`PERSIST` of an existing key: `Some(at_ms)` sets when it expires, `None`
+    /// removes its TTL. Returns whether anything changed (Redis's 1 or 0).
+    pub fn expire_key(
+        &mut self,
+        key: ShardKey<'_>,
+        at_ms: Option<u64>,
+        condition: ExpireCondition,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) -> bool {
+        self.settle(key, now_ms, events);
+        let current = self.key_ttl(key, now_ms);
+        let current_at_ms = match current {
+            KeyTtl::Missing => return false,
+            KeyTtl::Persistent => None,
+            KeyTtl::RemainingMs(ms) => Some(now_ms + ms),
+        };
+        let allowed = match (condition, current_at_ms, at_ms) {
+            (_, None, None) => false,
+            (ExpireCondition::Always, _, _) => true,
+            (ExpireCondition::IfNoTtl, current, _) => current.is_none(),
+            (ExpireCondition::IfTtl, current, _) => current.is_some(),
+            (ExpireCondition::IfGreater, Some(current), Some(new)) => new > current,
+            (ExpireCondition::IfGreater, _, _) => false,
+            (ExpireCondition::IfLess, None, Some(_)) => true,
+            (ExpireCondition::IfLess, Some(current), Some(new)) => new < current,
+            (ExpireCondition::IfLess, _, None) => false,
+            (ExpireCondition::IfTtlAndLess, Some(current), Some(new)) => new < current,
+            (ExpireCondition::IfTtlAndLess, _, _) => false,
+        };
+        if !allowed {
+            return false;
+        }
+        if let Some(at_ms) = at_ms
+            && at_ms <= now_ms
+        {
+            self.offline(key, None, now_ms, events);
+            return true;
+        }
+        let mut extra = self.working_extra(key);
+        for device in extra.devices.iter_mut().filter(|d| now_ms < d.deadline_ms) {
+            device.deadline_ms = at_ms.unwrap_or(NO_DEADLINE_MS);
+        }
+        self.settle_and_commit(key, extra, now_ms, events, Cause::Change);
+        true
+    }
+
+    /// Visits users in position order from `position`, examining at most `budget` positions
+    /// (untouched pages of the slot array cost nothing), and appends those whose key exists.
+    /// Returns the position to resume from, or `None` once every user was visited.
+    pub fn scan(
+        &self,
+        position: u64,
+        budget: usize,
+        now_ms: u64,
+        out: &mut Vec<UserRef>,
+    ) -> Option<u64> {
+        let dense_len = self.tables.dense().len() as u64;
+        let mut position = position;
+        let mut examined = 0;
+        while examined < budget {
+            if position < dense_len {
+                let Some(index) = self.tables.dense().next_touched(position as usize) else {
+                    position = dense_len;
+                    continue;
+                };
+                let key = ShardKey::Dense(index);
+                if self.view(key, now_ms).state.is_online() {
+                    out.push(self.tables.user_ref(key));
+                }
+                position = index as u64 + 1;
+            } else {
+                let side_index = (position - dense_len) as usize;
+                let id = self.tables.side_at(side_index)?;
+                let key = ShardKey::Side(id);
+                if self.view(key, now_ms).state.is_online() {
+                    out.push(UserRef::Side(Arc::clone(id)));
+                }
+                position += 1;
+            }
+            examined += 1;
+        }
+        Some(position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    /// Drop-in keys: SET with a custom value and no TTL, KEEPTTL, EXPIRE conditions, DEL.
+    #[test]
+    fn drop_in_keys() {
+        let mut shard = shard();
+        let user = ShardKey::Side(b"u-1");
+        let mut events = Vec::new();
+        let json = br#"{"status":"online"}"#;
+        let (set, old) = shard.set_key(
+            user,
+            KeyValue::Custom(json),
+            KeyExpiry::Never,
+            SetCondition::Always,
+            T0_MS,
+            &mut events,
+        );
+        assert!(set && old.is_none());
+        assert_eq!(shard.key_value(user, T0_MS + 1).as_deref(), Some(&json[..]));
+        assert_eq!(shard.key_ttl(user, T0_MS + 1), KeyTtl::Persistent);
+        assert_eq!(shard.wheel_len(), 0, "no TTL: nothing to wake for");
+        let (set, _) = shard.set_key(
+            user,
+            KeyValue::Status(AppStatus::Away),
+            KeyExpiry::Keep,
+            SetCondition::IfMissing,
+            T0_MS + 2,
+            &mut events,
+        );
+        assert!(!set, "NX refuses an existing key");
+        assert!(
+            !shard.expire_key(
+                user,
+                Some(T0_MS + 5_000),
+                ExpireCondition::IfGreater,
+                T0_MS + 3,
+                &mut events
+            ),
+            "GT: no TTL is infinite"
+        );
+        assert!(shard.expire_key(
+            user,
+            Some(T0_MS + 5_000),
+            ExpireCondition::IfLess,
+            T0_MS + 3,
+            &mut events
+        ));
+        assert_eq!(
+            shard.key_ttl(user, T0_MS + 1_000),
+            KeyTtl::RemainingMs(4_000)
+        );
+        let (_, old) = shard.set_key(
+            user,
+            KeyValue::Status(AppStatus::Away),
+            KeyExpiry::Keep,
+            SetCondition::IfExists,
+            T0_MS + 1_000,
+            &mut events,
+        );
+        assert_eq!(old.as_deref(), Some(&json[..]));
+        assert_eq!(
+            shard.key_value(user, T0_MS + 1_001).as_deref(),
+            Some(&b"away"[..])
+        );
+        assert_eq!(
+            shard.key_ttl(user, T0_MS + 1_000),
+            KeyTtl::RemainingMs(4_000),
+            "KEEPTTL"
+        );
+        events.clear();
+        assert_eq!(
+            tick(&mut shard, T0_MS + 5_100),
+            vec![(State::Offline, Some(T0_MS + 1_000))]
+        );
+        assert_eq!(shard.key_value(user, T0_MS + 5_100), None);
+        assert_eq!(shard.key_ttl(user, T0_MS + 5_100), KeyTtl::Missing);
+    }
+}
