@@ -8,6 +8,7 @@ use crate::expiry::LagHistogram;
 use crate::services::Shared;
 use crate::snapshot::PersistenceStatus;
 use crate::stats::Stats;
+use crate::store::ShardCounters;
 
 /// Everything, as plain numbers (and the persistence status, which is mostly reports).
 #[derive(Clone, Debug)]
@@ -61,6 +62,8 @@ pub struct PresenceMetrics {
     pub logouts_total: u64,
     pub users_expired_total: u64,
     pub expiry_lag: LagHistogram,
+    /// What the shards' one door for changes counted (`store::ShardCounters`).
+    pub changes: ShardCounters,
 }
 
 #[derive(Clone, Debug)]
@@ -132,6 +135,7 @@ fn presence_metrics(shared: &Shared<'_>) -> PresenceMetrics {
         logouts_total: Stats::get(&stats.logouts),
         users_expired_total: Stats::get(&stats.users_expired),
         expiry_lag: store.lag(),
+        changes: store.counters(),
     }
 }
 

@@ -270,6 +270,23 @@ fn presence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
         ("status_lookups_total", &presence.status_lookups_total),
         ("logouts_total", &presence.logouts_total),
         ("users_expired_total", &presence.users_expired_total),
+        ("store_commits_total", &presence.changes.commit_count),
+        (
+            "presence_transitions_total",
+            &presence.changes.transition_count,
+        ),
+        (
+            "users_came_online_total",
+            &presence.changes.came_online_count,
+        ),
+        (
+            "users_went_offline_timeout_total",
+            &presence.changes.went_offline_timeout_count,
+        ),
+        (
+            "users_went_offline_logout_total",
+            &presence.changes.went_offline_logout_count,
+        ),
     ])
 }
 

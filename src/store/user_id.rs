@@ -11,21 +11,12 @@ pub enum UserKey<'a> {
     Side(&'a [u8]),
 }
 
+/// Why bytes cannot be a user ID (`cmd` words it for the client).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserIdError {
     Empty,
+    /// Longer than `USER_ID_LEN_MAX`.
     TooLong,
-}
-
-impl UserIdError {
-    pub fn message(self) -> String {
-        match self {
-            UserIdError::Empty => "ERR invalid user id: empty".to_string(),
-            UserIdError::TooLong => {
-                format!("ERR invalid user id: longer than {USER_ID_LEN_MAX} bytes")
-            }
-        }
-    }
 }
 
 /// Only the canonical spelling of a number is dense (`42`, not `042` or `+42`), so two

@@ -622,3 +622,30 @@ fn sigterm_exits_cleanly() {
     });
     assert!(logged.is_some(), "log: {:?}", server.log_lines());
 }
+
+/// INFO presence shows what the shards' one door for changes counted: a user coming online,
+/// one logging out, one whose TTL ran out, and the transitions those made.
+#[test]
+fn info_counts_changes_by_kind() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    let field = |con: &mut redis::Connection, name: &str| -> u64 {
+        info_field(&info(con, "presence"), name)
+            .unwrap_or_else(|| panic!("INFO presence has {name}"))
+            .parse()
+            .expect("a counter")
+    };
+    assert_eq!(field(&mut con, "users_came_online_total"), 0);
+    assert_eq!(heartbeat(&mut con, "1", Some(300)), 1);
+    assert_eq!(heartbeat(&mut con, "1", Some(300)), 0);
+    assert_eq!(heartbeat(&mut con, "2", Some(1)), 1);
+    let _: i64 = redis::cmd("OFFLINE").arg("1").query(&mut con).unwrap();
+    let expired = poll(Duration::from_secs(5), || {
+        (field(&mut con, "users_went_offline_timeout_total") == 1).then_some(())
+    });
+    assert!(expired.is_some(), "user 2's TTL ran out and was counted");
+    assert_eq!(field(&mut con, "users_came_online_total"), 2);
+    assert_eq!(field(&mut con, "users_went_offline_logout_total"), 1);
+    assert_eq!(field(&mut con, "presence_transitions_total"), 4);
+    assert!(field(&mut con, "store_commits_total") >= 5);
+}

@@ -236,6 +236,18 @@ fn only_resp_writes_resp_bytes() {
     }
 }
 
+/// Architecture invariant: the store says what happened (`StoreError`, `UserIdError`) and
+/// never how to tell a client: no Redis error text under src/store/.
+#[test]
+fn store_writes_no_reply_text() {
+    let violations: Vec<String> = module_files("store")
+        .iter()
+        .filter(|(_, text)| code_of(text).contains("\"ERR "))
+        .map(|(path, _)| format!("{path} writes reply text"))
+        .collect();
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
 /// The checkers catch what they are meant to: each rule, broken on purpose in a small example,
 /// is reported; the same example without the break is not.
 #[test]

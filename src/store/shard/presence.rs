@@ -18,19 +18,12 @@ pub struct View {
     pub last_seen_ms: Option<u64>,
 }
 
+/// Why the store refused an operation. The store says what happened; `cmd` says it to the
+/// client in Redis's words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreError {
+    /// A new device would pass `DEVICES_PER_USER_MAX` live devices for one user.
     TooManyDevices,
-}
-
-impl StoreError {
-    pub fn message(self) -> String {
-        match self {
-            StoreError::TooManyDevices => {
-                format!("ERR too many devices for this user (at most {DEVICES_PER_USER_MAX})")
-            }
-        }
-    }
 }
 
 impl Shard {
