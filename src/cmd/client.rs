@@ -195,7 +195,7 @@ fn list(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     // records commands once per batch, so the current one is not recorded yet.
     ctx.session.client.meta().last_command = "client|list".to_string();
     let mut text = String::new();
-    for client in ctx.clients.snapshot() {
+    for client in ctx.shared.clients.snapshot() {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&client.id)) {
             continue;
         }
@@ -274,6 +274,7 @@ fn kill(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         // Old form: CLIENT KILL addr:port. Replies +OK or an error.
         let addr = String::from_utf8_lossy(args.required()?).into_owned();
         let killed = ctx
+            .shared
             .clients
             .kill_where(|c| c.addr.to_string() == addr && c.id != own_id);
         let me = ctx.session.client.addr.to_string() == addr;
@@ -288,6 +289,7 @@ fn kill(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     }
     let filter = KillFilter::parse(args)?;
     let mut killed = ctx
+        .shared
         .clients
         .kill_where(|c| c.id != own_id && filter.matches(c.id, &c.addr.to_string()))
         as i64;

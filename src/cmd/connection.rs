@@ -170,7 +170,7 @@ fn auth(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         2 => (Some(args.required()?), args.required()?),
         _ => return Err(CmdError::Syntax),
     };
-    if ctx.config.requirepass.is_none() && user.is_none() {
+    if ctx.shared.config.requirepass.is_none() && user.is_none() {
         return Err(CmdError::AuthWithoutPassword);
     }
     check_credentials(ctx, user, pass)?;
@@ -187,7 +187,7 @@ fn check_credentials(ctx: &Ctx<'_>, user: Option<&Bytes>, pass: &[u8]) -> CmdRes
     {
         return Err(CmdError::WrongPass);
     }
-    match &ctx.config.requirepass {
+    match &ctx.shared.config.requirepass {
         None => Ok(()),
         Some(expected) if constant_time_eq(expected.as_bytes(), pass) => Ok(()),
         Some(_) => Err(CmdError::WrongPass),
@@ -218,10 +218,10 @@ fn quit(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
 }
 
 fn reset(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
-    super::unsubscribe_all(ctx.pubsub, ctx.session);
+    super::unsubscribe_all(ctx.shared.pubsub, ctx.session);
     ctx.out.protocol = Protocol::Resp2;
     ctx.session.client.set_protocol(Protocol::Resp2);
-    ctx.session.authenticated = ctx.config.requirepass.is_none();
+    ctx.session.authenticated = ctx.shared.config.requirepass.is_none();
     ctx.session.client.meta().name.clear();
     ctx.out.simple("RESET");
     Ok(())

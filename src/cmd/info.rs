@@ -41,7 +41,7 @@ pub fn info(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         .copied()
         .filter(|s| everything || wanted.iter().any(|w| w == s))
         .collect();
-    let metrics = Metrics::collect(&ctx.shared(), ctx.now_ms);
+    let metrics = Metrics::collect(&ctx.shared, ctx.now_ms);
     let mut text = String::new();
     for (i, section) in sections.iter().enumerate() {
         if i > 0 {
@@ -86,8 +86,8 @@ fn server_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
         ("arch_bits", &usize::BITS),
         ("multiplexing_api", &"epoll"),
         ("process_id", &std::process::id()),
-        ("run_id", &ctx.identity.run_id),
-        ("tcp_port", &ctx.identity.listen_addr.port()),
+        ("run_id", &ctx.shared.identity.run_id),
+        ("tcp_port", &ctx.shared.identity.listen_addr.port()),
         ("server_time_usec", &clock::now_us()),
         ("uptime_in_seconds", &metrics.uptime_s),
         ("uptime_in_days", &(metrics.uptime_s / 86_400)),
@@ -125,7 +125,11 @@ fn persistence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
     let status = &metrics.persistence.status;
     let last = status.last_save.as_ref();
     let loaded = status.loaded.as_ref();
-    let interval_s = ctx.persistence.interval.map_or(0.0, |d| d.as_secs_f64());
+    let interval_s = ctx
+        .shared
+        .persistence
+        .interval
+        .map_or(0.0, |d| d.as_secs_f64());
     fields([
         ("loading", &0),
         ("rdb_changes_since_last_save", &0),
@@ -135,7 +139,7 @@ fn persistence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
         ),
         (
             "rdb_last_save_time",
-            &(last.map_or(ctx.identity.started_ms, |r| r.started_ms) / 1000),
+            &(last.map_or(ctx.shared.identity.started_ms, |r| r.started_ms) / 1000),
         ),
         (
             "rdb_last_bgsave_status",
@@ -147,7 +151,7 @@ fn persistence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
         ),
         ("rdb_saves", &status.saves_total),
         ("aof_enabled", &0),
-        ("snapshot_dir", &ctx.persistence.dir.display()),
+        ("snapshot_dir", &ctx.shared.persistence.dir.display()),
         ("snapshot_interval_s", &interval_s),
         (
             "snapshot_last_file",
@@ -242,7 +246,7 @@ fn presence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
             "users_with_devices_or_overrides",
             &presence.users_with_extras,
         ),
-        ("offline_grace_s", &ctx.config.offline_grace_s),
+        ("offline_grace_s", &ctx.shared.config.offline_grace_s),
         ("expiry_lag_p50_ms", &lag.quantile_ms(0.5)),
         ("expiry_lag_p99_ms", &lag.quantile_ms(0.99)),
         ("expiry_lag_max_ms", &lag.max_ms()),
@@ -255,7 +259,10 @@ fn presence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
         ("pubsub_channels", &pubsub.channels),
         ("pubsub_patterns", &pubsub.patterns),
         ("pubsub_memory_bytes", &pubsub.memory_bytes),
-        ("pubsub_output_limit_bytes", &ctx.config.pubsub_output_max),
+        (
+            "pubsub_output_limit_bytes",
+            &ctx.shared.config.pubsub_output_max,
+        ),
         (
             "slow_subscribers_disconnected_total",
             &pubsub.slow_subscribers_disconnected_total,
@@ -264,7 +271,7 @@ fn presence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
         ("side_table_users", &presence.side_table_users),
         ("dense_capacity", &presence.dense_capacity),
         ("shards", &presence.shards),
-        ("default_ttl_s", &ctx.config.default_ttl_s),
+        ("default_ttl_s", &ctx.shared.config.default_ttl_s),
         ("expiry_wheel_entries", &presence.wheel_entries),
         ("heartbeats_total", &presence.heartbeats_total),
         ("status_lookups_total", &presence.status_lookups_total),

@@ -279,7 +279,7 @@ fn exists(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let mut count = 0;
     for key in args.rest() {
         let user = presence_user(ctx, key)?;
-        count += i64::from(ctx.store.key_value(user, ctx.now_ms).is_some());
+        count += i64::from(ctx.shared.store.key_value(user, ctx.now_ms).is_some());
     }
     ctx.out.integer(count);
     Ok(())
@@ -293,7 +293,7 @@ fn del(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     }
     let deleted = users
         .into_iter()
-        .filter(|user| ctx.store.del_key(*user, ctx.now_ms))
+        .filter(|user| ctx.shared.store.del_key(*user, ctx.now_ms))
         .count();
     ctx.out.integer(deleted as i64);
     Ok(())
@@ -303,7 +303,7 @@ fn del(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 /// else `remaining(ms)` in the command's unit.
 fn reply_ttl(ctx: &mut Ctx<'_>, args: &mut Args<'_>, remaining: fn(u64, u64) -> u64) -> CmdResult {
     let user = presence_user(ctx, args.required()?)?;
-    match ctx.store.key_ttl(user, ctx.now_ms) {
+    match ctx.shared.store.key_ttl(user, ctx.now_ms) {
         KeyTtl::Missing => ctx.out.integer(-2),
         KeyTtl::Persistent => ctx.out.integer(-1),
         KeyTtl::RemainingMs(ms) => ctx.out.integer(remaining(ctx.now_ms, ms) as i64),
@@ -399,10 +399,14 @@ fn expire_generic(
     } else {
         Some(parse_expiry(time, unit_ms, absolute, ctx.now_ms, name)?)
     };
-    let changed = ctx.store.expire_key(user, at_ms, condition, ctx.now_ms);
+    let changed = ctx
+        .shared
+        .store
+        .expire_key(user, at_ms, condition, ctx.now_ms);
     if changed && at_ms.is_some_and(|at| at > ctx.now_ms) {
-        ctx.keyspace
-            .notify(ctx.pubsub, NotifyFlags::GENERIC, "expire", key);
+        ctx.shared
+            .keyspace
+            .notify(ctx.shared.pubsub, NotifyFlags::GENERIC, "expire", key);
     }
     ctx.out.integer(i64::from(changed));
     Ok(())
@@ -412,11 +416,13 @@ fn persist(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let key = args.required()?;
     let user = presence_user(ctx, key)?;
     let changed = ctx
+        .shared
         .store
         .expire_key(user, None, ExpireCondition::Always, ctx.now_ms);
     if changed {
-        ctx.keyspace
-            .notify(ctx.pubsub, NotifyFlags::GENERIC, "persist", key);
+        ctx.shared
+            .keyspace
+            .notify(ctx.shared.pubsub, NotifyFlags::GENERIC, "persist", key);
     }
     ctx.out.integer(i64::from(changed));
     Ok(())
@@ -424,7 +430,7 @@ fn persist(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 
 fn key_type(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let user = presence_user(ctx, args.required()?)?;
-    let exists = ctx.store.key_value(user, ctx.now_ms).is_some();
+    let exists = ctx.shared.store.key_value(user, ctx.now_ms).is_some();
     ctx.out.simple(if exists { "string" } else { "none" });
     Ok(())
 }
@@ -473,7 +479,7 @@ fn scan(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         .ok_or(CmdError::InvalidCursor)?;
     let options = ScanOptions::parse(args)?;
     let mut users = Vec::new();
-    let next = ctx.store.scan(
+    let next = ctx.shared.store.scan(
         cursor,
         options.count.saturating_mul(8),
         ctx.now_ms,
@@ -482,7 +488,7 @@ fn scan(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let keys: Vec<Vec<u8>> = users
         .iter()
         .filter(|_| options.strings_only)
-        .map(|u| ctx.keyspace.pattern.key_for(&u.to_bytes()))
+        .map(|u| ctx.shared.keyspace.pattern.key_for(&u.to_bytes()))
         .filter(|k| options.pattern.is_none_or(|p| glob_match(p, k, false)))
         .collect();
     ctx.out.array(2);
@@ -503,9 +509,12 @@ fn keys(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let mut users = Vec::new();
     loop {
         users.clear();
-        cursor = ctx.store.scan(cursor, 1 << 16, ctx.now_ms, &mut users);
+        cursor = ctx
+            .shared
+            .store
+            .scan(cursor, 1 << 16, ctx.now_ms, &mut users);
         for user in &users {
-            let key = ctx.keyspace.pattern.key_for(&user.to_bytes());
+            let key = ctx.shared.keyspace.pattern.key_for(&user.to_bytes());
             if glob_match(pattern, &key, false) {
                 keys.push(key);
             }
@@ -529,7 +538,7 @@ fn keys(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 fn wrong_type_write(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let key = args.required()?;
     let user = presence_user(ctx, key)?;
-    if ctx.store.key_value(user, ctx.now_ms).is_some() {
+    if ctx.shared.store.key_value(user, ctx.now_ms).is_some() {
         return Err(CmdError::WrongType);
     }
     Err(CmdError::NotAStringKey(printable(key, 128)))
@@ -538,7 +547,7 @@ fn wrong_type_write(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 /// A read of another type: WRONGTYPE if the key exists, the empty answer if not.
 fn wrong_type_read(ctx: &mut Ctx<'_>, args: &mut Args<'_>, empty: fn(&mut ReplyBuf)) -> CmdResult {
     let user = presence_user(ctx, args.required()?)?;
-    if ctx.store.key_value(user, ctx.now_ms).is_some() {
+    if ctx.shared.store.key_value(user, ctx.now_ms).is_some() {
         return Err(CmdError::WrongType);
     }
     empty(ctx.out);

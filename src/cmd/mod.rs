@@ -27,50 +27,23 @@ pub use args::Args;
 pub use error::{CmdError, printable};
 pub use pubsub::unsubscribe_all;
 
-use crate::clients::{ClientRegistry, CloseReason};
-use crate::config::Config;
-use crate::dropin::Keyspace;
-use crate::identity::Identity;
-use crate::pubsub::PubSub;
+use crate::clients::CloseReason;
 use crate::resp::ReplyBuf;
 use crate::services::Shared;
 use crate::session::{Flow, Session};
-use crate::snapshot::Persistence;
 use crate::stats::Stats;
-use crate::store::Store;
 
-/// What a handler works with: the shared components it may use, this connection's session and
-/// output, and the time the batch of requests started.
+/// What a handler works with: the shared components it is lent (never the server), this
+/// connection's session and output, and the time the batch of requests started.
 pub struct Ctx<'a> {
-    pub config: &'a Config,
-    pub store: &'a Store,
-    pub pubsub: &'a PubSub,
-    pub keyspace: &'a Keyspace,
-    pub persistence: &'a Persistence,
-    pub clients: &'a ClientRegistry,
-    pub stats: &'a Stats,
-    pub identity: &'a Identity,
+    pub shared: Shared<'a>,
     pub session: &'a mut Session,
     pub out: &'a mut ReplyBuf,
     pub now_ms: u64,
     pub flow: Flow,
 }
 
-impl<'a> Ctx<'a> {
-    /// The shared components again as one value (for `Metrics::collect`).
-    pub fn shared(&self) -> Shared<'a> {
-        Shared {
-            config: self.config,
-            store: self.store,
-            pubsub: self.pubsub,
-            keyspace: self.keyspace,
-            persistence: self.persistence,
-            clients: self.clients,
-            stats: self.stats,
-            identity: self.identity,
-        }
-    }
-
+impl Ctx<'_> {
     /// Asks the connection to close once this reply is written.
     pub fn close(&mut self, reason: CloseReason) {
         self.flow = Flow::Close(reason);
@@ -305,14 +278,7 @@ pub fn execute(
         return (Flow::Continue, None);
     };
     let mut ctx = Ctx {
-        config: shared.config,
-        store: shared.store,
-        pubsub: shared.pubsub,
-        keyspace: shared.keyspace,
-        persistence: shared.persistence,
-        clients: shared.clients,
-        stats: shared.stats,
-        identity: shared.identity,
+        shared: *shared,
         session,
         out,
         now_ms,
@@ -383,7 +349,7 @@ fn admit(
 
 /// Writes a refusal in Redis's words and counts it (`INFO stats`).
 fn refuse(ctx: &mut Ctx<'_>, err: CmdError) {
-    Stats::add(&ctx.stats.error_replies, 1);
+    Stats::add(&ctx.shared.stats.error_replies, 1);
     ctx.out.error(&err.to_string());
 }
 
@@ -392,13 +358,13 @@ pub fn presence_user<'a>(
     ctx: &Ctx<'_>,
     key: &'a [u8],
 ) -> Result<crate::store::UserKey<'a>, CmdError> {
-    let Some(id) = ctx.keyspace.pattern.user_id(key) else {
+    let Some(id) = ctx.shared.keyspace.pattern.user_id(key) else {
         return Err(CmdError::KeyOutsidePattern {
             key: printable(key, 128),
-            pattern: ctx.keyspace.pattern.as_str().to_string(),
+            pattern: ctx.shared.keyspace.pattern.as_str().to_string(),
         });
     };
-    Ok(ctx.store.parse(id)?)
+    Ok(ctx.shared.store.parse(id)?)
 }
 
 /// Lists a command family's subcommands for `<CMD> HELP`.

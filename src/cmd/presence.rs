@@ -137,7 +137,7 @@ pub const SETSTATUS: CommandSpec = presence_command(
 
 fn heartbeat(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let id = args.required()?;
-    let mut ttl_s = ctx.config.default_ttl_s;
+    let mut ttl_s = ctx.shared.config.default_ttl_s;
     let mut app = None;
     let mut device = None;
     while let Some(option) = args.next() {
@@ -154,34 +154,37 @@ fn heartbeat(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
             return Err(CmdError::Syntax);
         }
     }
-    let key = ctx.store.parse(id)?;
-    let came_online = ctx.store.heartbeat(key, ttl_s, app, device, ctx.now_ms)?;
-    Stats::add(&ctx.stats.heartbeats, 1);
+    let key = ctx.shared.store.parse(id)?;
+    let came_online = ctx
+        .shared
+        .store
+        .heartbeat(key, ttl_s, app, device, ctx.now_ms)?;
+    Stats::add(&ctx.shared.stats.heartbeats, 1);
     ctx.out.integer(i64::from(came_online));
     Ok(())
 }
 
 fn mheartbeat(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let keys = parse_users(ctx, args.rest())?;
-    let ttl_s = ctx.config.default_ttl_s;
-    let came_online = ctx.store.heartbeat_many(&keys, ttl_s, ctx.now_ms);
-    Stats::add(&ctx.stats.heartbeats, keys.len() as u64);
+    let ttl_s = ctx.shared.config.default_ttl_s;
+    let came_online = ctx.shared.store.heartbeat_many(&keys, ttl_s, ctx.now_ms);
+    Stats::add(&ctx.shared.stats.heartbeats, keys.len() as u64);
     ctx.out.integer(came_online as i64);
     Ok(())
 }
 
 fn status(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
-    let key = ctx.store.parse(args.required()?)?;
-    let view = ctx.store.view(key, ctx.now_ms);
-    Stats::add(&ctx.stats.status_lookups, 1);
+    let key = ctx.shared.store.parse(args.required()?)?;
+    let view = ctx.shared.store.view(key, ctx.now_ms);
+    Stats::add(&ctx.shared.stats.status_lookups, 1);
     write_status(ctx.out, view);
     Ok(())
 }
 
 fn mstatus(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let keys = parse_users(ctx, args.rest())?;
-    let views = ctx.store.view_many(&keys, ctx.now_ms);
-    Stats::add(&ctx.stats.status_lookups, views.len() as u64);
+    let views = ctx.shared.store.view_many(&keys, ctx.now_ms);
+    Stats::add(&ctx.shared.stats.status_lookups, views.len() as u64);
     ctx.out.array(views.len());
     for view in views {
         write_status(ctx.out, view);
@@ -192,9 +195,9 @@ fn mstatus(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 fn offline(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let id = args.required()?;
     let device = parse_device_option(args)?;
-    let key = ctx.store.parse(id)?;
-    let was_online = ctx.store.offline(key, device, ctx.now_ms);
-    Stats::add(&ctx.stats.logouts, 1);
+    let key = ctx.shared.store.parse(id)?;
+    let was_online = ctx.shared.store.offline(key, device, ctx.now_ms);
+    Stats::add(&ctx.shared.stats.logouts, 1);
     ctx.out.integer(i64::from(was_online));
     Ok(())
 }
@@ -202,9 +205,12 @@ fn offline(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 fn disconnect(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let id = args.required()?;
     let device = parse_device_option(args)?;
-    let key = ctx.store.parse(id)?;
-    let grace_ms = ctx.config.offline_grace_s * 1000;
-    let started = ctx.store.disconnect(key, device, grace_ms, ctx.now_ms);
+    let key = ctx.shared.store.parse(id)?;
+    let grace_ms = ctx.shared.config.offline_grace_s * 1000;
+    let started = ctx
+        .shared
+        .store
+        .disconnect(key, device, grace_ms, ctx.now_ms);
     ctx.out.integer(i64::from(started));
     Ok(())
 }
@@ -219,8 +225,8 @@ fn setstatus(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         2 if args.eat(b"TTL") => Some(parse_ttl(args.required()?)?),
         _ => return Err(CmdError::Syntax),
     };
-    let key = ctx.store.parse(id)?;
-    ctx.store.set_status(key, manual, ttl_s, ctx.now_ms);
+    let key = ctx.shared.store.parse(id)?;
+    ctx.shared.store.set_status(key, manual, ttl_s, ctx.now_ms);
     ctx.out.ok();
     Ok(())
 }
@@ -267,7 +273,7 @@ fn write_status(out: &mut ReplyBuf, view: View) {
 fn parse_users<'a>(ctx: &Ctx<'_>, ids: &'a [Bytes]) -> Result<Vec<UserKey<'a>>, CmdError> {
     let mut keys = Vec::with_capacity(ids.len());
     for id in ids {
-        keys.push(ctx.store.parse(id)?);
+        keys.push(ctx.shared.store.parse(id)?);
     }
     Ok(keys)
 }

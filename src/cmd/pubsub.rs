@@ -176,7 +176,7 @@ fn add(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) -> CmdResult {
     };
     for name in names {
         if set(ctx.session, kind).insert(name.clone()) {
-            ctx.pubsub.subscribe(kind, name, &ctx.session.client);
+            ctx.shared.pubsub.subscribe(kind, name, &ctx.session.client);
         }
         let count = ctx.session.subscription_count();
         confirm(ctx.out, word, Some(name), count);
@@ -203,7 +203,7 @@ fn remove(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) {
     let client_id = ctx.session.id();
     for name in &names {
         if set(ctx.session, kind).remove(name) {
-            ctx.pubsub.unsubscribe(kind, name, client_id);
+            ctx.shared.pubsub.unsubscribe(kind, name, client_id);
         }
         let count = ctx.session.subscription_count();
         confirm(ctx.out, word, Some(name), count);
@@ -239,7 +239,7 @@ pub fn unsubscribe_all(pubsub: &PubSub, session: &mut Session) {
 fn publish(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let channel = args.required()?;
     let message = args.required()?;
-    let receivers = ctx.pubsub.publish(channel, message);
+    let receivers = ctx.shared.pubsub.publish(channel, message);
     ctx.out.integer(receivers as i64);
     Ok(())
 }
@@ -248,7 +248,7 @@ fn channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     if args.remaining() > 1 {
         return Err(CmdError::WrongArity("pubsub|channels"));
     }
-    let names = ctx.pubsub.channels(args.next().map(|p| &p[..]));
+    let names = ctx.shared.pubsub.channels(args.next().map(|p| &p[..]));
     ctx.out.array(names.len());
     for name in names {
         ctx.out.bulk(&name);
@@ -261,13 +261,13 @@ fn numsub(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     ctx.out.array(channels.len() * 2);
     for channel in channels {
         ctx.out.bulk(channel);
-        ctx.out.integer(ctx.pubsub.numsub(channel) as i64);
+        ctx.out.integer(ctx.shared.pubsub.numsub(channel) as i64);
     }
     Ok(())
 }
 
 fn numpat(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
-    ctx.out.integer(ctx.pubsub.numpat() as i64);
+    ctx.out.integer(ctx.shared.pubsub.numpat() as i64);
     Ok(())
 }
 

@@ -144,7 +144,7 @@ pub const CONFIG: CommandSpec = CommandSpec {
 };
 
 fn dbsize(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
-    ctx.out.integer(ctx.store.online_count() as i64);
+    ctx.out.integer(ctx.shared.store.online_count() as i64);
     Ok(())
 }
 
@@ -164,7 +164,7 @@ fn flushall(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     args.finish()?;
-    match ctx.store.flush(ctx.now_ms) {
+    match ctx.shared.store.flush(ctx.now_ms) {
         Ok(()) => {
             tracing::info!(client = ctx.session.id(), "FLUSHALL: every user forgotten");
             ctx.out.ok();
@@ -199,10 +199,11 @@ fn shutdown(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     tracing::info!(client = ctx.session.id(), "SHUTDOWN requested");
-    if (save || ctx.persistence.enabled()) && !nosave {
+    if (save || ctx.shared.persistence.enabled()) && !nosave {
         let saved = run_blocking(|| {
-            ctx.persistence
-                .save_for_shutdown(ctx.store, clock::now_ms())
+            ctx.shared
+                .persistence
+                .save_for_shutdown(ctx.shared.store, clock::now_ms())
         });
         if saved.is_err() && !force {
             return Err(CmdError::ShutdownFailed);
@@ -215,11 +216,15 @@ fn shutdown(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 
 /// `SAVE`: a snapshot now, on this connection (the server keeps serving everyone else).
 fn save(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
-    if !ctx.persistence.try_begin() {
+    if !ctx.shared.persistence.try_begin() {
         return Err(CmdError::SaveInProgress);
     }
-    run_blocking(|| ctx.persistence.save_claimed(ctx.store, clock::now_ms()))
-        .map_err(CmdError::SnapshotFailed)?;
+    run_blocking(|| {
+        ctx.shared
+            .persistence
+            .save_claimed(ctx.shared.store, clock::now_ms())
+    })
+    .map_err(CmdError::SnapshotFailed)?;
     ctx.out.ok();
     Ok(())
 }
@@ -230,31 +235,32 @@ fn bgsave(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     {
         return Err(CmdError::Syntax);
     }
-    if !ctx.persistence.try_begin() {
+    if !ctx.shared.persistence.try_begin() {
         return Err(CmdError::SaveInProgress);
     }
-    ctx.persistence.background_request.notify_one();
+    ctx.shared.persistence.background_request.notify_one();
     ctx.out.simple("Background saving started");
     Ok(())
 }
 
 fn lastsave(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     let last_ms = ctx
+        .shared
         .persistence
         .status()
         .last_save
         .as_ref()
-        .map_or(ctx.identity.started_ms, |r| r.started_ms);
+        .map_or(ctx.shared.identity.started_ms, |r| r.started_ms);
     ctx.out.integer((last_ms / 1000) as i64);
     Ok(())
 }
 
 /// The parameters `CONFIG GET` knows, with their current values.
 fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
-    let config = ctx.config;
+    let config = ctx.shared.config;
     vec![
         ("bind", config.listen_addr.ip().to_string()),
-        ("port", ctx.identity.listen_addr.port().to_string()),
+        ("port", ctx.shared.identity.listen_addr.port().to_string()),
         (
             "requirepass",
             config.requirepass.clone().unwrap_or_default(),
@@ -276,7 +282,7 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("offline-grace", config.offline_grace_s.to_string()),
         ("ttl", config.default_ttl_s.to_string()),
         ("capacity", config.capacity.to_string()),
-        ("shards", ctx.store.shard_count().to_string()),
+        ("shards", ctx.shared.store.shard_count().to_string()),
         ("databases", "1".to_string()),
         ("save", String::new()),
         ("appendonly", "no".to_string()),
@@ -284,8 +290,14 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("tcp-keepalive", "0".to_string()),
         ("maxmemory", "0".to_string()),
         ("maxmemory-policy", "noeviction".to_string()),
-        ("notify-keyspace-events", ctx.keyspace.flags().to_letters()),
-        ("key-pattern", ctx.keyspace.pattern.as_str().to_string()),
+        (
+            "notify-keyspace-events",
+            ctx.shared.keyspace.flags().to_letters(),
+        ),
+        (
+            "key-pattern",
+            ctx.shared.keyspace.pattern.as_str().to_string(),
+        ),
         ("cluster-enabled", "no".to_string()),
         ("hz", "10".to_string()),
         ("loglevel", config.log_level.clone()),
@@ -335,14 +347,14 @@ fn config_set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         }
     }
     if let Some(flags) = notify {
-        ctx.keyspace.set_flags(flags);
+        ctx.shared.keyspace.set_flags(flags);
     }
     ctx.out.ok();
     Ok(())
 }
 
 fn config_resetstat(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
-    ctx.stats.reset();
+    ctx.shared.stats.reset();
     ctx.out.ok();
     Ok(())
 }

@@ -250,17 +250,20 @@ fn store_set(
     condition: SetCondition,
 ) -> (bool, Option<Vec<u8>>) {
     let (applied, old) = ctx
+        .shared
         .store
         .set_key(user, value, expiry, condition, ctx.now_ms);
     if applied {
-        ctx.keyspace
-            .notify(ctx.pubsub, NotifyFlags::STRING, "set", key);
+        ctx.shared
+            .keyspace
+            .notify(ctx.shared.pubsub, NotifyFlags::STRING, "set", key);
         // Redis follows `set` with `expire` when the key was given a TTL (SET EX, SETEX, ...).
         if let KeyExpiry::At(at_ms) = expiry
             && at_ms > ctx.now_ms
         {
-            ctx.keyspace
-                .notify(ctx.pubsub, NotifyFlags::GENERIC, "expire", key);
+            ctx.shared
+                .keyspace
+                .notify(ctx.shared.pubsub, NotifyFlags::GENERIC, "expire", key);
         }
     }
     (applied, old)
@@ -268,7 +271,7 @@ fn store_set(
 
 fn get(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let user = presence_user(ctx, args.required()?)?;
-    match ctx.store.key_value(user, ctx.now_ms) {
+    match ctx.shared.store.key_value(user, ctx.now_ms) {
         Some(value) => ctx.out.bulk(&value),
         None => ctx.out.null(),
     }
@@ -281,7 +284,7 @@ fn mget(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     for key in keys {
         users.push(presence_user(ctx, key)?);
     }
-    let values = ctx.store.key_values(&users, ctx.now_ms);
+    let values = ctx.shared.store.key_values(&users, ctx.now_ms);
     ctx.out.array(values.len());
     for value in values {
         match value {
@@ -343,9 +346,9 @@ fn setnx(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 
 fn getdel(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let user = presence_user(ctx, args.required()?)?;
-    match ctx.store.key_value(user, ctx.now_ms) {
+    match ctx.shared.store.key_value(user, ctx.now_ms) {
         Some(value) => {
-            ctx.store.del_key(user, ctx.now_ms);
+            ctx.shared.store.del_key(user, ctx.now_ms);
             ctx.out.bulk(&value);
         }
         None => ctx.out.null(),
@@ -386,12 +389,12 @@ fn getex(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let key = args.required()?;
     let change = getex_change(args, ctx.now_ms)?;
     let user = presence_user(ctx, key)?;
-    let Some(value) = ctx.store.key_value(user, ctx.now_ms) else {
+    let Some(value) = ctx.shared.store.key_value(user, ctx.now_ms) else {
         ctx.out.null();
         return Ok(());
     };
     if let Some(at_ms) = change {
-        let changed = ctx.store.expire_key(
+        let changed = ctx.shared.store.expire_key(
             user,
             at_ms,
             crate::store::ExpireCondition::Always,
@@ -404,8 +407,9 @@ fn getex(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
             None => Some("persist"),
         };
         if let (true, Some(event)) = (changed, event) {
-            ctx.keyspace
-                .notify(ctx.pubsub, NotifyFlags::GENERIC, event, key);
+            ctx.shared
+                .keyspace
+                .notify(ctx.shared.pubsub, NotifyFlags::GENERIC, event, key);
         }
     }
     ctx.out.bulk(&value);
