@@ -68,7 +68,7 @@ impl Shard {
     }
 
     /// The door: every change to a slot, a side-table entry or an extras entry passes here.
-    #[inline]
+    #[inline(always)]
     fn commit(&mut self, change: Change<'_>, now_ms: u64, events: &mut Vec<Transition>) {
         self.tables.commit(change, now_ms, events);
     }

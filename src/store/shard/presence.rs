@@ -27,7 +27,9 @@ pub enum StoreError {
 }
 
 impl Shard {
-    /// What a reader sees now.
+    /// What a reader sees now. Inline: `MSTATUS` calls it once per user from the store's
+    /// batch loop, in another module (and codegen unit) than this one.
+    #[inline]
     pub fn view(&self, key: ShardKey<'_>, now_ms: u64) -> View {
         let slot = self.tables.slot(key);
         if slot.has_extra()
@@ -50,7 +52,9 @@ impl Shard {
     }
 
     /// A heartbeat: the user (or one of their devices) is live now for `ttl_s` seconds.
-    /// Returns true if this brought the user online.
+    /// Returns true if this brought the user online. Inline: the hot path is a few
+    /// instructions, called per heartbeat from the store's routing in another module.
+    #[inline]
     pub fn heartbeat(
         &mut self,
         key: ShardKey<'_>,

@@ -14,6 +14,7 @@ use crate::store::status::AppStatus;
 
 impl Shard {
     /// Applies what time alone has changed for this user.
+    #[inline]
     pub(super) fn settle(&mut self, key: ShardKey<'_>, now_ms: u64, events: &mut Vec<Transition>) {
         let slot = self.tables.slot(key);
         if slot.is_never_seen() {
