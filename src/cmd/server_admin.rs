@@ -224,7 +224,7 @@ fn save(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
             .persistence
             .save_claimed(ctx.shared.store, clock::now_ms())
     })
-    .map_err(CmdError::SnapshotFailed)?;
+    .map_err(|err| CmdError::SnapshotFailed(err.to_string()))?;
     ctx.out.ok();
     Ok(())
 }

@@ -11,7 +11,7 @@ mod format;
 mod persistence;
 
 pub use format::{Header, RecordHeader};
-pub use persistence::{Persistence, PersistenceStatus, run_blocking};
+pub use persistence::{Persistence, PersistenceStatus, SaveError, run_blocking};
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{LoadReport, SaveReport};
+use super::{LoadReport, SaveReport, SnapshotError};
 use crate::store::Store;
 
 #[derive(Debug, Default, Clone)]
@@ -20,6 +20,24 @@ pub struct PersistenceStatus {
     pub loaded: Option<LoadReport>,
     /// Snapshots found damaged at start, each named with the region that failed.
     pub rejected: Vec<String>,
+}
+
+/// Why a save did not happen.
+#[derive(Debug)]
+pub enum SaveError {
+    /// A running save did not finish in time (the save at shutdown waits for it).
+    StillRunning,
+    /// The save ran and failed.
+    Failed(SnapshotError),
+}
+
+impl std::fmt::Display for SaveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaveError::StillRunning => f.write_str("a running snapshot did not finish"),
+            SaveError::Failed(err) => err.fmt(f),
+        }
+    }
 }
 
 pub struct Persistence {
@@ -67,7 +85,7 @@ impl Persistence {
 
     /// Saves now on this thread (the caller claimed `try_begin`), records the outcome, and
     /// releases the claim.
-    pub fn save_claimed(&self, store: &Store, started_ms: u64) -> Result<SaveReport, String> {
+    pub fn save_claimed(&self, store: &Store, started_ms: u64) -> Result<SaveReport, SaveError> {
         let result = super::save(store, &self.key_pattern, &self.dir, started_ms);
         let mut status = self.status();
         let outcome = match result {
@@ -88,7 +106,7 @@ impl Persistence {
                 tracing::error!(%err, "snapshot failed");
                 status.last_save_ok = false;
                 status.last_error = Some(err.to_string());
-                Err(err.to_string())
+                Err(SaveError::Failed(err))
             }
         };
         drop(status);
@@ -109,9 +127,9 @@ impl Persistence {
     }
 
     /// Waits for a running save, then saves (SHUTDOWN and the signal handlers).
-    pub fn save_for_shutdown(&self, store: &Store, now_ms: u64) -> Result<SaveReport, String> {
+    pub fn save_for_shutdown(&self, store: &Store, now_ms: u64) -> Result<SaveReport, SaveError> {
         if !self.begin_waiting(Duration::from_secs(600)) {
-            return Err("a running snapshot did not finish".to_string());
+            return Err(SaveError::StillRunning);
         }
         self.save_claimed(store, now_ms)
     }
