@@ -9,6 +9,7 @@ use super::Shard;
 use super::door::Change;
 use crate::store::event::{Cause, Transition};
 use crate::store::extra::{DEVICES_PER_USER_MAX, Device, Override, ShardKey};
+use crate::store::slot::Slot;
 use crate::store::status::{AppStatus, ManualStatus, State};
 
 /// What a reader sees of a user.
@@ -26,28 +27,47 @@ pub enum StoreError {
     TooManyDevices,
 }
 
+/// What a reader sees of a user without extras: the slot judges its own expiry.
+#[inline(always)]
+fn plain_view(slot: Slot, now_ms: u64) -> View {
+    View {
+        state: if slot.is_online(now_ms) {
+            slot.app_status().state()
+        } else {
+            State::Offline
+        },
+        last_seen_ms: slot.last_seen_ms(),
+    }
+}
+
 impl Shard {
-    /// What a reader sees now. Inline: `MSTATUS` calls it once per user from the store's
-    /// batch loop, in another module (and codegen unit) than this one.
-    #[inline]
+    /// What a reader sees now. Always inlined, with the rare extras case kept out of line:
+    /// `MSTATUS` calls it once per user from the store's batch loop, where each call is one
+    /// slot read that misses the cache, and the misses of consecutive users overlap only if
+    /// the loop body is small and straight.
+    #[inline(always)]
     pub fn view(&self, key: ShardKey<'_>, now_ms: u64) -> View {
         let slot = self.tables.slot(key);
-        if slot.has_extra()
-            && let Some(extra) = self.tables.extra(key)
-        {
-            let truth = extra.truth(slot.last_seen_ms(), now_ms);
-            return View {
-                state: truth.state,
-                last_seen_ms: truth.shown_last_seen_ms,
-            };
+        if slot.has_extra() {
+            return self.view_extra(key, slot, now_ms);
         }
-        View {
-            state: if slot.is_online(now_ms) {
-                slot.app_status().state()
-            } else {
-                State::Offline
-            },
-            last_seen_ms: slot.last_seen_ms(),
+        plain_view(slot, now_ms)
+    }
+
+    /// `view` of a user with devices or an override: the settled truth of their extras entry.
+    #[cold]
+    #[inline(never)]
+    fn view_extra(&self, key: ShardKey<'_>, slot: Slot, now_ms: u64) -> View {
+        match self.tables.extra(key) {
+            Some(extra) => {
+                let truth = extra.truth(slot.last_seen_ms(), now_ms);
+                View {
+                    state: truth.state,
+                    last_seen_ms: truth.shown_last_seen_ms,
+                }
+            }
+            // The flag without an entry cannot happen; read the slot as a plain user's.
+            None => plain_view(slot, now_ms),
         }
     }
 
