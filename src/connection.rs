@@ -21,7 +21,7 @@ use crate::clock;
 use crate::cmd::{self, CmdError};
 use crate::limits::{OUTPUT_KEEP_CAPACITY, OUTPUT_PENDING_MAX, PUSH_WRITE_BYTES, READ_CHUNK_BYTES};
 use crate::resp::{DecodeLimits, Protocol, ReplyBuf, RequestDecoder};
-use crate::services::{Services, Shared};
+use crate::services::{Gate, Services, Shared};
 use crate::session::{Flow, Session};
 use crate::stats::Stats;
 
@@ -69,8 +69,9 @@ fn log_close(entry: &ClientEntry, reason: CloseReason) {
 async fn serve(services: &Services, socket: TcpStream, entry: &Arc<ClientEntry>) -> CloseReason {
     let mut session = Session::new(Arc::clone(entry), services.config.requirepass.is_some());
     let reason = serve_session(services, socket, entry, &mut session).await;
-    // Whatever ended the connection, its subscriptions must not outlive it.
+    // Whatever ended the connection, its subscriptions and watches must not outlive it.
     cmd::unsubscribe_all(&services.pubsub, &mut session);
+    cmd::abandon_transaction(&services.shared(), &mut session);
     reason
 }
 
@@ -102,6 +103,7 @@ async fn serve_session(
         if flow == Flow::Continue && out.len() < OUTPUT_PENDING_MAX {
             let mut batch = Batch {
                 shared: &shared,
+                gate: &services.gate,
                 entry,
                 session,
                 decoder: &mut decoder,
@@ -169,6 +171,7 @@ async fn serve_session(
 /// What running one batch of buffered requests works with.
 struct Batch<'a, 'b> {
     shared: &'a Shared<'a>,
+    gate: &'a Gate,
     entry: &'a ClientEntry,
     session: &'b mut Session,
     decoder: &'b mut RequestDecoder,
@@ -185,6 +188,7 @@ impl Batch<'_, '_> {
         let mut last_command = None;
         let mut command_count = 0u64;
         let now_ms = clock::now_ms();
+        let mut gate = Some(self.gate.shared());
         while out.len() < OUTPUT_PENDING_MAX {
             // Limits are re-read per request: AUTH earlier in the same batch lifts them.
             let limits = DecodeLimits {
@@ -194,8 +198,17 @@ impl Batch<'_, '_> {
             };
             match self.decoder.decode_into(input, &limits, self.args) {
                 Ok(true) => {
-                    let (next, name) =
-                        cmd::execute(self.shared, self.session, self.args, out, now_ms);
+                    let (next, name) = if cmd::needs_exclusive(self.session, self.args) {
+                        // An EXEC: every other client is held off while it runs.
+                        drop(gate.take());
+                        let exclusive = self.gate.exclusive();
+                        let ran = cmd::execute(self.shared, self.session, self.args, out, now_ms);
+                        drop(exclusive);
+                        gate = Some(self.gate.shared());
+                        ran
+                    } else {
+                        cmd::execute(self.shared, self.session, self.args, out, now_ms)
+                    };
                     command_count += 1;
                     last_command = name.or(last_command);
                     if next != Flow::Continue {

@@ -83,3 +83,13 @@ pub const KEYS_RESULTS_MAX: usize = 1_000_000;
 /// against every pattern (as in Redis), so patterns cost O(events x patterns) of fan-out CPU;
 /// 10,000 per client is far beyond what presence use needs and keeps that bounded.
 pub const PATTERNS_PER_CLIENT_MAX: usize = 10_000;
+
+/// Most commands one transaction may queue between `MULTI` and `EXEC`. Queued requests are
+/// kept as their argument lists (shared `Bytes`, ~80 bytes of overhead each beyond their
+/// contents): 1,000,000 of them pin ~80 MB besides the bytes the query buffer limit already
+/// bounded, and no application batches more than that in one transaction.
+pub const TRANSACTION_QUEUED_MAX: usize = 1_000_000;
+
+/// Most keys one connection may `WATCH` at once: each costs an entry in its shard's watch
+/// table (~64 bytes) and a lock of that shard at `EXEC`; 100,000 bounds one client's share.
+pub const WATCHED_KEYS_MAX: usize = 100_000;

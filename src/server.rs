@@ -214,7 +214,11 @@ async fn expiry_loop(server: Arc<Services>) {
             _ = interval.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let pass = server.store.expire_due(clock::now_ms());
+        let pass = {
+            // Shared with connections' batches, held off by an EXEC in progress.
+            let _gate = server.gate.shared();
+            server.store.expire_due(clock::now_ms())
+        };
         Stats::add(&server.stats.users_expired, pass.expired_count);
     }
 }

@@ -7,7 +7,7 @@
 //! touches sockets.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
 
@@ -29,7 +29,34 @@ pub struct Services {
     pub clients: ClientRegistry,
     pub stats: Stats,
     pub identity: Identity,
+    /// Held shared by every batch of requests and every expiry pass, exclusive by an `EXEC`.
+    pub gate: Gate,
     shutdown: watch::Sender<bool>,
+}
+
+/// What makes an `EXEC` atomic with respect to other clients: each connection holds the gate
+/// shared while it runs a batch of requests (no await happens inside one, so it is held for
+/// microseconds), the timer while it declares users offline; an `EXEC` takes it exclusive, so
+/// it runs while nothing else touches the store. A shared lock per batch rather than per
+/// command keeps its cost (one atomic add and sub on a shared cache line) off the per-command
+/// path. The alternative, locking every shard for the transaction, would need every store
+/// method to know which shards its caller already holds.
+#[derive(Debug, Default)]
+pub struct Gate(RwLock<()>);
+
+impl Gate {
+    pub fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        // The gate guards no data: a panic while it was held leaves nothing to repair.
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The shared components by reference: what a command handler, `INFO` and (next) the metrics
@@ -79,6 +106,7 @@ impl Services {
             clients: ClientRegistry::default(),
             stats: Stats::default(),
             identity: Identity::new(listen_addr, now_ms),
+            gate: Gate::default(),
             shutdown,
             config,
         });

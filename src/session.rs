@@ -8,6 +8,7 @@ use bytes::Bytes;
 use hashbrown::HashSet;
 
 use crate::clients::{ClientEntry, CloseReason};
+use crate::store::WatchMark;
 
 #[derive(Debug)]
 pub struct Session {
@@ -16,6 +17,30 @@ pub struct Session {
     /// Channels and patterns this connection subscribed to (the registry holds the reverse).
     pub channels: HashSet<Bytes>,
     pub patterns: HashSet<Bytes>,
+    /// Between `MULTI` and `EXEC`/`DISCARD`: the commands queued so far.
+    pub transaction: Option<Transaction>,
+    /// Keys this connection `WATCH`es, with what was seen of each.
+    pub watched: Vec<WatchedKey>,
+}
+
+/// A transaction being queued.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// Each queued request's arguments, in order.
+    pub queued: Vec<Vec<Bytes>>,
+    /// A queued command was refused (unknown, wrong arity, ...): `EXEC` must abort.
+    pub aborted: bool,
+}
+
+/// One `WATCH`ed key. `mark` is `None` for a key that can never exist here (outside the
+/// presence key pattern), which therefore never changes.
+#[derive(Debug)]
+pub struct WatchedKey {
+    pub key: Bytes,
+    pub mark: Option<WatchMark>,
+    /// Whether the key existed when watched: a key that expired since then changed, even
+    /// before the timer settled it.
+    pub existed: bool,
 }
 
 impl Session {
@@ -25,6 +50,8 @@ impl Session {
             authenticated: !requirepass_set,
             channels: HashSet::new(),
             patterns: HashSet::new(),
+            transaction: None,
+            watched: Vec::new(),
         }
     }
 

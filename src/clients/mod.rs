@@ -33,6 +33,8 @@ pub struct ClientMeta {
     pub query_buffer_bytes: usize,
     pub channel_subscriptions: usize,
     pub pattern_subscriptions: usize,
+    /// Commands queued in an open transaction, -1 outside one (`CLIENT LIST`'s `multi=`).
+    pub multi: i64,
 }
 
 #[derive(Debug)]
@@ -98,7 +100,7 @@ impl ClientEntry {
         let meta = self.meta();
         format!(
             "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 \
-             multi=-1 qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={} \
+             multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={} \
              tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
@@ -113,6 +115,7 @@ impl ClientEntry {
             },
             meta.channel_subscriptions,
             meta.pattern_subscriptions,
+            meta.multi,
             meta.query_buffer_bytes,
             self.outbox.pending_bytes(),
             if meta.last_command.is_empty() {
@@ -158,6 +161,7 @@ impl ClientRegistry {
             connected_ms: now_ms,
             meta: Mutex::new(ClientMeta {
                 resp: 2,
+                multi: -1,
                 last_interaction_ms: now_ms,
                 ..ClientMeta::default()
             }),

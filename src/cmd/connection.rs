@@ -219,6 +219,7 @@ fn quit(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
 
 fn reset(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     super::unsubscribe_all(ctx.shared.pubsub, ctx.session);
+    super::abandon_transaction(&ctx.shared, ctx.session);
     ctx.out.protocol = Protocol::Resp2;
     ctx.session.client.set_protocol(Protocol::Resp2);
     ctx.session.authenticated = ctx.shared.config.requirepass.is_none();

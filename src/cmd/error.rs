@@ -7,7 +7,8 @@ use std::fmt;
 
 use crate::limits::{
     CHANNEL_NAME_LEN_MAX, KEYS_RESULTS_MAX, PATTERNS_PER_CLIENT_MAX, PRESENCE_VALUE_LEN_MAX,
-    SUBSCRIPTIONS_PER_CLIENT_MAX, TTL_S_MAX, TTL_S_MIN, USER_ID_LEN_MAX,
+    SUBSCRIPTIONS_PER_CLIENT_MAX, TRANSACTION_QUEUED_MAX, TTL_S_MAX, TTL_S_MIN, USER_ID_LEN_MAX,
+    WATCHED_KEYS_MAX,
 };
 use crate::store::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, StoreError, UserIdError};
 
@@ -75,6 +76,15 @@ pub enum CmdError {
     ChannelNameTooLong(String),
     TooManySubscriptions,
     TooManyPatterns,
+    // Transactions.
+    MultiNested,
+    ExecWithoutMulti,
+    DiscardWithoutMulti,
+    WatchInsideMulti,
+    ExecAbort,
+    NotAllowedInTransaction,
+    TransactionTooLong,
+    TooManyWatchedKeys,
     // Server and persistence.
     NotifyEventsInvalid,
     ConfigImmutable(String),
@@ -237,6 +247,22 @@ impl fmt::Display for CmdError {
             TooManyPatterns => write!(
                 f,
                 "ERR too many patterns for one client (at most {PATTERNS_PER_CLIENT_MAX})"
+            ),
+            MultiNested => f.write_str("ERR MULTI calls can not be nested"),
+            ExecWithoutMulti => f.write_str("ERR EXEC without MULTI"),
+            DiscardWithoutMulti => f.write_str("ERR DISCARD without MULTI"),
+            WatchInsideMulti => f.write_str("ERR WATCH inside MULTI is not allowed"),
+            ExecAbort => {
+                f.write_str("EXECABORT Transaction discarded because of previous errors.")
+            }
+            NotAllowedInTransaction => f.write_str("ERR Command not allowed inside a transaction"),
+            TransactionTooLong => write!(
+                f,
+                "ERR too many commands queued in this transaction (at most {TRANSACTION_QUEUED_MAX})"
+            ),
+            TooManyWatchedKeys => write!(
+                f,
+                "ERR too many watched keys for one client (at most {WATCHED_KEYS_MAX})"
             ),
             NotifyEventsInvalid => f.write_str(
                 "ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",

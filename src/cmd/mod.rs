@@ -17,6 +17,7 @@ mod presence;
 mod pubsub;
 mod server_admin;
 mod strings;
+mod transaction;
 
 use std::sync::OnceLock;
 
@@ -26,6 +27,7 @@ use hashbrown::HashMap;
 pub use args::Args;
 pub use error::{CmdError, printable};
 pub use pubsub::unsubscribe_all;
+pub use transaction::{abandon as abandon_transaction, needs_exclusive};
 
 use crate::clients::CloseReason;
 use crate::resp::ReplyBuf;
@@ -223,6 +225,11 @@ static COMMANDS: &[CommandSpec] = &[
     keys::SADD,
     keys::SMEMBERS,
     keys::ZADD,
+    transaction::MULTI,
+    transaction::EXEC,
+    transaction::DISCARD,
+    transaction::WATCH,
+    transaction::UNWATCH,
     pubsub::SUBSCRIBE,
     pubsub::UNSUBSCRIBE,
     pubsub::PSUBSCRIBE,
@@ -285,17 +292,23 @@ pub fn execute(
         flow: Flow::Continue,
     };
     let Some(spec) = lookup(first) else {
-        refuse(&mut ctx, CmdError::unknown_command(args));
+        refuse_queueing(&mut ctx, CmdError::unknown_command(args));
         return (Flow::Continue, None);
     };
     let (spec, start) = match admit(&ctx, spec, args) {
         Ok(admitted) => admitted,
         Err((err, name)) => {
-            refuse(&mut ctx, err);
+            refuse_queueing(&mut ctx, err);
             return (Flow::Continue, Some(name));
         }
     };
     let written_before = ctx.out.len();
+    if ctx.session.transaction.is_some() && !transaction::runs_inside_transaction(spec.name) {
+        if let Err(err) = transaction::queue(&mut ctx, args) {
+            refuse(&mut ctx, err);
+        }
+        return (Flow::Continue, Some(spec.name));
+    }
     let mut cursor = Args::new(spec.name, args, start);
     if let Err(err) = (spec.handler)(&mut ctx, &mut cursor) {
         // A refusal is the whole reply: a handler that wrote part of one first would leave the
@@ -325,6 +338,9 @@ fn admit(
     if !ctx.session.authenticated && !spec.allowed_before_auth() {
         return Err((CmdError::NoAuth, spec.name));
     }
+    if ctx.session.transaction.is_some() && spec.flags.contains(&"no_multi") {
+        return Err((CmdError::NotAllowedInTransaction, spec.name));
+    }
     if ctx.out.protocol == crate::resp::Protocol::Resp2
         && ctx.session.subscription_count() > 0
         && !pubsub::allowed_while_subscribed(spec.name)
@@ -345,6 +361,15 @@ fn admit(
         return Err((CmdError::WrongArity(sub.name), sub.name));
     }
     Ok((sub, 2))
+}
+
+/// A refusal before the command could run or be queued: inside a transaction it also dooms
+/// the transaction (`EXEC` will answer `EXECABORT`), as in Redis.
+fn refuse_queueing(ctx: &mut Ctx<'_>, err: CmdError) {
+    if let Some(transaction) = ctx.session.transaction.as_mut() {
+        transaction.aborted = true;
+    }
+    refuse(ctx, err);
 }
 
 /// Writes a refusal in Redis's words and counts it (`INFO stats`).

@@ -25,7 +25,7 @@ pub use extra::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, NO_DEADLINE_MS, ShardKe
 pub use persist::{CHUNK_SLOTS, ImportError};
 pub use shard::{
     ChangedUser, ExpireCondition, ExpiryPass, KeyExpiry, KeyTtl, KeyValue, SetCondition, Shard,
-    ShardCounters, StoreError, View,
+    ShardCounters, StoreError, View, WatchMark,
 };
 pub use slot::{EPOCH_MS, SLOT_TTL_S_MAX, Slot};
 pub use status::{AppStatus, ManualStatus, State};
@@ -330,7 +330,8 @@ impl Store {
     pub fn flush(&self, now_ms: u64) -> std::io::Result<()> {
         for shard_index in 0..self.shards.len() {
             let mut shard = self.lock(shard_index);
-            *shard = shard.flushed(now_ms)?;
+            let fresh = shard.flushed(now_ms)?;
+            *shard = fresh;
         }
         Ok(())
     }
@@ -342,6 +343,24 @@ impl Store {
             total.merge(self.lock(shard_index).lag());
         }
         total
+    }
+
+    /// Starts watching a user for `WATCH`: any later change to them (a heartbeat, a `SET`, a
+    /// logout, an expiry, `FLUSHALL`) makes `watch_intact` false for the returned mark.
+    pub fn watch(&self, key: UserKey<'_>) -> WatchMark {
+        let (shard_index, shard_key) = self.route(key);
+        self.lock(shard_index).watch(shard_key)
+    }
+
+    /// Ends one `watch` of the user.
+    pub fn unwatch(&self, key: UserKey<'_>) {
+        let (shard_index, shard_key) = self.route(key);
+        self.lock(shard_index).unwatch(shard_key);
+    }
+
+    pub fn watch_intact(&self, key: UserKey<'_>, mark: WatchMark) -> bool {
+        let (shard_index, shard_key) = self.route(key);
+        self.lock(shard_index).watch_intact(shard_key, mark)
     }
 
     /// The door's monotonic change counters, summed over every shard.

@@ -115,6 +115,16 @@ fn redis_py_8() {
     assert!(output.contains(" 0 failed"), "{output}");
 }
 
+/// redis-py 8's default pipeline() (a MULTI/EXEC transaction) and transaction() with WATCH
+/// work in RESP3 and RESP2, with presence commands and presence keys.
+#[test]
+fn redis_py_transactions() {
+    require_redis_py();
+    let server = TestServer::start();
+    let output = run_script(&server, "redis_py_transactions.py");
+    assert!(output.contains(" 0 failed"), "{output}");
+}
+
 /// redis-py 8's pubsub() receives presence events as documented over RESP3 and RESP2: online,
 /// TTL expiry, the grace period, devices, invisible, override precedence, patterns and a
 /// 5,000-channel friend list.

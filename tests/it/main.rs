@@ -15,4 +15,5 @@ mod smoke;
 mod snapshot;
 mod subscriber;
 mod support;
+mod transactions;
 mod util;

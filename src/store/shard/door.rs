@@ -15,6 +15,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 
 use super::dirty::{ChangedUser, DirtyKey, DirtyTracker};
+use super::watch::{WatchMark, WatchTable};
 use crate::expiry::LagHistogram;
 use crate::store::event::{Cause, Transition, UserRef};
 use crate::store::extra::{Extra, OwnedKey, ShardKey};
@@ -152,6 +153,8 @@ pub(super) struct Tables {
     lag: LagHistogram,
     /// `None` until a consumer asks for change tracking, so that a user costs 8 bytes.
     dirty: Option<DirtyTracker>,
+    /// Users some client `WATCH`es, with a version each commit to them moves.
+    watches: WatchTable,
 }
 
 impl Tables {
@@ -172,12 +175,15 @@ impl Tables {
             counters: ShardCounters::default(),
             lag: LagHistogram::default(),
             dirty: None,
+            watches: WatchTable::default(),
         })
     }
 
     /// Empty tables of the same size that keep the counters and whether changes are tracked
     /// (for `FLUSHALL`). The lag histogram starts over, as it always has.
-    pub(super) fn emptied(&self) -> std::io::Result<Self> {
+    /// Watches move over too, each marked changed (as Redis's `FLUSHALL` touches every
+    /// watched key).
+    pub(super) fn emptied(&mut self) -> std::io::Result<Self> {
         let mut tables = Self::new(
             self.dense.len(),
             self.shard_index as usize,
@@ -185,7 +191,27 @@ impl Tables {
         )?;
         tables.counters = self.counters;
         tables.track_changes(self.dirty.is_some());
+        tables.watches = std::mem::take(&mut self.watches);
+        tables.watches.touch_all();
         Ok(tables)
+    }
+
+    /// One more watcher of `key` (`WATCH`).
+    pub(super) fn watch(&mut self, key: ShardKey<'_>) -> WatchMark {
+        let owned = match key {
+            ShardKey::Dense(index) => OwnedKey::Dense(index),
+            ShardKey::Side(id) => OwnedKey::Side(self.side_id(id)),
+        };
+        self.watches.watch(key, || owned)
+    }
+
+    pub(super) fn unwatch(&mut self, key: ShardKey<'_>) {
+        self.watches.unwatch(key);
+    }
+
+    /// Whether nothing changed `key` since `mark` was taken.
+    pub(super) fn watch_intact(&self, key: ShardKey<'_>, mark: WatchMark) -> bool {
+        self.watches.intact(key, mark)
     }
 
     /// Applies `change` and derives its consequences from the record of it. Always inlined:
@@ -240,6 +266,9 @@ impl Tables {
         self.count(&record, now_ms);
         self.publish(&record, events);
         self.track(&record);
+        if !self.watches.is_empty() {
+            self.watches.touch(record.key);
+        }
     }
 
     /// The state subscribers were last told about a user whose slot is `slot`.

@@ -22,6 +22,7 @@ mod keys;
 mod presence;
 mod restore;
 mod settle;
+mod watch;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub use door::ShardCounters;
 pub use expiry::ExpiryPass;
 pub use keys::{ExpireCondition, KeyExpiry, KeyTtl, KeyValue, SetCondition};
 pub use presence::{StoreError, View};
+pub use watch::WatchMark;
 
 use super::event::Transition;
 use super::extra::ShardKey;
@@ -59,12 +61,26 @@ impl Shard {
 
     /// An empty shard of the same size for `FLUSHALL`: its counters stay monotonic and change
     /// tracking stays as it was.
-    pub fn flushed(&self, now_ms: u64) -> std::io::Result<Self> {
+    pub fn flushed(&mut self, now_ms: u64) -> std::io::Result<Self> {
         Ok(Self {
             tables: self.tables.emptied()?,
             dense_wheel: TimingWheel::new(now_ms),
             side_wheel: TimingWheel::new(now_ms),
         })
+    }
+
+    /// One more watcher of this user (`WATCH`); the mark `EXEC` compares.
+    pub fn watch(&mut self, key: ShardKey<'_>) -> WatchMark {
+        self.tables.watch(key)
+    }
+
+    pub fn unwatch(&mut self, key: ShardKey<'_>) {
+        self.tables.unwatch(key);
+    }
+
+    /// Whether nothing changed this user since `mark` was taken.
+    pub fn watch_intact(&self, key: ShardKey<'_>, mark: WatchMark) -> bool {
+        self.tables.watch_intact(key, mark)
     }
 
     /// The door: every change to a slot, a side-table entry or an extras entry passes here.
