@@ -187,3 +187,32 @@ fn dropin_parity_with_redis() {
     );
     println!("presence_app_parity.py finished in {elapsed:.1?}\n{output}");
 }
+
+/// The same MULTI/EXEC/DISCARD/WATCH/UNWATCH sequences, sent to a real redis-server (started
+/// by the script) and to presenced over raw sockets in RESP2 and RESP3, get byte-identical
+/// replies.
+#[test]
+fn transaction_parity_with_redis() {
+    require_redis_py();
+    require_tool("redis-server");
+    let server = TestServer::start();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/transaction_parity.py");
+    let run = Command::new(require_tool("python3"))
+        .arg(&path)
+        .args(["--presenced-port", &server.port.to_string()])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("python3 {} starts: {e}", path.display()));
+    let output = format!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        run.status.success() && output.contains(" 0 different"),
+        "transaction_parity.py failed ({})\n{output}",
+        run.status
+    );
+    println!("{output}");
+}

@@ -181,9 +181,9 @@ impl Tables {
 
     /// Empty tables of the same size that keep the counters and whether changes are tracked
     /// (for `FLUSHALL`). The lag histogram starts over, as it always has.
-    /// Watches move over too, each marked changed (as Redis's `FLUSHALL` touches every
-    /// watched key).
-    pub(super) fn emptied(&mut self) -> std::io::Result<Self> {
+    /// Watches move over too, those of users whose key existed marked changed (as Redis's
+    /// `FLUSHALL` touches the watched keys it deletes).
+    pub(super) fn emptied(&mut self, now_ms: u64) -> std::io::Result<Self> {
         let mut tables = Self::new(
             self.dense.len(),
             self.shard_index as usize,
@@ -191,9 +191,19 @@ impl Tables {
         )?;
         tables.counters = self.counters;
         tables.track_changes(self.dirty.is_some());
-        tables.watches = std::mem::take(&mut self.watches);
-        tables.watches.touch_all();
+        let mut watches = std::mem::take(&mut self.watches);
+        watches.touch_where(|key| self.key_exists(key, now_ms));
+        tables.watches = watches;
         Ok(tables)
+    }
+
+    /// Whether the user's presence key exists now: they read as online.
+    fn key_exists(&self, key: ShardKey<'_>, now_ms: u64) -> bool {
+        let slot = self.slot(key);
+        match self.extra(key).filter(|_| slot.has_extra()) {
+            Some(extra) => extra.truth(slot.last_seen_ms(), now_ms).state.is_online(),
+            None => slot.is_online(now_ms) && slot.app_status().state().is_online(),
+        }
     }
 
     /// One more watcher of `key` (`WATCH`).

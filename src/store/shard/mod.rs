@@ -63,7 +63,7 @@ impl Shard {
     /// tracking stays as it was.
     pub fn flushed(&mut self, now_ms: u64) -> std::io::Result<Self> {
         Ok(Self {
-            tables: self.tables.emptied()?,
+            tables: self.tables.emptied(now_ms)?,
             dense_wheel: TimingWheel::new(now_ms),
             side_wheel: TimingWheel::new(now_ms),
         })

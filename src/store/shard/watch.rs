@@ -85,10 +85,17 @@ impl WatchTable {
         }
     }
 
-    /// Every watched user changed at once (`FLUSHALL`).
-    pub(super) fn touch_all(&mut self) {
-        for watched in self.entries.values_mut() {
-            watched.version += 1;
+    /// Every watched user for whom `existed` holds changed at once (`FLUSHALL`: as in Redis,
+    /// a watched key that did not exist is not changed by emptying the database).
+    pub(super) fn touch_where(&mut self, existed: impl Fn(ShardKey<'_>) -> bool) {
+        for (key, watched) in self.entries.iter_mut() {
+            let key = match key {
+                OwnedKey::Dense(index) => ShardKey::Dense(*index),
+                OwnedKey::Side(id) => ShardKey::Side(id),
+            };
+            if existed(key) {
+                watched.version += 1;
+            }
         }
     }
 }
@@ -117,7 +124,12 @@ mod tests {
         assert!(table.is_empty());
         let c = table.watch(key, || OwnedKey::Dense(7));
         assert_ne!(c, a);
-        table.touch_all();
+        table.touch_where(|_| false);
+        assert!(
+            table.intact(key, c),
+            "a key that did not exist is not flushed"
+        );
+        table.touch_where(|_| true);
         assert!(!table.intact(key, c));
     }
 }
