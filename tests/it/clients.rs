@@ -51,10 +51,15 @@ fn require_redis_py() {
 /// Runs `python3 <script> --port <port>`; fails the test with the script's whole output unless
 /// it exits with status 0 within the timeout. Returns the output for further checks.
 fn run_script(server: &TestServer, name: &str) -> String {
-    let python = require_tool("python3");
+    run_with(server, "python3", name)
+}
+
+/// Runs `<interpreter> <script> --port <port>`, as `run_script` does.
+fn run_with(server: &TestServer, interpreter: &str, name: &str) -> String {
+    let program = require_tool(interpreter);
     let path = script(name);
     let started = Instant::now();
-    let mut child = Command::new(python)
+    let mut child = Command::new(program)
         .arg(&path)
         .args(["--port", &server.port.to_string()])
         .env("PYTHONUNBUFFERED", "1")
@@ -62,7 +67,7 @@ fn run_script(server: &TestServer, name: &str) -> String {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("python3 {} starts: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("{interpreter} {} starts: {e}", path.display()));
     // Drained on their own threads so a chatty script never blocks on a full pipe.
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
@@ -122,6 +127,21 @@ fn redis_py_transactions() {
     require_redis_py();
     let server = TestServer::start();
     let output = run_script(&server, "redis_py_transactions.py");
+    assert!(output.contains(" 0 failed"), "{output}");
+}
+
+/// ioredis's multi()/exec() and watch() work: results in order, a runtime error in place, a
+/// queue-time error rejecting exec() with EXECABORT, a broken watch resolving to null.
+#[test]
+fn ioredis_transactions() {
+    let server = TestServer::start();
+    let module =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node/node_modules/ioredis");
+    assert!(
+        module.is_dir(),
+        "ioredis is not installed in tests/clients/node: run scripts/install-test-deps"
+    );
+    let output = run_with(&server, "node", "ioredis_check.js");
     assert!(output.contains(" 0 failed"), "{output}");
 }
 
