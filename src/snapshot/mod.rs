@@ -440,8 +440,8 @@ fn load_file(store: &Store, path: &Path, now_ms: u64) -> Result<(u64, u64), Snap
         let mut shard = store.lock(record.shard as usize);
         let imported = match record.tag {
             TAG_DENSE => shard.import_chunk(record.index, payload),
-            TAG_SIDE => shard.import_side(payload),
-            _ => shard.import_extras(payload),
+            TAG_SIDE => shard.import_side(payload, store.capacity()),
+            _ => shard.import_extras(payload, store.capacity()),
         };
         imported.map_err(|e| error(path, &record.region(), e.0))?;
     }
@@ -496,7 +496,7 @@ pub fn check_report(path: &Path) -> std::process::ExitCode {
 mod tests {
     use super::*;
     use crate::store::{
-        AppStatus, KeyExpiry, KeyValue, ManualStatus, SetCondition, State, UserKey,
+        AppStatus, KeyExpiry, KeyValue, ManualStatus, SetCondition, Slot, State, UserKey,
     };
 
     const T0_MS: u64 = 1_764_000_000_000;
@@ -579,5 +579,132 @@ mod tests {
         save(&store, "user:{id}:presence", &dir, T0_MS + 1).expect("save");
         assert!(!leftover.exists(), "a leftover temporary survived a save");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Rewrites a good snapshot with `edit` applied to each record, then recomputes every CRC,
+    /// so that only the range checks of loading stand between the edit and the store.
+    fn rewrite(path: &Path, edit: &dyn Fn(&mut RecordHeader, &mut Vec<u8>)) {
+        let (header, records, _) = verify(path).expect("a good snapshot");
+        let bytes = fs::read(path).expect("read");
+        let mut out = bytes[..header.encoded_len()].to_vec();
+        for (record, start) in &records {
+            let mut record = *record;
+            let mut payload = bytes[*start..*start + record.payload_len as usize].to_vec();
+            edit(&mut record, &mut payload);
+            record.payload_len = payload.len() as u64;
+            record.payload_crc = crc32fast::hash(&payload);
+            out.extend_from_slice(&record.encode());
+            out.extend_from_slice(&payload);
+        }
+        let trailer = format::encode_trailer(records.len() as u64, crc32fast::hash(&out));
+        out.extend_from_slice(&trailer);
+        fs::write(path, out).expect("write");
+        assert!(
+            verify(path).is_ok(),
+            "the rewritten file passes every CRC check"
+        );
+    }
+
+    /// A side-table entry as `persist` encodes it.
+    fn side_entry(id: &[u8], slot: u64) -> Vec<u8> {
+        let mut out = (id.len() as u16).to_le_bytes().to_vec();
+        out.extend_from_slice(id);
+        out.extend_from_slice(&slot.to_le_bytes());
+        out
+    }
+
+    /// Files whose CRCs are all valid but whose records point outside the store (a chunk index
+    /// past the shard, a dense ID or another shard's ID in a side table, extras of a user the
+    /// file has no slot for) are refused with the record named, and the older snapshot loads.
+    #[test]
+    fn out_of_range_records_are_refused() {
+        let base = std::env::temp_dir().join(format!("presenced-ranges-{}", std::process::id()));
+        let store = Store::new(1 << 16, 2, T0_MS).expect("store");
+        for id in [1u64, 2, 3, 10_000] {
+            store
+                .heartbeat(UserKey::Dense(id), 300, None, None, T0_MS)
+                .expect("heartbeat");
+        }
+        let slot = Slot::NEVER_SEEN.with_times(Some(T0_MS), 300).0;
+        let other_shard_id = |shard: u32| {
+            (0..)
+                .map(|i| format!("uuid-{i}").into_bytes())
+                .find(|id| crate::store::side_shard(id, 2) != shard as usize)
+                .expect("some id routes elsewhere")
+        };
+        type Edit = Box<dyn Fn(&mut RecordHeader, &mut Vec<u8>)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "is outside this shard",
+                Box::new(|r, _| {
+                    if r.tag == TAG_DENSE {
+                        r.index = 1 << 60;
+                    }
+                }),
+            ),
+            (
+                "is a dense user id",
+                Box::new(move |r, p| {
+                    if r.tag == TAG_SIDE {
+                        *p = side_entry(b"42", slot);
+                    }
+                }),
+            ),
+            (
+                "belongs to shard",
+                Box::new(move |r, p| {
+                    if r.tag == TAG_SIDE {
+                        *p = side_entry(&other_shard_id(r.shard), slot);
+                    }
+                }),
+            ),
+            (
+                "has no slot for",
+                Box::new(|r, p| {
+                    if r.tag == TAG_EXTRAS {
+                        // A dense user at index 7 (ID 14 or 15), never seen.
+                        p.clear();
+                        p.push(0);
+                        p.extend_from_slice(&7u64.to_le_bytes());
+                        p.push(0);
+                        p.extend_from_slice(&0u16.to_le_bytes());
+                        p.push(0);
+                        p.extend_from_slice(&u32::MAX.to_le_bytes());
+                    }
+                }),
+            ),
+        ];
+        for (i, (expected, edit)) in cases.iter().enumerate() {
+            let dir = base.join(i.to_string());
+            let _ = fs::remove_dir_all(&dir);
+            let good = save(&store, "user:{id}:presence", &dir, T0_MS).expect("save");
+            let crafted = save(&store, "user:{id}:presence", &dir, T0_MS + 1).expect("save");
+            rewrite(&crafted.file, edit.as_ref());
+            let loaded = Store::new(1 << 16, 2, T0_MS + 10).expect("store");
+            let (load, rejected) = load_newest(&loaded, &dir, T0_MS + 10).expect("load");
+            assert_eq!(rejected.len(), 1, "{expected}: {rejected:?}");
+            assert!(
+                rejected[0].contains(expected),
+                "{expected}: {}",
+                rejected[0]
+            );
+            assert!(
+                rejected[0].contains("shard"),
+                "the record is named: {}",
+                rejected[0]
+            );
+            assert_eq!(load.expect("the older snapshot").file, good.file);
+            assert_eq!(
+                loaded.online_count(),
+                4,
+                "{expected}: the good snapshot's users"
+            );
+            assert_eq!(
+                loaded.side_count(),
+                0,
+                "{expected}: nothing of the crafted file"
+            );
+        }
+        let _ = fs::remove_dir_all(&base);
     }
 }

@@ -40,6 +40,12 @@ pub const EXPIRY_DUE_MAX: usize = 65_536;
 const SCAN_SHARD_BITS: u32 = 10;
 const SCAN_SHARD_MASK: u64 = (1 << SCAN_SHARD_BITS) - 1;
 
+/// The shard a side-table ID lives in among `shard_count`: a fixed function (see `route`),
+/// also what a snapshot's side-table users are checked against when loaded.
+pub(crate) fn side_shard(id: &[u8], shard_count: usize) -> usize {
+    (u64::from(crc32fast::hash(id)) % shard_count as u64) as usize
+}
+
 /// Receives every transition, in order per user.
 pub type EventSink = Box<dyn Fn(&[Transition]) + Send + Sync>;
 
@@ -89,10 +95,7 @@ impl Store {
             // side-table user back in the shard it was saved from, so routing must not change
             // across restarts. Skew from chosen IDs only unbalances shards, it cannot slow a
             // lookup (each shard's table has its own randomised hasher).
-            UserKey::Side(bytes) => (
-                (u64::from(crc32fast::hash(bytes)) % n) as usize,
-                ShardKey::Side(bytes),
-            ),
+            UserKey::Side(bytes) => (side_shard(bytes, self.shards.len()), ShardKey::Side(bytes)),
         }
     }
 

@@ -15,8 +15,10 @@ use std::sync::Arc;
 
 use super::extra::{Device, Extra, Override, OwnedKey, ShardKey};
 use super::shard::Shard;
+use super::side_shard;
 use super::slot::Slot;
 use super::status::{AppStatus, ManualStatus, State};
+use super::user_id::{UserKey, parse_user_id};
 use crate::limits::USER_ID_LEN_MAX;
 
 /// Slots per dense chunk: 8,192 x 8 bytes = 64 KiB, each with its own CRC in a snapshot.
@@ -131,9 +133,15 @@ impl Shard {
         chunks
     }
 
-    /// Slots in chunk `chunk` (the last chunk of a shard may be short).
+    /// Slots in chunk `chunk` (the last chunk of a shard may be short; 0 for a chunk past the
+    /// end, whatever its index: a snapshot's index is not trusted to fit in a multiplication).
     pub fn chunk_slot_count(&self, chunk: u64) -> usize {
-        let start = chunk as usize * CHUNK_SLOTS;
+        let Some(start) = usize::try_from(chunk)
+            .ok()
+            .and_then(|c| c.checked_mul(CHUNK_SLOTS))
+        else {
+            return 0;
+        };
         self.dense_len().saturating_sub(start).min(CHUNK_SLOTS)
     }
 
@@ -193,7 +201,13 @@ impl Shard {
     /// Restores chunk `chunk` from its byte image.
     pub fn import_chunk(&mut self, chunk: u64, bytes: &[u8]) -> Result<(), ImportError> {
         let count = self.chunk_slot_count(chunk);
-        if count == 0 || bytes.len() != count * 8 {
+        if count == 0 {
+            return Err(ImportError(format!(
+                "chunk {chunk} is outside this shard, which has {} chunks",
+                self.dense_len().div_ceil(CHUNK_SLOTS)
+            )));
+        }
+        if bytes.len() != count * 8 {
             return Err(ImportError(format!(
                 "chunk {chunk} has {} bytes, this shard expects {}",
                 bytes.len(),
@@ -210,20 +224,44 @@ impl Shard {
         Ok(())
     }
 
-    pub fn import_side(&mut self, bytes: &[u8]) -> Result<(), ImportError> {
+    /// A side-table ID from a snapshot must be one this shard would have stored itself: a
+    /// valid ID that is not a dense one (that user lives in a slot) and routes to this shard
+    /// (elsewhere, no lookup would ever find it).
+    fn check_side_id(&self, id: &[u8], capacity: u64) -> Result<(), ImportError> {
+        let shown = String::from_utf8_lossy(&id[..id.len().min(64)]).into_owned();
+        match parse_user_id(id, capacity) {
+            Ok(UserKey::Side(_)) => {}
+            Ok(UserKey::Dense(_)) => {
+                return Err(ImportError(format!(
+                    "side-table id '{shown}' is a dense user id"
+                )));
+            }
+            Err(_) => return Err(bad("side-table id")),
+        }
+        let (shard_index, shard_count) = self.placement();
+        let owner = side_shard(id, shard_count);
+        if owner != shard_index {
+            return Err(ImportError(format!(
+                "side-table id '{shown}' belongs to shard {owner}, not {shard_index}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn import_side(&mut self, bytes: &[u8], capacity: u64) -> Result<(), ImportError> {
         let mut r = Reader { bytes, at: 0 };
         while !r.done() {
             let id = read_id(&mut r)?;
-            if id.is_empty() {
-                return Err(bad("side-table id"));
-            }
+            self.check_side_id(id, capacity)?;
             let slot = Slot(r.u64()?);
             self.restore_slot(ShardKey::Side(id), slot);
         }
         Ok(())
     }
 
-    pub fn import_extras(&mut self, bytes: &[u8]) -> Result<(), ImportError> {
+    /// Extras entries from a snapshot. Each must belong to a user the snapshot's dense chunks
+    /// or side table (imported first, as `save` writes them) already brought in.
+    pub fn import_extras(&mut self, bytes: &[u8], capacity: u64) -> Result<(), ImportError> {
         let mut r = Reader { bytes, at: 0 };
         while !r.done() {
             let key = match r.u8()? {
@@ -234,9 +272,22 @@ impl Shard {
                     }
                     OwnedKey::Dense(index)
                 }
-                1 => OwnedKey::Side(Arc::from(read_id(&mut r)?)),
+                1 => {
+                    let id = read_id(&mut r)?;
+                    self.check_side_id(id, capacity)?;
+                    OwnedKey::Side(Arc::from(id))
+                }
                 _ => return Err(bad("extras key")),
             };
+            let seen = match &key {
+                OwnedKey::Dense(i) => self.slot_of(ShardKey::Dense(*i)),
+                OwnedKey::Side(id) => self.slot_of(ShardKey::Side(id)),
+            };
+            if seen.is_never_seen() {
+                return Err(ImportError(format!(
+                    "extras entry of a user the snapshot has no slot for ({key:?})"
+                )));
+            }
             let _published = r.u8()?;
             let device_count = r.u16()? as usize;
             if device_count > super::extra::DEVICES_PER_USER_MAX {
@@ -244,7 +295,11 @@ impl Shard {
             }
             let mut devices = Vec::with_capacity(device_count);
             for _ in 0..device_count {
-                let id: Box<[u8]> = read_id(&mut r)?.into();
+                let id = read_id(&mut r)?;
+                if id.len() > super::extra::DEVICE_ID_LEN_MAX {
+                    return Err(bad("device id length"));
+                }
+                let id: Box<[u8]> = id.into();
                 let last_seen_ms = r.u64()?;
                 let deadline_ms = r.u64()?;
                 let status = AppStatus::from_bits(u64::from(r.u8()?));

@@ -197,6 +197,11 @@ impl Tables {
         Ok(tables)
     }
 
+    /// This shard's index and the number of shards.
+    pub(super) fn placement(&self) -> (usize, usize) {
+        (self.shard_index as usize, self.shard_count as usize)
+    }
+
     /// Whether the user's presence key exists now: they read as online.
     fn key_exists(&self, key: ShardKey<'_>, now_ms: u64) -> bool {
         let slot = self.slot(key);
@@ -655,8 +660,8 @@ mod tests {
         let (mut side, mut extras) = (Vec::new(), Vec::new());
         saved.export_side(&mut side);
         saved.export_extras(&mut extras);
-        loaded.import_side(&side).expect("side");
-        loaded.import_extras(&extras).expect("extras");
+        loaded.import_side(&side, 1024).expect("side");
+        loaded.import_extras(&extras, 1024).expect("extras");
         loaded.finish_import(T0_MS + 1_000);
         let users: Vec<UserRef> = drain(&mut loaded).into_iter().map(|c| c.user).collect();
         assert_eq!(users.len(), 2, "{users:?}");

@@ -69,6 +69,12 @@ impl Shard {
         })
     }
 
+    /// This shard's index and the number of shards (what a snapshot's users are checked
+    /// against).
+    pub fn placement(&self) -> (usize, usize) {
+        self.tables.placement()
+    }
+
     /// One more watcher of this user (`WATCH`); the mark `EXEC` compares.
     pub fn watch(&mut self, key: ShardKey<'_>) -> WatchMark {
         self.tables.watch(key)

@@ -35,6 +35,11 @@ impl Shard {
         self.tables.extras()
     }
 
+    /// A user's slot as stored (what a snapshot's extras are checked against).
+    pub(in crate::store) fn slot_of(&self, key: ShardKey<'_>) -> Slot {
+        self.tables.slot(key)
+    }
+
     /// Writes a slot read from a snapshot.
     pub(in crate::store) fn restore_slot(&mut self, key: ShardKey<'_>, slot: Slot) {
         let change = Change {
