@@ -72,9 +72,11 @@ pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 1024 * 1024;
 /// `client-output-buffer-limit pubsub`, 32 MB). A subscriber over it is disconnected.
 pub const PUBSUB_OUTPUT_MAX_DEFAULT: usize = 32 * 1024 * 1024;
 
-/// Largest drop-in value that is not a status word. Presence values are small (a status, a
-/// server ID, a little JSON); 64 KiB bounds what one user can pin in the extras table.
-pub const PRESENCE_VALUE_LEN_MAX: usize = 64 * 1024;
+/// Largest drop-in value that is not a status word: Redis's largest string, 512 MB (its
+/// default `proto-max-bulk-len`, which bounds a request's value before this does). Values are
+/// kept byte for byte in the user's extras entry while they are online, counted in
+/// `INFO memory` (`presence_values_bytes`), and a snapshot stores each with a 32-bit length.
+pub const PRESENCE_VALUE_LEN_MAX: usize = 512 * 1024 * 1024;
 
 /// Most keys one `KEYS` call may return; past it the call is refused in favour of `SCAN`.
 pub const KEYS_RESULTS_MAX: usize = 1_000_000;

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub clients: ClientMetrics,
     pub resident_bytes: u64,
     pub dense_slots_reserved_bytes: u64,
+    /// Drop-in values kept byte for byte (part of `resident_bytes`).
+    pub presence_values_bytes: u64,
     pub persistence: PersistenceMetrics,
     pub traffic: TrafficMetrics,
     pub presence: PresenceMetrics,
@@ -87,6 +89,7 @@ impl Metrics {
             clients: client_metrics(shared),
             resident_bytes: resident_bytes(),
             dense_slots_reserved_bytes: shared.store.capacity() * 8,
+            presence_values_bytes: shared.store.value_bytes(),
             persistence: PersistenceMetrics {
                 status: shared.persistence.status().clone(),
                 save_in_progress: shared.persistence.in_progress(),

@@ -6,9 +6,8 @@
 use std::fmt;
 
 use crate::limits::{
-    CHANNEL_NAME_LEN_MAX, KEYS_RESULTS_MAX, PATTERNS_PER_CLIENT_MAX, PRESENCE_VALUE_LEN_MAX,
-    SUBSCRIPTIONS_PER_CLIENT_MAX, TRANSACTION_QUEUED_MAX, TTL_S_MAX, TTL_S_MIN, USER_ID_LEN_MAX,
-    WATCHED_KEYS_MAX,
+    CHANNEL_NAME_LEN_MAX, KEYS_RESULTS_MAX, PATTERNS_PER_CLIENT_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX,
+    TRANSACTION_QUEUED_MAX, TTL_S_MAX, TTL_S_MIN, USER_ID_LEN_MAX, WATCHED_KEYS_MAX,
 };
 use crate::store::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, StoreError, UserIdError};
 
@@ -191,10 +190,10 @@ impl fmt::Display for CmdError {
                 f,
                 "ERR key '{key}' is not a presence key: keys must match '{pattern}' (--key-pattern)"
             ),
-            ValueTooLong(len) => write!(
-                f,
-                "ERR value of {len} bytes is too long for a presence key (at most {PRESENCE_VALUE_LEN_MAX})"
-            ),
+            // Redis's text for a string over its 512 MB limit.
+            ValueTooLong(_) => {
+                f.write_str("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+            }
             WrongType => {
                 f.write_str("WRONGTYPE Operation against a key holding the wrong kind of value")
             }

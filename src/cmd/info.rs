@@ -118,6 +118,7 @@ fn memory_fields(metrics: &Metrics) -> Fields {
             "dense_slots_reserved_bytes",
             &metrics.dense_slots_reserved_bytes,
         ),
+        ("presence_values_bytes", &metrics.presence_values_bytes),
     ])
 }
 

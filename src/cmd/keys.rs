@@ -5,7 +5,6 @@
 
 use bytes::Bytes;
 
-use super::strings::parse_expiry;
 use super::{Args, CmdError, CmdResult, CommandSpec, Ctx, presence_user, printable};
 use crate::dropin::NotifyFlags;
 use crate::glob::glob_match;
@@ -378,6 +377,24 @@ fn expire_condition(options: &[Bytes]) -> Result<ExpireCondition, CmdError> {
     })
 }
 
+/// When `EXPIRE`'s argument says the key expires, in Unix milliseconds, checked as Redis
+/// checks it: negative and past times are allowed (they delete the key; 0 stands for any
+/// time before the epoch), but a unit conversion or an addition of the current time that
+/// would overflow a signed 64-bit millisecond count is an invalid expire time.
+fn expire_at_ms(
+    value: i64,
+    unit_ms: u64,
+    absolute: bool,
+    now_ms: u64,
+    name: &'static str,
+) -> Result<u64, CmdError> {
+    let invalid = || CmdError::InvalidExpireTime(name);
+    let when_ms = value.checked_mul(unit_ms as i64).ok_or_else(invalid)?;
+    let base_ms = if absolute { 0 } else { now_ms as i64 };
+    let at_ms = when_ms.checked_add(base_ms).ok_or_else(invalid)?;
+    Ok(at_ms.max(0) as u64)
+}
+
 /// EXPIRE and friends, with Redis's option rules and errors. A time already past deletes the
 /// key (the user is logged out), as in Redis.
 fn expire_generic(
@@ -391,14 +408,8 @@ fn expire_generic(
     let time = args.required()?;
     let condition = expire_condition(args.rest())?;
     let value = crate::resp::parse_integer(time).ok_or(CmdError::NotAnInteger)?;
+    let at_ms = Some(expire_at_ms(value, unit_ms, absolute, ctx.now_ms, name)?);
     let user = presence_user(ctx, key)?;
-    let at_ms = if value <= 0 && !absolute {
-        Some(ctx.now_ms)
-    } else if value <= 0 {
-        Some(0)
-    } else {
-        Some(parse_expiry(time, unit_ms, absolute, ctx.now_ms, name)?)
-    };
     let changed = ctx
         .shared
         .store

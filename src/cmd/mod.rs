@@ -247,6 +247,7 @@ static COMMANDS: &[CommandSpec] = &[
     server_admin::SAVE,
     server_admin::BGSAVE,
     server_admin::LASTSAVE,
+    server_admin::MEMORY,
 ];
 
 fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {

@@ -143,6 +143,78 @@ pub const CONFIG: CommandSpec = CommandSpec {
     arguments: &[],
 };
 
+pub const MEMORY: CommandSpec = CommandSpec {
+    name: "memory",
+    arity: -2,
+    flags: &[],
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
+    acl_categories: &["@slow"],
+    group: "server",
+    since: "4.0.0",
+    summary: "A container for memory diagnostics commands.",
+    complexity: "Depends on subcommand.",
+    handler: |_, _| Ok(()),
+    subcommands: &[
+        CommandSpec::new(
+            "memory|usage",
+            -3,
+            &["readonly"],
+            "server",
+            "Estimates the bytes a presence key holds (nil if it does not exist).",
+            memory_usage,
+        )
+        .with_keys(2, 2, 1)
+        .with_acl(&["@read", "@slow"])
+        .with_since("4.0.0"),
+        CommandSpec::new(
+            "memory|help",
+            2,
+            &["loading", "stale"],
+            "server",
+            "Returns helpful text about the subcommands.",
+            memory_help,
+        )
+        .with_acl(&["@slow"])
+        .with_since("4.0.0"),
+    ],
+    arguments: &[],
+};
+
+/// `MEMORY USAGE key [SAMPLES count]`: SAMPLES is accepted and has nothing to sample (a
+/// presence key's parts are few and counted exactly).
+fn memory_usage(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let key = args.required()?;
+    if args.eat(b"SAMPLES") && args.integer()? < 0 {
+        return Err(CmdError::Syntax);
+    }
+    args.finish()?;
+    let bytes = match super::presence_user(ctx, key) {
+        Ok(user) => ctx.shared.store.key_memory_bytes(user, ctx.now_ms),
+        // A key outside the presence pattern cannot exist here.
+        Err(_) => None,
+    };
+    match bytes {
+        Some(bytes) => ctx.out.integer(bytes as i64),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+fn memory_help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    reply_help(
+        ctx.out,
+        &[
+            "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value.",
+            "HELP",
+            "    Print this help.",
+        ],
+    )
+}
+
 fn dbsize(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     ctx.out.integer(ctx.shared.store.online_count() as i64);
     Ok(())

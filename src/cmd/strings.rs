@@ -145,7 +145,7 @@ fn expiry_option(option: &[u8]) -> Option<(&'static [u8], u64, bool)> {
 }
 
 /// A relative or absolute expiry in Redis's units, checked as Redis checks it.
-pub fn parse_expiry(
+fn parse_expiry(
     arg: &[u8],
     unit_ms: u64,
     absolute: bool,

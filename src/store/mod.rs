@@ -228,6 +228,17 @@ impl Store {
         self.lock(shard_index).key_value(shard_key, now_ms)
     }
 
+    /// `MEMORY USAGE`: the bytes a key holds, `None` while it does not exist.
+    pub fn key_memory_bytes(&self, key: UserKey<'_>, now_ms: u64) -> Option<u64> {
+        let (shard_index, shard_key) = self.route(key);
+        self.lock(shard_index).key_memory_bytes(shard_key, now_ms)
+    }
+
+    /// Bytes of drop-in values held over every shard (`INFO memory`).
+    pub fn value_bytes(&self) -> u64 {
+        self.sum(|s| s.value_bytes())
+    }
+
     /// Values of many keys in request order, taking each shard's lock once.
     pub fn key_values(&self, keys: &[UserKey<'_>], now_ms: u64) -> Vec<Option<Vec<u8>>> {
         let routed: Vec<(usize, ShardKey<'_>)> = keys.iter().map(|&k| self.route(k)).collect();

@@ -7,6 +7,7 @@ mod clients;
 mod closing;
 mod dropin;
 mod errors;
+mod exactness;
 mod limits;
 mod presence;
 mod protocol;

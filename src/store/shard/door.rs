@@ -127,6 +127,10 @@ impl ShardCounters {
 
 /// The state a user's visible state is compared with when it is plain: connected means the app
 /// status, anything else offline.
+fn value_len(extra: &Extra) -> u64 {
+    extra.value.as_ref().map_or(0, |v| v.len() as u64)
+}
+
 #[inline]
 pub(super) fn plain_state(slot: Slot) -> State {
     if slot.ttl_s() > 0 {
@@ -155,6 +159,8 @@ pub(super) struct Tables {
     dirty: Option<DirtyTracker>,
     /// Users some client `WATCH`es, with a version each commit to them moves.
     watches: WatchTable,
+    /// Bytes of drop-in values held in extras entries (`INFO memory`).
+    value_bytes: u64,
 }
 
 impl Tables {
@@ -176,6 +182,7 @@ impl Tables {
             lag: LagHistogram::default(),
             dirty: None,
             watches: WatchTable::default(),
+            value_bytes: 0,
         })
     }
 
@@ -195,6 +202,11 @@ impl Tables {
         watches.touch_where(|key| self.key_exists(key, now_ms));
         tables.watches = watches;
         Ok(tables)
+    }
+
+    /// Bytes of drop-in values this shard holds.
+    pub(super) fn value_bytes(&self) -> u64 {
+        self.value_bytes
     }
 
     /// This shard's index and the number of shards.
@@ -250,7 +262,9 @@ impl Tables {
                 ExtraEffect::Written
             }
             ExtraWrite::Remove => {
-                self.extras.remove(&key);
+                if let Some(removed) = self.extras.remove(&key) {
+                    self.value_bytes -= value_len(&removed);
+                }
                 ExtraEffect::Removed
             }
         };
@@ -318,7 +332,9 @@ impl Tables {
     }
 
     fn put_extra(&mut self, key: ShardKey<'_>, extra: Extra) {
+        self.value_bytes += value_len(&extra);
         if let Some(stored) = self.extras.get_mut(&key) {
+            self.value_bytes -= value_len(stored);
             *stored = extra;
             return;
         }

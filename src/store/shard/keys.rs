@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::Shard;
 use crate::store::event::{Cause, Transition, UserRef};
-use crate::store::extra::{Device, NO_DEADLINE_MS, ShardKey};
-use crate::store::slot::SLOT_TTL_S_MAX;
+use crate::store::extra::{Device, Extra, NO_DEADLINE_MS, ShardKey};
+use crate::store::slot::{SLOT_TTL_S_MAX, Slot};
 use crate::store::status::AppStatus;
 
 /// The value a drop-in `SET` stores.
@@ -75,6 +75,30 @@ impl Shard {
             Some(value) => value.to_vec(),
             None => view.state.as_str().as_bytes().to_vec(),
         })
+    }
+
+    /// What `MEMORY USAGE` reports for a key, in bytes: its 8-byte slot (with a side-table
+    /// user's ID and table entry), and for a user with devices, an override or a value, the
+    /// extras entry with them. `None` while the key does not exist. An estimate from sizes,
+    /// as Redis's is: allocator overhead is not counted.
+    pub fn key_memory_bytes(&self, key: ShardKey<'_>, now_ms: u64) -> Option<u64> {
+        /// A hash-table entry's bookkeeping beyond its key and value (control byte, slack).
+        const TABLE_ENTRY_BYTES: usize = 16;
+        if !self.view(key, now_ms).state.is_online() {
+            return None;
+        }
+        let slot = self.tables.slot(key);
+        let mut bytes = std::mem::size_of::<Slot>();
+        if let ShardKey::Side(id) = key {
+            bytes += id.len() + std::mem::size_of::<Arc<[u8]>>() + TABLE_ENTRY_BYTES;
+        }
+        if let Some(extra) = self.tables.extra(key).filter(|_| slot.has_extra()) {
+            bytes += std::mem::size_of::<Extra>() + TABLE_ENTRY_BYTES;
+            bytes += extra.devices.capacity() * std::mem::size_of::<Device>();
+            bytes += extra.devices.iter().map(|d| d.id.len()).sum::<usize>();
+            bytes += extra.value.as_ref().map_or(0, |v| v.len());
+        }
+        Some(bytes as u64)
     }
 
     /// A drop-in key's time to live.

@@ -69,6 +69,11 @@ impl Shard {
         })
     }
 
+    /// Bytes of drop-in values this shard holds (`INFO memory`).
+    pub fn value_bytes(&self) -> u64 {
+        self.tables.value_bytes()
+    }
+
     /// This shard's index and the number of shards (what a snapshot's users are checked
     /// against).
     pub fn placement(&self) -> (usize, usize) {
