@@ -23,6 +23,20 @@ pub struct Metrics {
     pub traffic: TrafficMetrics,
     pub presence: PresenceMetrics,
     pub pubsub: PubsubMetrics,
+    pub cpu: CpuTimes,
+    /// Error replies by first word, in `stats::ERROR_PREFIXES` order.
+    pub errors_by_prefix: Vec<(&'static str, u64)>,
+}
+
+/// CPU time used, in seconds, from `/proc` (Linux's clock ticks are 1/100 s there).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTimes {
+    pub user_s: f64,
+    pub sys_s: f64,
+    pub children_user_s: f64,
+    pub children_sys_s: f64,
+    pub main_thread_user_s: f64,
+    pub main_thread_sys_s: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -97,6 +111,12 @@ impl Metrics {
             traffic: traffic_metrics(shared.stats),
             presence: presence_metrics(shared),
             pubsub: pubsub_metrics(shared),
+            cpu: cpu_times(),
+            errors_by_prefix: crate::stats::ERROR_PREFIXES
+                .iter()
+                .zip(&shared.stats.errors_by_prefix)
+                .map(|(prefix, count)| (*prefix, Stats::get(count)))
+                .collect(),
         }
     }
 }
@@ -164,4 +184,29 @@ fn resident_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+/// The process's and its main thread's CPU times. `/proc/<pid>/stat` gives them in clock ticks,
+/// which Linux reports to user space at 100 per second whatever the kernel's own rate.
+fn cpu_times() -> CpuTimes {
+    const TICKS_PER_S: f64 = 100.0;
+    // Fields after the command name (which may hold spaces and parentheses, so the text after
+    // its last ')' is split): utime, stime, cutime, cstime are fields 14 to 17 of the file,
+    // 12 to 15 of what follows the name.
+    let ticks = |path: &str| -> Option<[f64; 4]> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |i: usize| fields.get(i)?.parse::<f64>().ok();
+        Some([field(11)?, field(12)?, field(13)?, field(14)?].map(|t| t / TICKS_PER_S))
+    };
+    let process = ticks("/proc/self/stat").unwrap_or_default();
+    let main = ticks(&format!("/proc/self/task/{}/stat", std::process::id())).unwrap_or_default();
+    CpuTimes {
+        user_s: process[0],
+        sys_s: process[1],
+        children_user_s: process[2],
+        children_sys_s: process[3],
+        main_thread_user_s: main[0],
+        main_thread_sys_s: main[1],
+    }
 }

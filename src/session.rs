@@ -21,6 +21,19 @@ pub struct Session {
     pub transaction: Option<Transaction>,
     /// Keys this connection `WATCH`es, with what was seen of each.
     pub watched: Vec<WatchedKey>,
+    /// `CLIENT REPLY`: whether replies are sent.
+    pub reply_mode: ReplyMode,
+}
+
+/// `CLIENT REPLY ON | OFF | SKIP`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    /// No reply to any command until `CLIENT REPLY ON`.
+    Off,
+    /// No reply to the next command.
+    Skip,
 }
 
 /// A transaction being queued.
@@ -52,6 +65,7 @@ impl Session {
             patterns: HashSet::new(),
             transaction: None,
             watched: Vec::new(),
+            reply_mode: ReplyMode::On,
         }
     }
 

@@ -24,7 +24,21 @@ pub struct Stats {
     pub net_output_bytes: AtomicU64,
     /// Connections ended, by `CloseReason::index`.
     pub connections_closed: [AtomicU64; CloseReason::COUNT],
+    /// Error replies by their first word (`INFO errorstats`), by `ERROR_PREFIXES` index.
+    pub errors_by_prefix: [AtomicU64; ERROR_PREFIXES.len()],
 }
+
+/// The first words presenced's error replies start with, as Redis groups them in
+/// `INFO errorstats`; anything else is counted under the last, `OTHER`.
+pub const ERROR_PREFIXES: [&str; 7] = [
+    "ERR",
+    "WRONGTYPE",
+    "NOAUTH",
+    "WRONGPASS",
+    "NOPROTO",
+    "EXECABORT",
+    "OTHER",
+];
 
 impl Stats {
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -33,6 +47,17 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts an error reply whose text is `text` (`total_error_replies` and errorstats).
+    pub fn error_reply(&self, text: &str) {
+        Self::add(&self.error_replies, 1);
+        let prefix = text.split(' ').next().unwrap_or_default();
+        let index = ERROR_PREFIXES
+            .iter()
+            .position(|p| *p == prefix)
+            .unwrap_or(ERROR_PREFIXES.len() - 1);
+        Self::add(&self.errors_by_prefix[index], 1);
     }
 
     pub fn connection_closed(&self, reason: CloseReason) {
@@ -54,7 +79,8 @@ impl Stats {
             &self.net_input_bytes,
             &self.net_output_bytes,
         ];
-        for counter in counters.into_iter().chain(&self.connections_closed) {
+        let per_kind = self.connections_closed.iter().chain(&self.errors_by_prefix);
+        for counter in counters.into_iter().chain(per_kind) {
             counter.store(0, Ordering::Relaxed);
         }
     }

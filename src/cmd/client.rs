@@ -1,7 +1,8 @@
 //! CLIENT and its subcommands: ID, SETNAME, GETNAME, SETINFO, LIST, INFO, KILL, HELP.
 
 use super::{Args, CmdError, CmdResult, CommandSpec, Ctx, printable, reply_help};
-use crate::clients::CloseReason;
+use crate::clients::{ClientEntry, CloseReason};
+use crate::session::ReplyMode;
 
 const fn sub(
     name: &'static str,
@@ -81,6 +82,27 @@ pub const CLIENT: CommandSpec = CommandSpec {
             kill,
         ),
         sub(
+            "client|reply",
+            3,
+            CONN_FLAGS,
+            "Turns replies to this connection's commands on, off, or off for the next one.",
+            reply,
+        ),
+        sub(
+            "client|no-evict",
+            3,
+            CONN_FLAGS,
+            "Accepted for compatibility: presenced never evicts clients.",
+            no_evict,
+        ),
+        sub(
+            "client|no-touch",
+            3,
+            CONN_FLAGS,
+            "Accepted for compatibility: presenced keeps no access times.",
+            no_evict,
+        ),
+        sub(
             "client|help",
             2,
             &["loading", "stale"],
@@ -90,6 +112,36 @@ pub const CLIENT: CommandSpec = CommandSpec {
     ],
     arguments: &[],
 };
+
+/// `CLIENT REPLY ON|OFF|SKIP`: ON answers +OK; OFF and SKIP answer nothing (the dispatcher
+/// drops replies while the mode says so).
+fn reply(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let mode = args.required()?;
+    ctx.session.reply_mode = if mode.eq_ignore_ascii_case(b"ON") {
+        ReplyMode::On
+    } else if mode.eq_ignore_ascii_case(b"OFF") {
+        ReplyMode::Off
+    } else if mode.eq_ignore_ascii_case(b"SKIP") {
+        ReplyMode::Skip
+    } else {
+        return Err(CmdError::Syntax);
+    };
+    if ctx.session.reply_mode == ReplyMode::On {
+        ctx.out.ok();
+    }
+    Ok(())
+}
+
+/// `CLIENT NO-EVICT|NO-TOUCH ON|OFF`: presenced evicts no client and tracks no access time,
+/// so either setting is already what the client asks for.
+fn no_evict(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let flag = args.required()?;
+    if !flag.eq_ignore_ascii_case(b"ON") && !flag.eq_ignore_ascii_case(b"OFF") {
+        return Err(CmdError::Syntax);
+    }
+    ctx.out.ok();
+    Ok(())
+}
 
 fn id(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     ctx.out.integer(ctx.session.id() as i64);
@@ -158,15 +210,7 @@ fn list_filters(args: &mut Args<'_>) -> Result<ListFilter, CmdError> {
     let mut type_filter: Option<Vec<u8>> = None;
     while let Some(option) = args.next() {
         if option.eq_ignore_ascii_case(b"TYPE") && !args.is_empty() {
-            let kind = args.required()?;
-            if !kind.eq_ignore_ascii_case(b"normal")
-                && !kind.eq_ignore_ascii_case(b"pubsub")
-                && !kind.eq_ignore_ascii_case(b"master")
-                && !kind.eq_ignore_ascii_case(b"replica")
-            {
-                return Err(CmdError::UnknownClientType(printable(kind, 128)));
-            }
-            type_filter = Some(kind.to_ascii_lowercase());
+            type_filter = Some(client_type(args.required()?)?);
         } else if option.eq_ignore_ascii_case(b"ID") && !args.is_empty() {
             let mut wanted = Vec::new();
             for arg in args.rest() {
@@ -199,15 +243,11 @@ fn list(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&client.id)) {
             continue;
         }
-        if let Some(kind) = &type_filter {
-            // Redis lists a connection with subscriptions as `pubsub`, others as `normal`.
-            let meta = client.meta();
-            let subscribed = meta.channel_subscriptions + meta.pattern_subscriptions > 0;
-            drop(meta);
-            let client_kind: &[u8] = if subscribed { b"pubsub" } else { b"normal" };
-            if kind.as_slice() != client_kind {
-                continue;
-            }
+        if type_filter
+            .as_deref()
+            .is_some_and(|kind| kind != kind_of(&client))
+        {
+            continue;
         }
         text.push_str(&client.list_line(ctx.now_ms));
         text.push('\n');
@@ -227,6 +267,12 @@ fn info(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
 struct KillFilter {
     id: Option<u64>,
     addr: Option<String>,
+    laddr: Option<String>,
+    /// `normal` or `pubsub` (presenced has no master or replica connections yet, so those
+    /// types match nobody).
+    kind: Option<Vec<u8>>,
+    /// Clients connected at least this long ago.
+    max_age_s: Option<u64>,
     skip_me: bool,
 }
 
@@ -235,6 +281,9 @@ impl KillFilter {
         let mut filter = KillFilter {
             id: None,
             addr: None,
+            laddr: None,
+            kind: None,
+            max_age_s: None,
             skip_me: true,
         };
         while args.remaining() >= 2 {
@@ -247,6 +296,21 @@ impl KillFilter {
                 }
             } else if option.eq_ignore_ascii_case(b"ADDR") {
                 filter.addr = Some(String::from_utf8_lossy(value).into_owned());
+            } else if option.eq_ignore_ascii_case(b"LADDR") {
+                filter.laddr = Some(String::from_utf8_lossy(value).into_owned());
+            } else if option.eq_ignore_ascii_case(b"TYPE") {
+                filter.kind = Some(client_type(value)?);
+            } else if option.eq_ignore_ascii_case(b"USER") {
+                // Only the default user exists.
+                if value.as_ref() != b"default" {
+                    return Err(CmdError::NoSuchUser(printable(value, 128)));
+                }
+            } else if option.eq_ignore_ascii_case(b"MAXAGE") {
+                // Redis answers a MAXAGE that is not an integer with a syntax error.
+                match crate::resp::parse_integer(value) {
+                    Some(age) => filter.max_age_s = Some(age.max(0) as u64),
+                    None => return Err(CmdError::Syntax),
+                }
             } else if option.eq_ignore_ascii_case(b"SKIPME") {
                 if value.eq_ignore_ascii_case(b"yes") {
                     filter.skip_me = true;
@@ -263,8 +327,38 @@ impl KillFilter {
         Ok(filter)
     }
 
-    fn matches(&self, id: u64, addr: &str) -> bool {
-        self.id.is_none_or(|f| f == id) && self.addr.as_deref().is_none_or(|f| f == addr)
+    fn matches(&self, client: &ClientEntry, now_ms: u64) -> bool {
+        let age_s = now_ms.saturating_sub(client.connected_ms) / 1000;
+        self.id.is_none_or(|f| f == client.id)
+            && self
+                .addr
+                .as_deref()
+                .is_none_or(|f| f == client.addr.to_string())
+            && self
+                .laddr
+                .as_deref()
+                .is_none_or(|f| f == client.local_addr.to_string())
+            && self.kind.as_deref().is_none_or(|f| f == kind_of(client))
+            && self.max_age_s.is_none_or(|max| age_s >= max)
+    }
+}
+
+/// A `TYPE` argument in lower case, or Redis's error for an unknown one.
+fn client_type(value: &[u8]) -> Result<Vec<u8>, CmdError> {
+    let lower = value.to_ascii_lowercase();
+    match &lower[..] {
+        b"normal" | b"pubsub" | b"master" | b"replica" | b"slave" => Ok(lower),
+        _ => Err(CmdError::UnknownClientType(printable(value, 128))),
+    }
+}
+
+/// Redis lists a connection with subscriptions as `pubsub`, others as `normal`.
+fn kind_of(client: &ClientEntry) -> &'static [u8] {
+    let meta = client.meta();
+    if meta.channel_subscriptions + meta.pattern_subscriptions > 0 {
+        b"pubsub"
+    } else {
+        b"normal"
     }
 }
 
@@ -288,12 +382,12 @@ fn kill(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         return Ok(());
     }
     let filter = KillFilter::parse(args)?;
+    let now_ms = ctx.now_ms;
     let mut killed = ctx
         .shared
         .clients
-        .kill_where(|c| c.id != own_id && filter.matches(c.id, &c.addr.to_string()))
-        as i64;
-    if !filter.skip_me && filter.matches(own_id, &ctx.session.client.addr.to_string()) {
+        .kill_where(|c| c.id != own_id && filter.matches(c, now_ms)) as i64;
+    if !filter.skip_me && filter.matches(&ctx.session.client, now_ms) {
         killed += 1;
         ctx.close(CloseReason::Killed);
     }
@@ -318,7 +412,13 @@ fn help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
             "    Return information about client connections.",
             "INFO",
             "    Return information about the current client connection.",
-            "KILL <ip:port> | KILL [ID <id>] [ADDR <ip:port>] [SKIPME yes|no]",
+            "REPLY (ON|OFF|SKIP)",
+            "    Control the replies sent to the current connection.",
+            "NO-EVICT (ON|OFF)",
+            "    Accepted; presenced never evicts clients.",
+            "NO-TOUCH (ON|OFF)",
+            "    Accepted; presenced keeps no access times.",
+            "KILL <ip:port> | KILL [ID <id>] [ADDR <ip:port>] [LADDR <ip:port>] [TYPE <type>] [USER <user>] [MAXAGE <s>] [SKIPME yes|no]",
             "    Kill connections.",
             "HELP",
             "    Print this help.",

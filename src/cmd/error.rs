@@ -68,6 +68,7 @@ pub enum CmdError {
     UnrecognizedOption(String),
     BadLibField(&'static str),
     UnknownClientType(String),
+    NoSuchUser(String),
     InvalidClientId,
     ClientIdNotPositive,
     NoSuchClient,
@@ -232,6 +233,7 @@ impl fmt::Display for CmdError {
                 "ERR {field} cannot contain spaces, newlines or special characters."
             ),
             UnknownClientType(kind) => write!(f, "ERR Unknown client type '{kind}'"),
+            NoSuchUser(user) => write!(f, "ERR No such user '{user}'"),
             InvalidClientId => f.write_str("ERR Invalid client ID"),
             ClientIdNotPositive => f.write_str("ERR client-id should be greater than 0"),
             NoSuchClient => f.write_str("ERR No such client"),

@@ -13,6 +13,9 @@ use crate::metrics::Metrics;
 /// command surface it implements matches Redis 7.2 for the commands it has.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
+/// Every section, in the order Redis lists its own (presenced's `presence` before
+/// `keyspace`). `INFO`, `INFO default`, `all` and `everything` show them all: presenced has no
+/// modules, command or latency statistics to leave out.
 const DEFAULT_SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -20,6 +23,9 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "persistence",
     "stats",
     "replication",
+    "cpu",
+    "errorstats",
+    "cluster",
     "presence",
     "keyspace",
 ];
@@ -54,6 +60,9 @@ pub fn info(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
             "persistence" => ("Persistence", persistence_fields(ctx, &metrics)),
             "stats" => ("Stats", stats_fields(&metrics)),
             "replication" => ("Replication", replication_fields()),
+            "cpu" => ("CPU", cpu_fields(&metrics)),
+            "errorstats" => ("Errorstats", error_fields(&metrics)),
+            "cluster" => ("Cluster", fields([("cluster_enabled", &0)])),
             "presence" => ("Presence", presence_fields(ctx, &metrics)),
             _ => ("Keyspace", keyspace_fields(&metrics)),
         };
@@ -235,6 +244,41 @@ fn stats_fields(metrics: &Metrics) -> Fields {
 
 fn replication_fields() -> Fields {
     fields([("role", &"master"), ("connected_slaves", &0)])
+}
+
+fn cpu_fields(metrics: &Metrics) -> Fields {
+    let cpu = &metrics.cpu;
+    let seconds = |s: f64| format!("{s:.6}");
+    vec![
+        ("used_cpu_sys".to_string(), seconds(cpu.sys_s)),
+        ("used_cpu_user".to_string(), seconds(cpu.user_s)),
+        (
+            "used_cpu_sys_children".to_string(),
+            seconds(cpu.children_sys_s),
+        ),
+        (
+            "used_cpu_user_children".to_string(),
+            seconds(cpu.children_user_s),
+        ),
+        (
+            "used_cpu_sys_main_thread".to_string(),
+            seconds(cpu.main_thread_sys_s),
+        ),
+        (
+            "used_cpu_user_main_thread".to_string(),
+            seconds(cpu.main_thread_user_s),
+        ),
+    ]
+}
+
+/// Redis lists only the kinds of error that happened.
+fn error_fields(metrics: &Metrics) -> Fields {
+    metrics
+        .errors_by_prefix
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(prefix, count)| (format!("errorstat_{prefix}"), format!("count={count}")))
+        .collect()
 }
 
 fn presence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {

@@ -32,8 +32,7 @@ pub use transaction::{abandon as abandon_transaction, needs_exclusive};
 use crate::clients::CloseReason;
 use crate::resp::ReplyBuf;
 use crate::services::Shared;
-use crate::session::{Flow, Session};
-use crate::stats::Stats;
+use crate::session::{Flow, ReplyMode, Session};
 
 /// What a handler works with: the shared components it is lent (never the server), this
 /// connection's session and output, and the time the batch of requests started.
@@ -243,6 +242,7 @@ static COMMANDS: &[CommandSpec] = &[
     server_admin::CONFIG,
     server_admin::TIME,
     server_admin::FLUSHALL,
+    server_admin::FLUSHDB,
     server_admin::SHUTDOWN,
     server_admin::SAVE,
     server_admin::BGSAVE,
@@ -276,6 +276,31 @@ fn lookup_subcommand(parent: &'static CommandSpec, name: &[u8]) -> Option<&'stat
 /// Runs one request and writes its reply. Returns what the connection should do next and
 /// the name of the command that ran (for `CLIENT LIST`).
 pub fn execute(
+    shared: &Shared<'_>,
+    session: &mut Session,
+    args: &[Bytes],
+    out: &mut ReplyBuf,
+    now_ms: u64,
+) -> (Flow, Option<&'static str>) {
+    let mode_before = session.reply_mode;
+    let written_before = out.len();
+    let ran = dispatch(shared, session, args, out, now_ms);
+    // CLIENT REPLY OFF|SKIP: the reply is computed (the command ran) and dropped.
+    match (mode_before, session.reply_mode) {
+        (ReplyMode::Off, ReplyMode::Off) => out.buf.truncate(written_before),
+        (ReplyMode::Skip, after) => {
+            out.buf.truncate(written_before);
+            if after == ReplyMode::Skip {
+                session.reply_mode = ReplyMode::On;
+            }
+        }
+        _ => {}
+    }
+    ran
+}
+
+/// `execute` without the reply mode.
+fn dispatch(
     shared: &Shared<'_>,
     session: &mut Session,
     args: &[Bytes],
@@ -375,8 +400,9 @@ fn refuse_queueing(ctx: &mut Ctx<'_>, err: CmdError) {
 
 /// Writes a refusal in Redis's words and counts it (`INFO stats`).
 fn refuse(ctx: &mut Ctx<'_>, err: CmdError) {
-    Stats::add(&ctx.shared.stats.error_replies, 1);
-    ctx.out.error(&err.to_string());
+    let text = err.to_string();
+    ctx.shared.stats.error_reply(&text);
+    ctx.out.error(&text);
 }
 
 /// The user a presence key names, or why it names none.

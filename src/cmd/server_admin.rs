@@ -52,6 +52,14 @@ pub const FLUSHALL: CommandSpec = admin(
     "O(S) where S is the number of shards",
     flushall,
 );
+pub const FLUSHDB: CommandSpec = admin(
+    "flushdb",
+    -1,
+    &["write"],
+    "Forgets every user: presenced has one database, so this is FLUSHALL.",
+    "O(S) where S is the number of shards",
+    flushall,
+);
 pub const SHUTDOWN: CommandSpec = admin(
     "shutdown",
     -1,
@@ -238,7 +246,10 @@ fn flushall(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     args.finish()?;
     match ctx.shared.store.flush(ctx.now_ms) {
         Ok(()) => {
-            tracing::info!(client = ctx.session.id(), "FLUSHALL: every user forgotten");
+            tracing::info!(
+                client = ctx.session.id(),
+                "FLUSHALL/FLUSHDB: every user forgotten"
+            );
             ctx.out.ok();
             Ok(())
         }

@@ -649,3 +649,61 @@ fn info_counts_changes_by_kind() {
     assert_eq!(field(&mut con, "presence_transitions_total"), 4);
     assert!(field(&mut con, "store_commits_total") >= 5);
 }
+
+/// The INFO sections monitoring agents and client test fixtures read unconditionally: `cpu`
+/// (`used_cpu_*` as seconds), `errorstats` (by error kind), `cluster` (`cluster_enabled:0`);
+/// several sections in one call give just those, and `everything` gives all.
+#[test]
+fn info_sections_tools_read() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    let refused: redis::RedisResult<()> = redis::cmd("NOSUCHCOMMAND").query(&mut con);
+    assert!(refused.is_err());
+    let refused: redis::RedisResult<()> = redis::cmd("HGET")
+        .arg("user:1:presence")
+        .arg("f")
+        .query(&mut con);
+    assert!(refused.is_ok(), "a missing key is no WRONGTYPE");
+    let _: () = redis::cmd("SET")
+        .arg("user:1:presence")
+        .arg("online")
+        .query(&mut con)
+        .unwrap();
+    let refused: redis::RedisResult<()> = redis::cmd("HGET")
+        .arg("user:1:presence")
+        .arg("f")
+        .query(&mut con);
+    assert!(refused.is_err());
+    let text = info(&mut con, "everything");
+    for field in [
+        "used_cpu_sys",
+        "used_cpu_user",
+        "used_cpu_sys_children",
+        "used_cpu_user_children",
+        "used_cpu_sys_main_thread",
+        "used_cpu_user_main_thread",
+    ] {
+        let value = info_field(&text, field).unwrap_or_else(|| panic!("{field}"));
+        assert!(value.parse::<f64>().is_ok(), "{field}:{value}");
+    }
+    assert_eq!(info_field(&text, "cluster_enabled").as_deref(), Some("0"));
+    assert_eq!(
+        info_field(&text, "errorstat_ERR").as_deref(),
+        Some("count=1")
+    );
+    assert_eq!(
+        info_field(&text, "errorstat_WRONGTYPE").as_deref(),
+        Some("count=1")
+    );
+    assert_eq!(
+        info_field(&text, "total_error_replies").as_deref(),
+        Some("2")
+    );
+    let two: String = redis::cmd("INFO")
+        .arg("cpu")
+        .arg("cluster")
+        .query(&mut con)
+        .unwrap();
+    let headings: Vec<&str> = two.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(headings, ["# CPU", "# Cluster"]);
+}

@@ -181,12 +181,19 @@ fn redis_benchmark() {
 /// and to presenced, gets the same replies and the same keyspace events from both.
 #[test]
 fn dropin_parity_with_redis() {
+    run_parity("presence_app_parity.py", " events identical");
+}
+
+/// Runs `tests/parity/<script> --presenced-port <port>` (it starts its own redis-server and
+/// bounds its own run); fails unless it exits 0 and its summary contains `summary`.
+fn run_parity(script: &str, summary: &str) {
     require_redis_py();
     require_tool("redis-server");
     let server = TestServer::start();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/presence_app_parity.py");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/parity")
+        .join(script);
     let started = Instant::now();
-    // The script bounds its own run (a watchdog, socket timeouts) and always stops its Redis.
     let run = Command::new(require_tool("python3"))
         .arg(&path)
         .args(["--presenced-port", &server.port.to_string()])
@@ -201,11 +208,11 @@ fn dropin_parity_with_redis() {
     );
     let elapsed = started.elapsed();
     assert!(
-        run.status.success() && output.contains(" events identical"),
-        "presence_app_parity.py failed ({}) after {elapsed:.1?}\n{output}",
+        run.status.success() && output.contains(summary),
+        "{script} failed ({}) after {elapsed:.1?}\n{output}",
         run.status
     );
-    println!("presence_app_parity.py finished in {elapsed:.1?}\n{output}");
+    println!("{script} finished in {elapsed:.1?}\n{output}");
 }
 
 /// The same MULTI/EXEC/DISCARD/WATCH/UNWATCH sequences, sent to a real redis-server (started
@@ -213,26 +220,12 @@ fn dropin_parity_with_redis() {
 /// replies.
 #[test]
 fn transaction_parity_with_redis() {
-    require_redis_py();
-    require_tool("redis-server");
-    let server = TestServer::start();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/transaction_parity.py");
-    let run = Command::new(require_tool("python3"))
-        .arg(&path)
-        .args(["--presenced-port", &server.port.to_string()])
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("python3 {} starts: {e}", path.display()));
-    let output = format!(
-        "--- stdout ---\n{}--- stderr ---\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    assert!(
-        run.status.success() && output.contains(" 0 different"),
-        "transaction_parity.py failed ({})\n{output}",
-        run.status
-    );
-    println!("{output}");
+    run_parity("transaction_parity.py", " 0 different");
+}
+
+/// FLUSHDB, CLIENT REPLY, CLIENT KILL filters, CLIENT NO-EVICT, MEMORY USAGE and the EXPIRE
+/// family's bounds get byte-identical replies from a real redis-server and from presenced.
+#[test]
+fn admin_parity_with_redis() {
+    run_parity("admin_parity.py", " 0 different");
 }
