@@ -97,6 +97,8 @@ async fn serve_session(
     let mut out = ReplyBuf::new(Protocol::Resp2);
     let mut shutdown = services.shutdown_requested();
     let mut flow = Flow::Continue;
+    let mut held = false;
+    let mut paused_until_ms: Option<u64> = None;
     loop {
         // Run what is buffered, unless the replies already waiting are too many: then the
         // client must read before it may send more (it stalls only itself).
@@ -104,12 +106,13 @@ async fn serve_session(
             let mut batch = Batch {
                 shared: &shared,
                 gate: &services.gate,
+                held: &mut held,
                 entry,
                 session,
                 decoder: &mut decoder,
                 args: &mut args,
             };
-            flow = batch.run(&mut input, &mut out);
+            (flow, paused_until_ms) = batch.run(&mut input, &mut out);
         }
         // Published messages join the output between replies, while the output is short;
         // otherwise they wait in the outbox, where the pub/sub limit counts them.
@@ -141,8 +144,14 @@ async fn serve_session(
         // Reading goes on while replies wait to be written (as Redis keeps reading a client
         // whose replies queue up): a client that sends a whole pipeline before reading any
         // reply must not deadlock against us. Only past OUTPUT_PENDING_MAX does reading pause.
-        let want_read = flow == Flow::Continue && out.len() < OUTPUT_PENDING_MAX;
+        // A paused client is not read either: its held request runs first, in order.
+        let want_read = flow == Flow::Continue && out.len() < OUTPUT_PENDING_MAX && !held;
         let want_write = !out.is_empty();
+        // While paused, look again at least every PAUSE_RECHECK: CLIENT UNPAUSE may end it early.
+        let pause_wait = paused_until_ms.map(|until_ms| {
+            let left_ms = until_ms.saturating_sub(clock::now_ms());
+            std::time::Duration::from_millis(left_ms.min(PAUSE_RECHECK_MS))
+        });
         tokio::select! {
             ready = socket.readable(), if want_read => {
                 if let Err(err) = ready {
@@ -161,6 +170,7 @@ async fn serve_session(
                     return io_failed(entry, &err);
                 }
             }
+            _ = tokio::time::sleep(pause_wait.unwrap_or_default()), if pause_wait.is_some() => {}
             _ = entry.outbox.ready.notified() => {}
             _ = entry.kill.notified() => return entry.kill_reason(),
             _ = shutdown.changed() => return CloseReason::ServerShutdown,
@@ -168,10 +178,16 @@ async fn serve_session(
     }
 }
 
+/// How often a client held by `CLIENT PAUSE` looks whether the pause ended early (UNPAUSE):
+/// 10 ms adds at most that to an unpause, and costs a paused client 100 wake-ups a second.
+const PAUSE_RECHECK_MS: u64 = 10;
+
 /// What running one batch of buffered requests works with.
 struct Batch<'a, 'b> {
     shared: &'a Shared<'a>,
     gate: &'a Gate,
+    /// A decoded request in `args` that `CLIENT PAUSE` held back.
+    held: &'b mut bool,
     entry: &'a ClientEntry,
     session: &'b mut Session,
     decoder: &'b mut RequestDecoder,
@@ -180,11 +196,14 @@ struct Batch<'a, 'b> {
 
 impl Batch<'_, '_> {
     /// Decodes and runs buffered requests until none is complete, the output is long enough
-    /// to write first, or one asks to close. Returns what the connection should do next.
-    fn run(&mut self, input: &mut BytesMut, out: &mut ReplyBuf) -> Flow {
+    /// to write first, one asks to close, or `CLIENT PAUSE` holds one back (it stays decoded in
+    /// `args`, `held`, and runs first next time). Returns what the connection should do next,
+    /// and until when a pause holds it.
+    fn run(&mut self, input: &mut BytesMut, out: &mut ReplyBuf) -> (Flow, Option<u64>) {
         let config = self.shared.config;
         let stats = self.shared.stats;
         let mut flow = Flow::Continue;
+        let mut paused_until_ms = None;
         let mut last_command = None;
         let mut command_count = 0u64;
         let now_ms = clock::now_ms();
@@ -196,35 +215,43 @@ impl Batch<'_, '_> {
                 args_max: config.args_max,
                 authenticated: self.session.authenticated,
             };
-            match self.decoder.decode_into(input, &limits, self.args) {
-                Ok(true) => {
-                    let (next, name) = if cmd::needs_exclusive(self.session, self.args) {
-                        // An EXEC: every other client is held off while it runs.
-                        drop(gate.take());
-                        let exclusive = self.gate.exclusive();
-                        let ran = cmd::execute(self.shared, self.session, self.args, out, now_ms);
-                        drop(exclusive);
-                        gate = Some(self.gate.shared());
-                        ran
-                    } else {
-                        cmd::execute(self.shared, self.session, self.args, out, now_ms)
-                    };
-                    command_count += 1;
-                    last_command = name.or(last_command);
-                    if next != Flow::Continue {
-                        flow = next;
+            if !*self.held {
+                match self.decoder.decode_into(input, &limits, self.args) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(err) => {
+                        Stats::add(&stats.protocol_errors, 1);
+                        debug!(client = self.entry.id, addr = %self.entry.addr,
+                               "protocol error: {}", err.message());
+                        out.error(&err.message());
+                        flow = Flow::Close(CloseReason::ProtocolError);
                         break;
                     }
                 }
-                Ok(false) => break,
-                Err(err) => {
-                    Stats::add(&stats.protocol_errors, 1);
-                    debug!(client = self.entry.id, addr = %self.entry.addr,
-                           "protocol error: {}", err.message());
-                    out.error(&err.message());
-                    flow = Flow::Close(CloseReason::ProtocolError);
-                    break;
-                }
+            }
+            *self.held = false;
+            if let Some(until_ms) = cmd::held_by_pause(self.shared, self.session, self.args, now_ms)
+            {
+                *self.held = true;
+                paused_until_ms = Some(until_ms);
+                break;
+            }
+            let (next, name) = if cmd::needs_exclusive(self.session, self.args) {
+                // An EXEC: every other client is held off while it runs.
+                drop(gate.take());
+                let exclusive = self.gate.exclusive();
+                let ran = cmd::execute(self.shared, self.session, self.args, out, now_ms);
+                drop(exclusive);
+                gate = Some(self.gate.shared());
+                ran
+            } else {
+                cmd::execute(self.shared, self.session, self.args, out, now_ms)
+            };
+            command_count += 1;
+            last_command = name.or(last_command);
+            if next != Flow::Continue {
+                flow = next;
+                break;
             }
         }
         Stats::add(&stats.commands_processed, command_count);
@@ -238,7 +265,7 @@ impl Batch<'_, '_> {
                 meta.last_command = name.to_string();
             }
         }
-        flow
+        (flow, paused_until_ms)
     }
 }
 

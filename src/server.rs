@@ -214,10 +214,16 @@ async fn expiry_loop(server: Arc<Services>) {
             _ = interval.tick() => {}
             _ = shutdown.changed() => return,
         }
+        let now_ms = clock::now_ms();
+        if server.clients.pause_at(now_ms).is_some() {
+            // As in Redis, nothing expires while clients are paused (a failover in progress
+            // must see no writes, the timer's included); users are declared at the end.
+            continue;
+        }
         let pass = {
             // Shared with connections' batches, held off by an EXEC in progress.
             let _gate = server.gate.shared();
-            server.store.expire_due(clock::now_ms())
+            server.store.expire_due(now_ms)
         };
         Stats::add(&server.stats.users_expired, pass.expired_count);
     }

@@ -134,6 +134,17 @@ impl ClientEntry {
 pub struct ClientRegistry {
     next_id: AtomicU64,
     clients: Mutex<HashMap<u64, Arc<ClientEntry>>>,
+    /// `CLIENT PAUSE`: until when (Unix ms, 0 for not paused), and whether only writes wait.
+    paused_until_ms: AtomicU64,
+    pause_writes_only: AtomicBool,
+}
+
+/// What `CLIENT PAUSE` holds back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pause {
+    pub until_ms: u64,
+    /// `WRITE`: only commands that change data (and PUBLISH) wait; `ALL`: every command.
+    pub writes_only: bool,
 }
 
 impl ClientRegistry {
@@ -193,6 +204,30 @@ impl ClientRegistry {
             .collect();
         all.sort_by_key(|c| c.id);
         all
+    }
+
+    /// `CLIENT PAUSE`: holds back clients' commands (all, or only writes) until `until_ms`. A
+    /// pause in force is only ever extended, and `ALL` wins over `WRITE`, as in Redis.
+    pub fn pause(&self, until_ms: u64, writes_only: bool) {
+        let current = self.paused_until_ms.load(Ordering::Acquire);
+        let was_all = current != 0 && !self.pause_writes_only.load(Ordering::Acquire);
+        self.pause_writes_only
+            .store(writes_only && !was_all, Ordering::Release);
+        self.paused_until_ms.fetch_max(until_ms, Ordering::AcqRel);
+    }
+
+    /// `CLIENT UNPAUSE`.
+    pub fn unpause(&self) {
+        self.paused_until_ms.store(0, Ordering::Release);
+    }
+
+    /// The pause in force at `now_ms`, if any.
+    pub fn pause_at(&self, now_ms: u64) -> Option<Pause> {
+        let until_ms = self.paused_until_ms.load(Ordering::Acquire);
+        (now_ms < until_ms).then(|| Pause {
+            until_ms,
+            writes_only: self.pause_writes_only.load(Ordering::Acquire),
+        })
     }
 
     /// Asks the clients matching `pred` to close (`CLIENT KILL`); returns how many were asked.

@@ -89,6 +89,20 @@ pub const CLIENT: CommandSpec = CommandSpec {
             reply,
         ),
         sub(
+            "client|pause",
+            -3,
+            &["admin", "noscript", "loading", "stale"],
+            "Holds back clients' commands (all, or only writes) for a number of milliseconds.",
+            pause,
+        ),
+        sub(
+            "client|unpause",
+            2,
+            &["admin", "noscript", "loading", "stale"],
+            "Ends a CLIENT PAUSE.",
+            unpause,
+        ),
+        sub(
             "client|no-evict",
             3,
             CONN_FLAGS,
@@ -130,6 +144,63 @@ fn reply(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         ctx.out.ok();
     }
     Ok(())
+}
+
+/// `CLIENT PAUSE timeout [WRITE|ALL]`: Redis's texts for a bad timeout or mode.
+fn pause(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let timeout_ms = match crate::resp::parse_integer(args.required()?) {
+        Some(ms) if ms >= 0 => ms as u64,
+        Some(_) => return Err(CmdError::PauseTimeoutNegative),
+        None => return Err(CmdError::PauseTimeoutNotInteger),
+    };
+    if args.remaining() > 1 {
+        return Err(CmdError::SubcommandArguments("PAUSE", "CLIENT"));
+    }
+    let writes_only = match args.next() {
+        None => false,
+        Some(mode) if mode.eq_ignore_ascii_case(b"ALL") => false,
+        Some(mode) if mode.eq_ignore_ascii_case(b"WRITE") => true,
+        Some(_) => return Err(CmdError::PauseMode),
+    };
+    let until_ms = ctx.now_ms.saturating_add(timeout_ms);
+    ctx.shared.clients.pause(until_ms, writes_only);
+    ctx.out.ok();
+    Ok(())
+}
+
+fn unpause(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    ctx.shared.clients.unpause();
+    ctx.out.ok();
+    Ok(())
+}
+
+/// Whether `CLIENT PAUSE` holds this request back now, and until when: in `ALL` mode every
+/// request; in `WRITE` mode those that change data (PUBLISH too, and an EXEC queueing one),
+/// as Redis does. Unknown commands are not held: their error needs no waiting.
+pub fn held_by_pause(
+    shared: &crate::services::Shared<'_>,
+    session: &crate::session::Session,
+    args: &[bytes::Bytes],
+    now_ms: u64,
+) -> Option<u64> {
+    let pause = shared.clients.pause_at(now_ms)?;
+    let spec = super::lookup(args.first()?)?;
+    if !pause.writes_only {
+        return Some(pause.until_ms);
+    }
+    let writes =
+        |spec: &super::CommandSpec| spec.flags.contains(&"write") || spec.name == "publish";
+    let held = if spec.name == "exec" {
+        session.transaction.as_ref().is_some_and(|t| {
+            t.queued
+                .iter()
+                .filter_map(|queued| super::lookup(queued.first()?))
+                .any(writes)
+        })
+    } else {
+        writes(spec)
+    };
+    held.then_some(pause.until_ms)
 }
 
 /// `CLIENT NO-EVICT|NO-TOUCH ON|OFF`: presenced evicts no client and tracks no access time,
@@ -414,6 +485,10 @@ fn help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
             "    Return information about the current client connection.",
             "REPLY (ON|OFF|SKIP)",
             "    Control the replies sent to the current connection.",
+            "PAUSE <timeout> [WRITE|ALL]",
+            "    Suspend clients (all, or only their writes) for <timeout> milliseconds.",
+            "UNPAUSE",
+            "    Stop the current client pause, resuming traffic.",
             "NO-EVICT (ON|OFF)",
             "    Accepted; presenced never evicts clients.",
             "NO-TOUCH (ON|OFF)",

@@ -69,6 +69,11 @@ pub enum CmdError {
     BadLibField(&'static str),
     UnknownClientType(String),
     NoSuchUser(String),
+    PauseTimeoutNotInteger,
+    PauseTimeoutNegative,
+    PauseMode,
+    /// Redis's text for a subcommand given too many arguments: (subcommand, command).
+    SubcommandArguments(&'static str, &'static str),
     InvalidClientId,
     ClientIdNotPositive,
     NoSuchClient,
@@ -234,6 +239,13 @@ impl fmt::Display for CmdError {
             ),
             UnknownClientType(kind) => write!(f, "ERR Unknown client type '{kind}'"),
             NoSuchUser(user) => write!(f, "ERR No such user '{user}'"),
+            PauseTimeoutNotInteger => f.write_str("ERR timeout is not an integer or out of range"),
+            PauseTimeoutNegative => f.write_str("ERR timeout is negative"),
+            PauseMode => f.write_str("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+            SubcommandArguments(sub, command) => write!(
+                f,
+                "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try {command} HELP."
+            ),
             InvalidClientId => f.write_str("ERR Invalid client ID"),
             ClientIdNotPositive => f.write_str("ERR client-id should be greater than 0"),
             NoSuchClient => f.write_str("ERR No such client"),

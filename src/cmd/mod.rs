@@ -25,6 +25,7 @@ use bytes::Bytes;
 use hashbrown::HashMap;
 
 pub use args::Args;
+pub use client::held_by_pause;
 pub use error::{CmdError, printable};
 pub use pubsub::unsubscribe_all;
 pub use transaction::{abandon as abandon_transaction, needs_exclusive};

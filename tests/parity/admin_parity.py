@@ -48,6 +48,14 @@ SEQUENCES = {
         ("a", "CLIENT", "NO-EVICT", "on"),
         ("a", "CLIENT", "NO-EVICT", "maybe"),
     ],
+    "client pause errors": [
+        ("a", "CLIENT", "PAUSE", "abc"),
+        ("a", "CLIENT", "PAUSE", "-1"),
+        ("a", "CLIENT", "PAUSE", "10", "FOO"),
+        ("a", "CLIENT", "PAUSE", "10", "WRITE", "x"),
+        ("a", "CLIENT", "UNPAUSE", "x"),
+        ("a", "CLIENT", "UNPAUSE"),
+    ],
     "memory usage": [
         ("a", "MEMORY", "USAGE", K(3)),
         ("a", "SET", K(3), "online"),
