@@ -72,6 +72,9 @@ pub enum CmdError {
     PauseTimeoutNotInteger,
     PauseTimeoutNegative,
     PauseMode,
+    GetKeysUnknownCommand,
+    GetKeysWrongArity,
+    GetKeysNoKeys,
     /// Redis's text for a subcommand given too many arguments: (subcommand, command).
     SubcommandArguments(&'static str, &'static str),
     InvalidClientId,
@@ -242,6 +245,11 @@ impl fmt::Display for CmdError {
             PauseTimeoutNotInteger => f.write_str("ERR timeout is not an integer or out of range"),
             PauseTimeoutNegative => f.write_str("ERR timeout is negative"),
             PauseMode => f.write_str("ERR CLIENT PAUSE mode must be WRITE or ALL"),
+            GetKeysUnknownCommand => f.write_str("ERR Invalid command specified"),
+            GetKeysWrongArity => {
+                f.write_str("ERR Invalid number of arguments specified for command")
+            }
+            GetKeysNoKeys => f.write_str("ERR The command has no key arguments"),
             SubcommandArguments(sub, command) => write!(
                 f,
                 "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try {command} HELP."

@@ -53,6 +53,12 @@ pub const COMMAND: CommandSpec = CommandSpec {
         ),
         sub("command|list", -2, "Returns a list of command names.", list),
         sub(
+            "command|getkeys",
+            -4,
+            "Extracts the key names from an arbitrary command.",
+            getkeys,
+        ),
+        sub(
             "command|help",
             2,
             "Returns helpful text about the different subcommands.",
@@ -160,10 +166,49 @@ fn help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
             "    Return details about multiple commands.",
             "DOCS [<command-name> ...]",
             "    Return documentation details about multiple commands.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full Redis command.",
             "HELP",
             "    Print this help.",
         ],
     )
+}
+
+/// `COMMAND GETKEYS command arg ...`: the arguments the command table says are keys (a
+/// presence command's users, a drop-in command's keys), with Redis's errors.
+fn getkeys(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let request = args.rest();
+    let Some(spec) = request.first().and_then(|name| lookup(name)) else {
+        return Err(CmdError::GetKeysUnknownCommand);
+    };
+    let spec = match request.get(1) {
+        Some(sub) if !spec.subcommands.is_empty() => {
+            lookup_subcommand(spec, sub).ok_or(CmdError::GetKeysUnknownCommand)?
+        }
+        _ => spec,
+    };
+    if !spec.arity_ok(request.len()) {
+        return Err(CmdError::GetKeysWrongArity);
+    }
+    if spec.first_key <= 0 {
+        return Err(CmdError::GetKeysNoKeys);
+    }
+    let first = spec.first_key as usize;
+    let last = if spec.last_key < 0 {
+        request.len() as i64 + i64::from(spec.last_key)
+    } else {
+        i64::from(spec.last_key)
+    };
+    let step = spec.key_step.max(1) as usize;
+    let keys: Vec<&[u8]> = (first..=last.max(0) as usize)
+        .step_by(step)
+        .filter_map(|i| request.get(i).map(|k| &k[..]))
+        .collect();
+    ctx.out.array(keys.len());
+    for key in keys {
+        ctx.out.bulk(key);
+    }
+    Ok(())
 }
 
 /// A command by name, or a subcommand by `parent|sub`.

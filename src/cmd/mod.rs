@@ -249,6 +249,7 @@ static COMMANDS: &[CommandSpec] = &[
     server_admin::BGSAVE,
     server_admin::LASTSAVE,
     server_admin::MEMORY,
+    server_admin::LATENCY,
 ];
 
 fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {

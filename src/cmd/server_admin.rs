@@ -190,6 +190,87 @@ pub const MEMORY: CommandSpec = CommandSpec {
     arguments: &[],
 };
 
+/// `LATENCY`: Redis's latency monitor is off unless configured (`latency-monitor-threshold 0`),
+/// and presenced has none, so there are never latency events to report: LATEST and HISTORY are
+/// empty and RESET resets none. Monitoring agents call them; presenced's own lag figures are in
+/// `INFO presence`.
+pub const LATENCY: CommandSpec = CommandSpec {
+    name: "latency",
+    arity: -2,
+    flags: &[],
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
+    acl_categories: &["@slow"],
+    group: "server",
+    since: "2.8.13",
+    summary: "A container for latency diagnostics commands.",
+    complexity: "Depends on subcommand.",
+    handler: |_, _| Ok(()),
+    subcommands: &[
+        admin(
+            "latency|latest",
+            2,
+            &["admin", "noscript", "loading", "stale"],
+            "Returns the latest latency samples for all events (none: no monitor runs).",
+            "O(1)",
+            latency_empty,
+        ),
+        admin(
+            "latency|history",
+            3,
+            &["admin", "noscript", "loading", "stale"],
+            "Returns timestamp-latency samples for an event (none: no monitor runs).",
+            "O(1)",
+            latency_empty,
+        ),
+        admin(
+            "latency|reset",
+            -2,
+            &["admin", "noscript", "loading", "stale"],
+            "Resets the latency data of events; replies how many were reset (0).",
+            "O(1)",
+            latency_reset,
+        ),
+        admin(
+            "latency|help",
+            2,
+            &["loading", "stale"],
+            "Returns helpful text about the subcommands.",
+            "O(1)",
+            latency_help,
+        ),
+    ],
+    arguments: &[],
+};
+
+fn latency_empty(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    ctx.out.array(0);
+    Ok(())
+}
+
+fn latency_reset(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    ctx.out.integer(0);
+    Ok(())
+}
+
+fn latency_help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    reply_help(
+        ctx.out,
+        &[
+            "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "LATEST",
+            "    Return the latest latency samples for all events.",
+            "HISTORY <event>",
+            "    Return timestamp-latency samples for the <event>.",
+            "RESET [<event> ...]",
+            "    Reset latency data of one or more <event> classes.",
+            "HELP",
+            "    Print this help.",
+        ],
+    )
+}
+
 /// `MEMORY USAGE key [SAMPLES count]`: SAMPLES is accepted and has nothing to sample (a
 /// presence key's parts are few and counted exactly).
 fn memory_usage(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
