@@ -44,6 +44,7 @@ pub fn accept(services: Arc<Services>, mut socket: TcpStream, addr: SocketAddr) 
             });
         }
         Some(entry) => {
+            entry.meta().fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
             tokio::spawn(async move {
                 let reason = serve(&services, socket, &entry).await;
                 services.clients.unregister(entry.id);
@@ -259,6 +260,9 @@ impl Batch<'_, '_> {
             let mut meta = self.entry.meta();
             meta.last_interaction_ms = now_ms;
             meta.query_buffer_bytes = input.len();
+            meta.query_buffer_free_bytes = input.capacity() - input.len();
+            meta.output_pending_bytes = out.len();
+            meta.buffers_bytes = input.capacity() + out.buf.capacity();
             if let Some(name) = last_command
                 && meta.last_command != name
             {

@@ -35,6 +35,14 @@ pub struct ClientMeta {
     pub pattern_subscriptions: usize,
     /// Commands queued in an open transaction, -1 outside one (`CLIENT LIST`'s `multi=`).
     pub multi: i64,
+    /// The socket's file descriptor.
+    pub fd: i32,
+    /// Room left in the query buffer before it must grow (`qbuf-free`).
+    pub query_buffer_free_bytes: usize,
+    /// Replies written but not yet taken by the socket, as of the last batch (part of `omem`).
+    pub output_pending_bytes: usize,
+    /// What the connection's input and output buffers have allocated (part of `tot-mem`).
+    pub buffers_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -97,14 +105,18 @@ impl ClientEntry {
 
     /// One `CLIENT LIST` line (without the trailing newline), in Redis's field order.
     pub fn list_line(&self, now_ms: u64) -> String {
+        let output_bytes = self.outbox.pending_bytes();
         let meta = self.meta();
+        // `omem`: replies not yet written plus published messages waiting in the outbox.
+        let output_bytes = output_bytes + meta.output_pending_bytes;
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 \
-             multi={} qbuf={} qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={} \
-             tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 \
+             multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={} \
+             tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.local_addr,
+            meta.fd,
             meta.name,
             now_ms.saturating_sub(self.connected_ms) / 1000,
             now_ms.saturating_sub(meta.last_interaction_ms) / 1000,
@@ -117,7 +129,9 @@ impl ClientEntry {
             meta.pattern_subscriptions,
             meta.multi,
             meta.query_buffer_bytes,
-            self.outbox.pending_bytes(),
+            meta.query_buffer_free_bytes,
+            output_bytes,
+            meta.buffers_bytes + output_bytes + std::mem::size_of::<ClientEntry>(),
             if meta.last_command.is_empty() {
                 "NULL"
             } else {

@@ -707,3 +707,39 @@ fn info_sections_tools_read() {
     let headings: Vec<&str> = two.lines().filter(|l| l.starts_with('#')).collect();
     assert_eq!(headings, ["# CPU", "# Cluster"]);
 }
+
+/// CLIENT LIST shows real figures for what Redis shows: the socket's `fd`, the query buffer's
+/// free room, `omem` and `tot-mem`, and `multi=` as the count of queued commands.
+#[test]
+fn client_list_shows_real_buffers() {
+    let server = TestServer::start();
+    let mut con = server.client();
+    let _: String = redis::cmd("PING").query(&mut con).unwrap();
+    let field = |line: &str, name: &str| -> String {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+            .to_string()
+    };
+    let line: String = redis::cmd("CLIENT").arg("INFO").query(&mut con).unwrap();
+    assert!(field(&line, "fd").parse::<i32>().unwrap() > 2, "{line}");
+    assert!(
+        field(&line, "qbuf-free").parse::<u64>().unwrap() > 0,
+        "{line}"
+    );
+    assert!(
+        field(&line, "tot-mem").parse::<u64>().unwrap() > 1024,
+        "{line}"
+    );
+    assert_eq!(field(&line, "multi"), "-1");
+    let mut raw = server.raw();
+    crate::util::roundtrip(&mut raw, b"MULTI\r\n", b"+OK\r\n");
+    crate::util::roundtrip(&mut raw, b"PING\r\n", b"+QUEUED\r\n");
+    crate::util::roundtrip(&mut raw, b"PING\r\n", b"+QUEUED\r\n");
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+    let queued = list
+        .lines()
+        .find(|l| !l.contains("cmd=client|list"))
+        .expect("the transaction's client");
+    assert_eq!(field(queued, "multi"), "2", "{queued}");
+}
