@@ -47,6 +47,8 @@ pub struct ClientMetrics {
     pub connections_rejected_total: u64,
     /// Connections ended, by `CloseReason::index`.
     pub closed_total: [u64; CloseReason::COUNT],
+    /// The `CLIENT PAUSE` in force, if any.
+    pub pause: Option<crate::clients::Pause>,
 }
 
 #[derive(Clone, Debug)]
@@ -100,7 +102,7 @@ impl Metrics {
     pub fn collect(shared: &Shared<'_>, now_ms: u64) -> Metrics {
         Metrics {
             uptime_s: now_ms.saturating_sub(shared.identity.started_ms) / 1000,
-            clients: client_metrics(shared),
+            clients: client_metrics(shared, now_ms),
             resident_bytes: resident_bytes(),
             dense_slots_reserved_bytes: shared.store.capacity() * 8,
             presence_values_bytes: shared.store.value_bytes(),
@@ -121,7 +123,7 @@ impl Metrics {
     }
 }
 
-fn client_metrics(shared: &Shared<'_>) -> ClientMetrics {
+fn client_metrics(shared: &Shared<'_>, now_ms: u64) -> ClientMetrics {
     let stats = shared.stats;
     ClientMetrics {
         connected: shared.clients.count() as u64,
@@ -129,6 +131,7 @@ fn client_metrics(shared: &Shared<'_>) -> ClientMetrics {
         connections_received_total: Stats::get(&stats.connections_received),
         connections_rejected_total: Stats::get(&stats.connections_rejected),
         closed_total: std::array::from_fn(|i| Stats::get(&stats.connections_closed[i])),
+        pause: shared.clients.pause_at(now_ms),
     }
 }
 

@@ -176,7 +176,8 @@ fn unpause(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
 
 /// Whether `CLIENT PAUSE` holds this request back now, and until when: in `ALL` mode every
 /// request; in `WRITE` mode those that change data (PUBLISH too, and an EXEC queueing one),
-/// as Redis does. Unknown commands are not held: their error needs no waiting.
+/// as Redis does. Unknown commands, wrong arities and unauthenticated requests are not held:
+/// their error needs no waiting.
 pub fn held_by_pause(
     shared: &crate::services::Shared<'_>,
     session: &crate::session::Session,
@@ -185,6 +186,11 @@ pub fn held_by_pause(
 ) -> Option<u64> {
     let pause = shared.clients.pause_at(now_ms)?;
     let spec = super::lookup(args.first()?)?;
+    // As in Redis, the checks before a command runs come before the pause: a request with
+    // the wrong arity, or sent before authenticating, is answered at once.
+    if !spec.arity_ok(args.len()) || (!session.authenticated && !spec.allowed_before_auth()) {
+        return None;
+    }
     if !pause.writes_only {
         return Some(pause.until_ms);
     }

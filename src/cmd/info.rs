@@ -55,7 +55,7 @@ pub fn info(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         }
         let (heading, fields) = match *section {
             "server" => ("Server", server_fields(ctx, &metrics)),
-            "clients" => ("Clients", client_fields(&metrics)),
+            "clients" => ("Clients", client_fields(ctx, &metrics)),
             "memory" => ("Memory", memory_fields(&metrics)),
             "persistence" => ("Persistence", persistence_fields(ctx, &metrics)),
             "stats" => ("Stats", stats_fields(&metrics)),
@@ -106,11 +106,23 @@ fn server_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
     ])
 }
 
-fn client_fields(metrics: &Metrics) -> Fields {
+fn client_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
+    let pause = metrics.clients.pause;
+    let (reason, actions, left_ms) = match pause {
+        None => ("none", "none", 0),
+        Some(p) => (
+            "client_pause",
+            if p.writes_only { "write" } else { "all" },
+            p.until_ms.saturating_sub(ctx.now_ms),
+        ),
+    };
     fields([
         ("connected_clients", &metrics.clients.connected),
         ("maxclients", &metrics.clients.max),
         ("blocked_clients", &0),
+        ("paused_reason", &reason),
+        ("paused_actions", &actions),
+        ("paused_timeout_milliseconds", &left_ms),
     ])
 }
 

@@ -38,6 +38,12 @@ fn writes_wait_until_unpause() {
         .arg("WRITE")
         .query(&mut admin)
         .unwrap();
+    let clients = crate::util::info(&mut admin, "clients");
+    let field = |name: &str| crate::util::info_field(&clients, name).unwrap_or_default();
+    assert_eq!(field("paused_reason"), "client_pause");
+    assert_eq!(field("paused_actions"), "write");
+    let left_ms: u64 = field("paused_timeout_milliseconds").parse().expect("ms");
+    assert!(left_ms > 0 && left_ms <= 30_000, "{left_ms}");
     let mut writer = server.raw();
     writer
         .write_all(b"SET user:1:presence online\r\nGET user:1:presence\r\n")
