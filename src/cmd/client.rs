@@ -18,20 +18,12 @@ const fn sub(
 
 const CONN_FLAGS: &[&str] = &["noscript", "loading", "stale"];
 
-pub const CLIENT: CommandSpec = CommandSpec {
-    name: "client",
-    arity: -2,
-    flags: &[],
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    acl_categories: &["@slow"],
-    group: "connection",
-    since: "2.4.0",
-    summary: "A container for client connection commands.",
-    complexity: "Depends on subcommand.",
-    handler: |_, _| Ok(()),
-    subcommands: &[
+pub const CLIENT: CommandSpec = CommandSpec::container(
+    "client",
+    "connection",
+    "2.4.0",
+    "A container for client connection commands.",
+    &[
         sub(
             "client|id",
             2,
@@ -124,8 +116,7 @@ pub const CLIENT: CommandSpec = CommandSpec {
             help,
         ),
     ],
-    arguments: &[],
-};
+);
 
 /// `CLIENT REPLY ON|OFF|SKIP`: ON answers +OK; OFF and SKIP answer nothing (the dispatcher
 /// drops replies while the mode says so).

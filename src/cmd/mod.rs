@@ -117,6 +117,24 @@ impl CommandSpec {
         }
     }
 
+    /// A container command (`CLIENT`, `CONFIG`, ...): only its subcommands run; the
+    /// dispatcher answers a container called alone or with an unknown subcommand.
+    pub const fn container(
+        name: &'static str,
+        group: &'static str,
+        since: &'static str,
+        summary: &'static str,
+        subcommands: &'static [CommandSpec],
+    ) -> CommandSpec {
+        CommandSpec {
+            acl_categories: &["@slow"],
+            since,
+            complexity: "Depends on subcommand.",
+            subcommands,
+            ..CommandSpec::new(name, -2, &[], group, summary, |_, _| Ok(()))
+        }
+    }
+
     pub const fn with_keys(self, first_key: i32, last_key: i32, key_step: i32) -> CommandSpec {
         CommandSpec {
             first_key,

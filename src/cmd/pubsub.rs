@@ -58,20 +58,12 @@ pub const PUBLISH: CommandSpec = pubsub_command(
     "Posts a message to a channel. Replies with how many subscriptions will receive it.",
     publish,
 );
-pub const PUBSUB: CommandSpec = CommandSpec {
-    name: "pubsub",
-    arity: -2,
-    flags: &[],
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    acl_categories: &["@slow"],
-    group: "pubsub",
-    since: "2.8.0",
-    summary: "A container for pub/sub introspection commands.",
-    complexity: "Depends on subcommand.",
-    handler: |_, _| Ok(()),
-    subcommands: &[
+pub const PUBSUB: CommandSpec = CommandSpec::container(
+    "pubsub",
+    "pubsub",
+    "2.8.0",
+    "A container for pub/sub introspection commands.",
+    &[
         pubsub_command(
             "pubsub|channels",
             -2,
@@ -101,8 +93,7 @@ pub const PUBSUB: CommandSpec = CommandSpec {
             help,
         ),
     ],
-    arguments: &[],
-};
+);
 
 /// The commands a RESP2 connection may send while it has subscriptions (Redis's rule: its
 /// replies would otherwise be mistaken for published messages).

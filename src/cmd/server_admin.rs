@@ -101,20 +101,12 @@ pub const LASTSAVE: CommandSpec = admin(
     lastsave,
 );
 
-pub const CONFIG: CommandSpec = CommandSpec {
-    name: "config",
-    arity: -2,
-    flags: &[],
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    acl_categories: &["@slow"],
-    group: "server",
-    since: "2.0.0",
-    summary: "A container for server configuration commands.",
-    complexity: "Depends on subcommand.",
-    handler: |_, _| Ok(()),
-    subcommands: &[
+pub const CONFIG: CommandSpec = CommandSpec::container(
+    "config",
+    "server",
+    "2.0.0",
+    "A container for server configuration commands.",
+    &[
         admin(
             "config|get",
             -3,
@@ -148,23 +140,14 @@ pub const CONFIG: CommandSpec = CommandSpec {
             config_help,
         ),
     ],
-    arguments: &[],
-};
+);
 
-pub const MEMORY: CommandSpec = CommandSpec {
-    name: "memory",
-    arity: -2,
-    flags: &[],
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    acl_categories: &["@slow"],
-    group: "server",
-    since: "4.0.0",
-    summary: "A container for memory diagnostics commands.",
-    complexity: "Depends on subcommand.",
-    handler: |_, _| Ok(()),
-    subcommands: &[
+pub const MEMORY: CommandSpec = CommandSpec::container(
+    "memory",
+    "server",
+    "4.0.0",
+    "A container for memory diagnostics commands.",
+    &[
         CommandSpec::new(
             "memory|usage",
             -3,
@@ -187,27 +170,18 @@ pub const MEMORY: CommandSpec = CommandSpec {
         .with_acl(&["@slow"])
         .with_since("4.0.0"),
     ],
-    arguments: &[],
-};
+);
 
 /// `LATENCY`: Redis's latency monitor is off unless configured (`latency-monitor-threshold 0`),
 /// and presenced has none, so there are never latency events to report: LATEST and HISTORY are
 /// empty and RESET resets none. Monitoring agents call them; presenced's own lag figures are in
 /// `INFO presence`.
-pub const LATENCY: CommandSpec = CommandSpec {
-    name: "latency",
-    arity: -2,
-    flags: &[],
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    acl_categories: &["@slow"],
-    group: "server",
-    since: "2.8.13",
-    summary: "A container for latency diagnostics commands.",
-    complexity: "Depends on subcommand.",
-    handler: |_, _| Ok(()),
-    subcommands: &[
+pub const LATENCY: CommandSpec = CommandSpec::container(
+    "latency",
+    "server",
+    "2.8.13",
+    "A container for latency diagnostics commands.",
+    &[
         admin(
             "latency|latest",
             2,
@@ -241,8 +215,7 @@ pub const LATENCY: CommandSpec = CommandSpec {
             latency_help,
         ),
     ],
-    arguments: &[],
-};
+);
 
 fn latency_empty(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     ctx.out.array(0);
