@@ -28,6 +28,10 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     let listener = bind(config.listen_addr, per_core)?;
     let listen_addr = listener.local_addr()?;
     let (server, fanout_task) = Services::build(config, listen_addr, clock::now_ms())?;
+    // Subscribed before any connection can be taken: a SHUTDOWN served by another core's
+    // thread before this loop starts must still be seen (a receiver created after the change
+    // would wait for the next one, forever).
+    let mut shutdown_rx = server.shutdown_requested();
     tokio::spawn(fanout_task);
     restore(&server)?;
     info!(
@@ -59,8 +63,11 @@ pub async fn run(config: Config) -> std::io::Result<()> {
             );
         }
     }
-    let mut shutdown_rx = server.shutdown_requested();
     loop {
+        if *shutdown_rx.borrow_and_update() {
+            info!("shutdown requested by a client");
+            break;
+        }
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, addr)) => connection::accept(Arc::clone(&server), socket, addr),
