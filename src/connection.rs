@@ -145,10 +145,11 @@ async fn serve_session(
         // Reading goes on while replies wait to be written (as Redis keeps reading a client
         // whose replies queue up): a client that sends a whole pipeline before reading any
         // reply must not deadlock against us. Only past OUTPUT_PENDING_MAX does reading pause.
-        // A paused client is not read either: its held request runs first, in order.
+        // A held client is not read either: its held request runs first, in order.
         let want_read = flow == Flow::Continue && out.len() < OUTPUT_PENDING_MAX && !held;
         let want_write = !out.is_empty();
-        // While paused, look again at least every PAUSE_RECHECK: CLIENT UNPAUSE may end it early.
+        // While held, look again at least every PAUSE_RECHECK_MS: CLIENT UNPAUSE (or the
+        // fan-out catching up) may end the wait early.
         let pause_wait = paused_until_ms.map(|until_ms| {
             let left_ms = until_ms.saturating_sub(clock::now_ms());
             std::time::Duration::from_millis(left_ms.min(PAUSE_RECHECK_MS))
@@ -187,7 +188,7 @@ const PAUSE_RECHECK_MS: u64 = 10;
 struct Batch<'a, 'b> {
     shared: &'a Shared<'a>,
     gate: &'a Gate,
-    /// A decoded request in `args` that `CLIENT PAUSE` held back.
+    /// A decoded request in `args` that must wait (`cmd::held_until`).
     held: &'b mut bool,
     entry: &'a ClientEntry,
     session: &'b mut Session,
@@ -197,9 +198,10 @@ struct Batch<'a, 'b> {
 
 impl Batch<'_, '_> {
     /// Decodes and runs buffered requests until none is complete, the output is long enough
-    /// to write first, one asks to close, or `CLIENT PAUSE` holds one back (it stays decoded in
-    /// `args`, `held`, and runs first next time). Returns what the connection should do next,
-    /// and until when a pause holds it.
+    /// to write first, one asks to close, or one must wait (`cmd::held_until`: a `CLIENT PAUSE`,
+    /// a PUBLISH while the fan-out is backlogged); that one stays decoded in `args`, `held`,
+    /// and runs first next time. Returns what the connection should do next, and until when it
+    /// is held.
     fn run(&mut self, input: &mut BytesMut, out: &mut ReplyBuf) -> (Flow, Option<u64>) {
         let config = self.shared.config;
         let stats = self.shared.stats;
@@ -231,8 +233,7 @@ impl Batch<'_, '_> {
                 }
             }
             *self.held = false;
-            if let Some(until_ms) = cmd::held_by_pause(self.shared, self.session, self.args, now_ms)
-            {
+            if let Some(until_ms) = cmd::held_until(self.shared, self.session, self.args, now_ms) {
                 *self.held = true;
                 paused_until_ms = Some(until_ms);
                 break;

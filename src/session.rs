@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 
 use crate::clients::{ClientEntry, CloseReason};
 use crate::store::WatchMark;
@@ -20,7 +20,7 @@ pub struct Session {
     /// Between `MULTI` and `EXEC`/`DISCARD`: the commands queued so far.
     pub transaction: Option<Transaction>,
     /// Keys this connection `WATCH`es, with what was seen of each.
-    pub watched: Vec<WatchedKey>,
+    pub watched: HashMap<Bytes, WatchedKey>,
     /// `CLIENT REPLY`: whether replies are sent.
     pub reply_mode: ReplyMode,
 }
@@ -45,11 +45,10 @@ pub struct Transaction {
     pub aborted: bool,
 }
 
-/// One `WATCH`ed key. `mark` is `None` for a key that can never exist here (outside the
-/// presence key pattern), which therefore never changes.
+/// What was seen of one `WATCH`ed key. `mark` is `None` for a key that can never exist here
+/// (outside the presence key pattern), which therefore never changes.
 #[derive(Debug)]
 pub struct WatchedKey {
-    pub key: Bytes,
     pub mark: Option<WatchMark>,
     /// Whether the key existed when watched: a key that expired since then changed, even
     /// before the timer settled it.
@@ -64,7 +63,7 @@ impl Session {
             channels: HashSet::new(),
             patterns: HashSet::new(),
             transaction: None,
-            watched: Vec::new(),
+            watched: HashMap::new(),
             reply_mode: ReplyMode::On,
         }
     }

@@ -167,36 +167,17 @@ fn unpause(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
 
 /// Whether `CLIENT PAUSE` holds this request back now, and until when: in `ALL` mode every
 /// request; in `WRITE` mode those that change data (PUBLISH too, and an EXEC queueing one),
-/// as Redis does. Unknown commands, wrong arities and unauthenticated requests are not held:
-/// their error needs no waiting.
+/// as Redis does.
 pub fn held_by_pause(
     shared: &crate::services::Shared<'_>,
     session: &crate::session::Session,
-    args: &[bytes::Bytes],
+    spec: &super::CommandSpec,
     now_ms: u64,
 ) -> Option<u64> {
     let pause = shared.clients.pause_at(now_ms)?;
-    let spec = super::lookup(args.first()?)?;
-    // As in Redis, the checks before a command runs come before the pause: a request with
-    // the wrong arity, or sent before authenticating, is answered at once.
-    if !spec.arity_ok(args.len()) || (!session.authenticated && !spec.allowed_before_auth()) {
-        return None;
-    }
-    if !pause.writes_only {
-        return Some(pause.until_ms);
-    }
     let writes =
         |spec: &super::CommandSpec| spec.flags.contains(&"write") || spec.name == "publish";
-    let held = if spec.name == "exec" {
-        session.transaction.as_ref().is_some_and(|t| {
-            t.queued
-                .iter()
-                .filter_map(|queued| super::lookup(queued.first()?))
-                .any(writes)
-        })
-    } else {
-        writes(spec)
-    };
+    let held = !pause.writes_only || super::transaction::runs_any(session, spec, writes);
     held.then_some(pause.until_ms)
 }
 

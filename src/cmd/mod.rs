@@ -25,7 +25,6 @@ use bytes::Bytes;
 use hashbrown::HashMap;
 
 pub use args::Args;
-pub use client::held_by_pause;
 pub use error::{CmdError, printable};
 pub use pubsub::unsubscribe_all;
 pub use transaction::{abandon as abandon_transaction, needs_exclusive};
@@ -423,6 +422,34 @@ fn refuse(ctx: &mut Ctx<'_>, err: CmdError) {
     let text = err.to_string();
     ctx.shared.stats.error_reply(&text);
     ctx.out.error(&text);
+}
+
+/// Whether this request must wait before it runs, and until when its connection should look
+/// again: a `CLIENT PAUSE` holds it, or it publishes (PUBLISH, or an EXEC queueing one) while
+/// the fan-out is far behind, when it is looked at again each millisecond. The connection does
+/// the waiting: it stops reading and sleeps on an async timer, so no thread ever sleeps, and
+/// a flood of PUBLISH slows only the connections sending it. Unknown commands, wrong arities
+/// and unauthenticated requests never wait: as in Redis, their error comes first.
+pub fn held_until(
+    shared: &Shared<'_>,
+    session: &Session,
+    args: &[Bytes],
+    now_ms: u64,
+) -> Option<u64> {
+    let pausing = shared.clients.pause_at(now_ms).is_some();
+    // Two atomic loads on the hot path; the table is consulted only when one says so.
+    if !pausing && !shared.pubsub.backlogged() {
+        return None;
+    }
+    let spec = lookup(args.first()?)?;
+    if !spec.arity_ok(args.len()) || (!session.authenticated && !spec.allowed_before_auth()) {
+        return None;
+    }
+    if let Some(until_ms) = client::held_by_pause(shared, session, spec, now_ms) {
+        return Some(until_ms);
+    }
+    let publishes = transaction::runs_any(session, spec, |s| s.name == "publish");
+    (publishes && shared.pubsub.backlogged()).then_some(now_ms + 1)
 }
 
 /// The user a presence key names, or why it names none.

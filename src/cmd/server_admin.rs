@@ -470,8 +470,10 @@ fn config_set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     }
     let params = config_params(ctx);
     let mut notify = None;
-    for pair in pairs.chunks(2) {
-        let (name, value) = (&pair[0], &pair[1]);
+    for pair in pairs.chunks_exact(2) {
+        let [name, value] = pair else {
+            continue;
+        };
         if name.eq_ignore_ascii_case(b"notify-keyspace-events") {
             notify = Some(NotifyFlags::parse(value).ok_or(CmdError::NotifyEventsInvalid)?);
         } else if params

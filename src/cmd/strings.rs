@@ -422,10 +422,13 @@ fn mset(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         return Err(CmdError::WrongArity("mset"));
     }
     let mut pairs = Vec::with_capacity(all.len() / 2);
-    for pair in all.chunks(2) {
-        let user = presence_user(ctx, &pair[0])?;
-        let value = key_value(&pair[1])?;
-        pairs.push((&pair[0], user, value));
+    for pair in all.chunks_exact(2) {
+        let [key, raw_value] = pair else {
+            continue;
+        };
+        let user = presence_user(ctx, key)?;
+        let value = key_value(raw_value)?;
+        pairs.push((key, user, value));
     }
     for (key, user, value) in pairs {
         store_set(

@@ -82,6 +82,24 @@ pub fn needs_exclusive(session: &Session, args: &[Bytes]) -> bool {
             .is_some_and(|n| n.eq_ignore_ascii_case(b"exec"))
 }
 
+/// Whether running `spec` now runs a command `matches` accepts: `spec` itself, or for an
+/// `EXEC`, any command its transaction queued.
+pub fn runs_any(
+    session: &Session,
+    spec: &CommandSpec,
+    matches: impl Fn(&CommandSpec) -> bool,
+) -> bool {
+    if spec.name != "exec" {
+        return matches(spec);
+    }
+    session.transaction.as_ref().is_some_and(|t| {
+        t.queued
+            .iter()
+            .filter_map(|queued| super::lookup(queued.first()?))
+            .any(matches)
+    })
+}
+
 /// Records the queue's length for `CLIENT LIST` (`multi=`, -1 outside a transaction).
 fn record_multi(session: &Session) {
     let queued = session
@@ -159,13 +177,13 @@ fn watch(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let keys = args.rest();
     let new_count = keys
         .iter()
-        .filter(|k| !ctx.session.watched.iter().any(|w| w.key == **k))
+        .filter(|k| !ctx.session.watched.contains_key(*k))
         .count();
     if ctx.session.watched.len() + new_count > WATCHED_KEYS_MAX {
         return Err(CmdError::TooManyWatchedKeys);
     }
     for key in keys {
-        if ctx.session.watched.iter().any(|w| w.key == *key) {
+        if ctx.session.watched.contains_key(key) {
             continue;
         }
         // A key outside the presence pattern can never exist here, so it never changes.
@@ -179,11 +197,9 @@ fn watch(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
             }
             Err(_) => (None, false),
         };
-        ctx.session.watched.push(WatchedKey {
-            key: key.clone(),
-            mark,
-            existed,
-        });
+        ctx.session
+            .watched
+            .insert(key.clone(), WatchedKey { mark, existed });
     }
     ctx.out.ok();
     Ok(())
@@ -198,11 +214,11 @@ fn unwatch(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
 /// Whether no watched key changed: its door-recorded version is the one seen at `WATCH`, and a
 /// key that existed then still does (an expiry the timer has not settled yet is a change too).
 fn watched_intact(shared: &Shared<'_>, session: &Session, now_ms: u64) -> bool {
-    session.watched.iter().all(|watched| {
+    session.watched.iter().all(|(key, watched)| {
         let Some(mark) = watched.mark else {
             return true;
         };
-        let Some(user) = watched_user(shared, &watched.key) else {
+        let Some(user) = watched_user(shared, key) else {
             return true;
         };
         shared.store.watch_intact(user, mark)
@@ -218,9 +234,9 @@ fn watched_user<'a>(shared: &Shared<'_>, key: &'a [u8]) -> Option<crate::store::
 /// Forgets every key this connection watches (EXEC, DISCARD, UNWATCH, RESET, and the end of
 /// the connection: a watch must not outlive its client in the store's watch tables).
 pub fn unwatch_all(shared: &Shared<'_>, session: &mut Session) {
-    for watched in session.watched.drain(..) {
+    for (key, watched) in session.watched.drain() {
         if watched.mark.is_some()
-            && let Some(user) = watched_user(shared, &watched.key)
+            && let Some(user) = watched_user(shared, &key)
         {
             shared.store.unwatch(user);
         }

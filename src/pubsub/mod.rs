@@ -4,9 +4,9 @@
 //! Publishing (a PUBLISH command, or a presence transition handed over by a shard) resolves
 //! the subscribers under the registry lock and queues delivery jobs for the fan-out task before
 //! releasing it, so publications of one channel are delivered in the order they were made.
-//! Publishers never touch sockets and never wait for any one subscriber; but `PUBLISH` itself
-//! waits (sleeping its thread) while more than `DELIVERIES_PENDING_MAX` deliveries are queued,
-//! which stalls every connection on that thread (a known defect, removed by a later change).
+//! Publishers never touch sockets and never wait for any one subscriber; a `PUBLISH` sent
+//! while more than `DELIVERIES_PENDING_MAX` deliveries are queued waits before it runs, held
+//! by its own connection on an async timer (`cmd::held_until`): no thread sleeps.
 //! Messages are encoded by `resp` (`PushFrame`); this module knows their shapes, not bytes.
 
 mod fanout;
@@ -30,7 +30,8 @@ use registry::Registry;
 
 /// Deliveries that may be queued before a PUBLISH waits for the fan-out to catch up. A
 /// client flooding PUBLISH to many subscribers is slowed to the fan-out's pace instead of
-/// growing the queue without bound (Redis does the fan-out inside PUBLISH itself).
+/// growing the queue without bound (Redis does the fan-out inside PUBLISH itself). Each
+/// publishing connection adds at most one PUBLISH past it: the check runs before each one.
 const DELIVERIES_PENDING_MAX: u64 = 1_000_000;
 
 /// Estimated bytes one subscription costs beyond its channel name: the subscriber's entry in
@@ -108,16 +109,20 @@ impl PubSub {
         removed
     }
 
+    /// Whether more than `DELIVERIES_PENDING_MAX` deliveries wait for the fan-out: then a
+    /// PUBLISH waits before it runs (its connection holds it, see `cmd::held_until`), so a
+    /// flood of PUBLISH cannot grow the queue without bound.
+    pub fn backlogged(&self) -> bool {
+        self.fanout.deliveries_pending.load(Ordering::Relaxed) > DELIVERIES_PENDING_MAX
+    }
+
     /// Queues `payload` for every subscriber of `channel` and every matching pattern; returns
-    /// how many subscriptions will receive it (as Redis's PUBLISH counts). Waits while the
-    /// fan-out is far behind, so a flood of PUBLISH cannot grow its queue without bound.
+    /// how many subscriptions will receive it (as Redis's PUBLISH counts). Never waits: the
+    /// caller's connection held the request while the fan-out was backlogged.
     pub fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
         self.messages_published.fetch_add(1, Ordering::Relaxed);
         if !self.has_subscribers() {
             return 0;
-        }
-        while self.fanout.deliveries_pending.load(Ordering::Relaxed) > DELIVERIES_PENDING_MAX {
-            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let registry = self.registry();
         let mut jobs = Vec::new();

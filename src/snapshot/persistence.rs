@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -46,6 +46,9 @@ pub struct Persistence {
     pub interval: Option<Duration>,
     key_pattern: String,
     in_progress: AtomicBool,
+    /// Signalled (under `released_lock`) when a save releases its claim, for `begin_waiting`.
+    released: Condvar,
+    released_lock: Mutex<()>,
     /// Wakes the background saver for `BGSAVE`.
     pub background_request: Notify,
     status: Mutex<PersistenceStatus>,
@@ -58,6 +61,8 @@ impl Persistence {
             interval,
             key_pattern,
             in_progress: AtomicBool::new(false),
+            released: Condvar::new(),
+            released_lock: Mutex::new(()),
             background_request: Notify::new(),
             status: Mutex::new(PersistenceStatus {
                 last_save_ok: true,
@@ -110,20 +115,31 @@ impl Persistence {
             }
         };
         drop(status);
+        // Released under the lock `begin_waiting` checks under, so no waiter misses it.
+        let released = self.released_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.in_progress.store(false, Ordering::Release);
+        self.released.notify_all();
+        drop(released);
         outcome
     }
 
-    /// Waits (up to `timeout`) for a running save to finish, then claims the right to save.
+    /// Waits (up to `timeout`) for a running save to finish, then claims the right to save. It
+    /// waits on a condition variable the finishing save signals, not by polling in a sleep.
     pub fn begin_waiting(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
-        while !self.try_begin() {
-            if std::time::Instant::now() >= deadline {
-                return false;
+        let mut guard = self.released_lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.try_begin() {
+                return true;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                return false;
+            };
+            guard = self
+                .released
+                .wait_timeout(guard, left)
+                .map_or_else(|p| p.into_inner().0, |(g, _)| g);
         }
-        true
     }
 
     /// Waits for a running save, then saves (SHUTDOWN and the signal handlers).

@@ -455,3 +455,40 @@ fn slow_subscriber_is_cut_off_alone() {
     assert_eq!(clients.matches("psub=1").count(), 1, "{clients}");
     assert!(!reader.is_closed());
 }
+
+/// A flood of PUBLISH to many subscribers that do not read (2,000,000 deliveries, twice the
+/// backlog limit, whose PUBLISHes then wait, held by their own connection: no thread sleeps)
+/// is answered in order, each with its receiver count, and another client on the same single
+/// thread is answered meanwhile. With the limit lowered to 1,000 the held path was seen taken.
+#[test]
+fn publish_flood_waits_without_stalling_others() {
+    let server = TestServer::start_with(&["--threads", "1"]);
+    let subscribers: Vec<std::net::TcpStream> = (0..400)
+        .map(|_| {
+            let mut s = server.raw();
+            std::io::Write::write_all(&mut s, b"SUBSCRIBE flood\r\n").unwrap();
+            let _ = crate::util::read_until(&mut s, |out| out.ends_with(b":1\r\n"));
+            s
+        })
+        .collect();
+    let publishes = 5_000usize;
+    let mut publisher = server.raw();
+    let batch = "PUBLISH flood x\r\n".repeat(publishes);
+    let writer = {
+        let mut stream = publisher.try_clone().unwrap();
+        std::thread::spawn(move || std::io::Write::write_all(&mut stream, batch.as_bytes()))
+    };
+    let mut other = server.client();
+    let pong: String = redis::cmd("PING").query(&mut other).unwrap();
+    assert_eq!(pong, "PONG");
+    let expected = ":400\r\n".repeat(publishes);
+    publisher
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let got = crate::util::read_until(&mut publisher, |out| out.len() >= expected.len());
+    writer.join().unwrap().unwrap();
+    assert!(got == expected.as_bytes(), "{} bytes of replies", got.len());
+    let pong: String = redis::cmd("PING").query(&mut other).unwrap();
+    assert_eq!(pong, "PONG");
+    drop(subscribers);
+}
