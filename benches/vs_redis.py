@@ -20,6 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESENCED = os.path.join(ROOT, "target", "release", "presenced")
 LOADGEN = os.path.join(ROOT, "target", "release", "loadgen")
+FANOUT_STORM = os.path.join(ROOT, "target", "release", "fanout_storm")
 
 
 def free_port():
@@ -271,17 +272,52 @@ def memory(table, sizes, presenced_only_sizes):
                   better="lower", fmt="{:.2f}")
 
 
+def fanout_storm(table, subscribers, users):
+    """PING round trips of unrelated clients while a pub/sub backlog is delivered: presenced
+    brings `users` online (one event each on presence:<id>), Redis gets one PUBLISH of the same
+    JSON per user; `subscribers` clients take every event on PSUBSCRIBE presence:*."""
+    results = {}
+    for kind in ("redis", "presenced"):
+        server = Server(kind, extra=["--ttl", "3600"])
+        try:
+            cmd = ["taskset", "-c", "1", FANOUT_STORM, "--target", kind, "--port", str(server.port),
+                   "--subscribers", str(subscribers), "--users", str(users), "--json"]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            if out.returncode != 0:
+                raise RuntimeError(f"fanout-storm against {kind} failed: {out.stdout} {out.stderr}")
+            results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+            if not server.alive():
+                raise RuntimeError(f"{kind} died during the fan-out storm")
+        finally:
+            server.stop()
+        r = results[kind]
+        print(f"  fanout-storm {kind}: {r['delivered']:,} of {r['expected']:,} deliveries in "
+              f"{r['delivered_s']:.2f} s; PING p50 {r['ping_p50_ms']} ms, p99 {r['ping_p99_ms']} ms, "
+              f"max {r['ping_max_ms']} ms over {r['pings']} round trips", flush=True)
+    r, p = results["redis"], results["presenced"]
+    label = f"{subscribers} x {users:,}"
+    table.add("fanout-storm", f"all delivered, s ({label})", r["delivered_s"], p["delivered_s"],
+              better="lower", fmt="{:.2f}")
+    table.add("fanout-storm", "unrelated PING p99 ms", r["ping_p99_ms"], p["ping_p99_ms"],
+              better="lower", fmt="{:.2f}")
+    table.add("fanout-storm", "unrelated PING max ms", r["ping_max_ms"], p["ping_max_ms"],
+              better="lower", fmt="{:.2f}")
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     parser.add_argument("--markdown", help="also write the table to this file")
-    parser.add_argument("--only", default="throughput,storm,memory",
-                        help="comma-separated parts to run (throughput, storm, memory)")
+    parser.add_argument("--only", default="throughput,storm,fanout,memory",
+                        help="comma-separated parts to run (throughput, storm, fanout, memory)")
     args = parser.parse_args()
     table = Table()
     if args.quick:
         users, secs, storm, storm_wait, mem, mem_only = 1_000_000, 3, 100_000, 60, [1_000_000], []
+        fanout_subscribers, fanout_users = 50, 20_000
     else:
+        fanout_subscribers, fanout_users = 200, 100_000
         users, secs, storm, storm_wait, mem, mem_only = (10_000_000, 10, 1_000_000, 120,
                                                          [10_000_000, 100_000_000], [1_000_000_000])
     print(f"presenced vs redis-server ({'quick' if args.quick else 'full'} run)", flush=True)
@@ -289,6 +325,8 @@ def main():
     if "throughput" in parts:
         throughput(table, users, secs)
     storm_results = expiry_storm(table, storm, storm_wait) if "storm" in parts else None
+    if "fanout" in parts:
+        fanout_storm(table, fanout_subscribers, fanout_users)
     if "memory" in parts:
         memory(table, mem, mem_only)
     print()

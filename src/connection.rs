@@ -100,7 +100,15 @@ async fn serve_session(
     let mut flow = Flow::Continue;
     let mut held = false;
     let mut paused_until_ms: Option<u64> = None;
+    // Bytes read, taken from the outbox and written since this task last gave its thread
+    // back: a connection with endless work (a subscriber in a storm, a long pipeline) yields
+    // every YIELD_AFTER_BYTES, so the other connections of its core thread keep their turn.
+    let mut worked_bytes = 0usize;
     loop {
+        if worked_bytes >= YIELD_AFTER_BYTES {
+            worked_bytes = 0;
+            tokio::task::yield_now().await;
+        }
         // Run what is buffered, unless the replies already waiting are too many: then the
         // client must read before it may send more (it stalls only itself).
         if flow == Flow::Continue && out.len() < OUTPUT_PENDING_MAX {
@@ -117,13 +125,15 @@ async fn serve_session(
         }
         // Published messages join the output between replies, while the output is short;
         // otherwise they wait in the outbox, where the pub/sub limit counts them.
-        if out.len() < PUSH_WRITE_BYTES
-            && let Err(reason) = append_pushed(entry, session, &mut pushed, &mut out)
-        {
-            return reason;
+        if out.len() < PUSH_WRITE_BYTES {
+            match append_pushed(entry, session, &mut pushed, &mut out) {
+                Ok(appended) => worked_bytes += appended,
+                Err(reason) => return reason,
+            }
         }
-        if let Err(err) = write_ready(&shared, &socket, &mut out) {
-            return io_failed(entry, &err);
+        match write_ready(&shared, &socket, &mut out) {
+            Ok(written) => worked_bytes += written,
+            Err(err) => return io_failed(entry, &err),
         }
         if out.len() < PUSH_WRITE_BYTES && entry.outbox.pending_bytes() > 0 {
             // Messages arrived while the output was long: they are not announced again (the
@@ -162,7 +172,10 @@ async fn serve_session(
                 input.reserve(READ_CHUNK_BYTES);
                 match socket.try_read_buf(&mut input) {
                     Ok(0) => return CloseReason::ClientClosed,
-                    Ok(n) => Stats::add(&services.stats.net_input_bytes, n as u64),
+                    Ok(n) => {
+                        worked_bytes += n;
+                        Stats::add(&services.stats.net_input_bytes, n as u64);
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return io_failed(entry, &e),
                 }
@@ -179,6 +192,13 @@ async fn serve_session(
         }
     }
 }
+
+/// Work a connection does before it yields its thread to the others (see `worked_bytes`):
+/// 64 KiB is one socket read, ~10-20 µs of copying and system calls, so a hundred busy
+/// connections on one thread delay a PING there by a few milliseconds. Measured with 200
+/// subscribers in a storm on one core: 256 KiB gave PING p99 33-43 ms, 64 KiB 25-29 ms, at the
+/// same delivery rate (docs/BENCHMARKS.md).
+const YIELD_AFTER_BYTES: usize = 64 * 1024;
 
 /// How often a client held by `CLIENT PAUSE` looks whether the pause ended early (UNPAUSE):
 /// 10 ms adds at most that to an unpause, and costs a paused client 100 wake-ups a second.
@@ -274,14 +294,20 @@ impl Batch<'_, '_> {
     }
 }
 
-/// Writes as much pending output as the socket takes now, without waiting.
-fn write_ready(shared: &Shared<'_>, socket: &TcpStream, out: &mut ReplyBuf) -> std::io::Result<()> {
+/// Writes as much pending output as the socket takes now, without waiting; returns how much.
+fn write_ready(
+    shared: &Shared<'_>,
+    socket: &TcpStream,
+    out: &mut ReplyBuf,
+) -> std::io::Result<usize> {
+    let mut written = 0;
     while !out.is_empty() {
         match socket.try_write(&out.buf) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 Stats::add(&shared.stats.net_output_bytes, n as u64);
                 let _ = out.buf.split_to(n);
+                written += n;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(e) => return Err(e),
@@ -291,22 +317,23 @@ fn write_ready(shared: &Shared<'_>, socket: &TcpStream, out: &mut ReplyBuf) -> s
         // A burst's buffer would otherwise stay with the connection for its life.
         out.buf = BytesMut::with_capacity(16 * 1024);
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Moves the messages published to this client into its output, dropping those of channels
 /// it unsubscribed from after they were queued (Redis never sends a message after the
-/// unsubscribe confirmation, and a RESP2 client would take it for a command reply).
+/// unsubscribe confirmation, and a RESP2 client would take it for a command reply). Returns
+/// the bytes taken from the outbox.
 fn append_pushed(
     entry: &ClientEntry,
     session: &Session,
     pushed: &mut Vec<Pushed>,
     out: &mut ReplyBuf,
-) -> Result<(), CloseReason> {
+) -> Result<usize, CloseReason> {
     if entry.outbox.overflowed() {
         return Err(CloseReason::PubsubOutputLimit);
     }
-    entry.outbox.drain_into(pushed);
+    let taken = entry.outbox.drain_into(pushed, YIELD_AFTER_BYTES);
     for (message, (kind, name)) in pushed.drain(..) {
         let still_subscribed = match kind {
             Kind::Channel => session.channels.contains(&name),
@@ -316,5 +343,5 @@ fn append_pushed(
             out.buf.extend_from_slice(&message);
         }
     }
-    Ok(())
+    Ok(taken)
 }

@@ -95,3 +95,26 @@ pub const TRANSACTION_QUEUED_MAX: usize = 1_000_000;
 /// Most keys one connection may `WATCH` at once: each costs an entry in its shard's watch
 /// table (~64 bytes) and a lock of that shard at `EXEC`; 100,000 bounds one client's share.
 pub const WATCHED_KEYS_MAX: usize = 100_000;
+
+/// Deliveries (one message to one subscription) that may wait for the fan-out before writes
+/// wait for it to catch up. A job's deliveries share one message and one subscriber list, so
+/// a million pending deliveries cost little memory; the bound is of time: the fan-out makes
+/// several million deliveries a second, so writes wait a fraction of a second at most. Redis
+/// delivers inside PUBLISH itself; presenced's publishers are slowed to the fan-out's pace
+/// instead of growing its queue.
+pub const DELIVERIES_PENDING_MAX: u64 = 1_000_000;
+
+/// Events handed over by the shards (presence transitions, keyspace notifications) that may
+/// wait to be resolved before writes wait for the fan-out. One event holds its channel
+/// (`presence:` + an ID of at most 256 bytes) and its JSON payload (~70 bytes plus the ID)
+/// in two shared buffers, ~200 bytes for a typical ID: 262,144 events are ~50 MB.
+///
+/// The check runs before each write command, so what may be queued at once is bounded by
+/// EVENTS_PENDING_MAX + threads x (events of one command) + one offline pass: a command
+/// already past the check runs to its end, and one command publishes at most one event per
+/// argument (`ARGS_MAX_DEFAULT`, 1,048,576: an MHEARTBEAT of a million new users); the
+/// offline timer skips its tick while the fan-out is backlogged, and one pass declares at
+/// most `store::EXPIRY_DUE_MAX` users per wheel and shard. With the defaults on 2 cores and 2
+/// shards: 262,144 + 2 x 1,048,576 + 2 x 2 x 65,536 = 2.6M events, ~520 MB at the very worst
+/// (two clients sending million-user MHEARTBEATs at the same instant), ~50 MB in practice.
+pub const EVENTS_PENDING_MAX: u64 = 262_144;

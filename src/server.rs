@@ -32,7 +32,11 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     // thread before this loop starts must still be seen (a receiver created after the change
     // would wait for the next one, forever).
     let mut shutdown_rx = server.shutdown_requested();
-    tokio::spawn(fanout_task);
+    // Its own thread, not a task: delivering a storm of events must never keep a core thread
+    // from its connections. It ends when the services are dropped, with the process.
+    std::thread::Builder::new()
+        .name("presenced-fanout".into())
+        .spawn(fanout_task)?;
     restore(&server)?;
     info!(
         shards = server.store.shard_count(),
@@ -225,6 +229,12 @@ async fn expiry_loop(server: Arc<Services>) {
         if server.clients.pause_at(now_ms).is_some() {
             // As in Redis, nothing expires while clients are paused (a failover in progress
             // must see no writes, the timer's included); users are declared at the end.
+            continue;
+        }
+        if server.pubsub.backlogged() {
+            // The fan-out's queue is full: the offline events wait with their users in the
+            // wheel (nothing is lost, deadlines are kept) rather than grow it without bound.
+            // The fan-out drains millions of deliveries a second, so this skips a tick or two.
             continue;
         }
         let pass = {

@@ -74,13 +74,14 @@ pub struct Shared<'a> {
 }
 
 impl Services {
-    /// Builds the shared state, with the fan-out task the caller must spawn. Separate from
-    /// `server::run` so that in-process tests can drive commands without a socket.
+    /// Builds the shared state, with the fan-out's body, which the caller runs on a thread of
+    /// its own (never on a runtime worker: it blocks). Separate from `server::run` so that
+    /// in-process tests can drive commands without a socket.
     pub fn build(
         config: Config,
         listen_addr: SocketAddr,
         now_ms: u64,
-    ) -> std::io::Result<(Arc<Services>, impl Future<Output = ()> + Send + 'static)> {
+    ) -> std::io::Result<(Arc<Services>, impl FnOnce() + Send + 'static)> {
         crate::store::HUGE_PAGES.store(config.huge_pages, std::sync::atomic::Ordering::Relaxed);
         let store = Store::new(config.capacity, config.shard_count, now_ms)?;
         let (pubsub, fanout_task) = PubSub::new(config.pubsub_output_max);

@@ -94,13 +94,20 @@ impl Outbox {
         PushOutcome::Queued
     }
 
-    /// Moves every queued message out, in order, and returns their total size.
-    pub fn drain_into(&self, out: &mut Vec<Pushed>) -> usize {
+    /// Moves queued messages out, in order, until at least `max_bytes` are taken (or none is
+    /// left), and returns their total size. A connection takes a bounded chunk at a time, so
+    /// copying a 32 MB backlog into its output never holds its thread in one go.
+    pub fn drain_into(&self, out: &mut Vec<Pushed>, max_bytes: usize) -> usize {
         let mut queue = self.queue();
-        let bytes = queue.bytes;
-        out.extend(queue.messages.drain(..));
-        queue.bytes = 0;
-        bytes
+        let mut taken = 0;
+        while taken < max_bytes
+            && let Some(message) = queue.messages.pop_front()
+        {
+            taken += message.0.len();
+            out.push(message);
+        }
+        queue.bytes -= taken;
+        taken
     }
 
     pub fn overflowed(&self) -> bool {
@@ -131,7 +138,7 @@ mod tests {
         );
         assert_eq!(outbox.pending_bytes(), 8);
         let mut drained = Vec::new();
-        assert_eq!(outbox.drain_into(&mut drained), 8);
+        assert_eq!(outbox.drain_into(&mut drained, usize::MAX), 8);
         let messages: Vec<Bytes> = drained.into_iter().map(|(m, _)| m).collect();
         assert_eq!(
             messages,
@@ -151,5 +158,23 @@ mod tests {
             PushOutcome::Dropped
         );
         assert_eq!(outbox.pending_bytes(), 0);
+    }
+
+    /// A bounded drain takes whole messages, in order, until the budget is met, and leaves
+    /// the rest counted.
+    #[test]
+    fn drains_in_bounded_chunks() {
+        let outbox = Outbox::default();
+        let sub = || (Kind::Channel, Bytes::from_static(b"c"));
+        for message in [&b"aaa"[..], b"bbb", b"ccc"] {
+            outbox.push(Bytes::copy_from_slice(message), sub(), 0);
+        }
+        let mut drained = Vec::new();
+        assert_eq!(outbox.drain_into(&mut drained, 4), 6);
+        assert_eq!(outbox.pending_bytes(), 3);
+        assert_eq!(outbox.drain_into(&mut drained, 4), 3);
+        let messages: Vec<Bytes> = drained.into_iter().map(|(m, _)| m).collect();
+        assert_eq!(messages, [&b"aaa"[..], b"bbb", b"ccc"]);
+        assert_eq!(outbox.drain_into(&mut Vec::new(), 4), 0);
     }
 }

@@ -175,9 +175,8 @@ pub fn held_by_pause(
     now_ms: u64,
 ) -> Option<u64> {
     let pause = shared.clients.pause_at(now_ms)?;
-    let writes =
-        |spec: &super::CommandSpec| spec.flags.contains(&"write") || spec.name == "publish";
-    let held = !pause.writes_only || super::transaction::runs_any(session, spec, writes);
+    let held =
+        !pause.writes_only || super::transaction::runs_any(session, spec, super::may_publish);
     held.then_some(pause.until_ms)
 }
 

@@ -312,6 +312,11 @@ fn presence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
         ("messages_published_total", &pubsub.messages_published_total),
         ("messages_delivered_total", &pubsub.messages_delivered_total),
         ("fanout_jobs_pending", &pubsub.fanout_jobs_pending),
+        ("fanout_events_pending", &pubsub.fanout_events_pending),
+        (
+            "fanout_deliveries_pending",
+            &pubsub.fanout_deliveries_pending,
+        ),
         ("pubsub_subscriptions", &pubsub.subscriptions),
         ("pubsub_channels", &pubsub.channels),
         ("pubsub_patterns", &pubsub.patterns),

@@ -425,11 +425,12 @@ fn refuse(ctx: &mut Ctx<'_>, err: CmdError) {
 }
 
 /// Whether this request must wait before it runs, and until when its connection should look
-/// again: a `CLIENT PAUSE` holds it, or it publishes (PUBLISH, or an EXEC queueing one) while
-/// the fan-out is far behind, when it is looked at again each millisecond. The connection does
-/// the waiting: it stops reading and sleeps on an async timer, so no thread ever sleeps, and
-/// a flood of PUBLISH slows only the connections sending it. Unknown commands, wrong arities
-/// and unauthenticated requests never wait: as in Redis, their error comes first.
+/// again: a `CLIENT PAUSE` holds it, or it could publish (a write, a PUBLISH, or an EXEC
+/// queueing one) while the fan-out is backlogged, when it is looked at again each
+/// millisecond. The connection does the waiting: it stops reading and sleeps on an async
+/// timer, so no thread ever sleeps, and a flood slows only the connections sending it while
+/// reads (STATUS, MSTATUS, GET, PING) go on. Unknown commands, wrong arities and
+/// unauthenticated requests never wait: as in Redis, their error comes first.
 pub fn held_until(
     shared: &Shared<'_>,
     session: &Session,
@@ -448,8 +449,15 @@ pub fn held_until(
     if let Some(until_ms) = client::held_by_pause(shared, session, spec, now_ms) {
         return Some(until_ms);
     }
-    let publishes = transaction::runs_any(session, spec, |s| s.name == "publish");
+    let publishes = transaction::runs_any(session, spec, may_publish);
     (publishes && shared.pubsub.backlogged()).then_some(now_ms + 1)
+}
+
+/// Whether a command may publish or change what is stored: a write (whose changes may be
+/// presence or keyspace events) or a PUBLISH. What `CLIENT PAUSE WRITE` holds, and what waits
+/// for a backlogged fan-out.
+pub fn may_publish(spec: &CommandSpec) -> bool {
+    spec.flags.contains(&"write") || spec.name == "publish"
 }
 
 /// The user a presence key names, or why it names none.

@@ -2,11 +2,12 @@
 //! `presence:<user>`, and fan-out that a celebrity or a slow reader cannot stall.
 //!
 //! Publishing (a PUBLISH command, or a presence transition handed over by a shard) resolves
-//! the subscribers under the registry lock and queues delivery jobs for the fan-out task before
+//! the subscribers under the registry lock and queues delivery jobs for the fan-out thread before
 //! releasing it, so publications of one channel are delivered in the order they were made.
-//! Publishers never touch sockets and never wait for any one subscriber; a `PUBLISH` sent
-//! while more than `DELIVERIES_PENDING_MAX` deliveries are queued waits before it runs, held
-//! by its own connection on an async timer (`cmd::held_until`): no thread sleeps.
+//! Publishers never touch sockets and never wait for any one subscriber. While the fan-out is
+//! backlogged (`limits::DELIVERIES_PENDING_MAX`, `limits::EVENTS_PENDING_MAX`), a `PUBLISH` or
+//! a write that could publish events waits before it runs, held by its own connection on an
+//! async timer (`cmd::held_until`): no thread sleeps, and the fan-out's queues stay bounded.
 //! Messages are encoded by `resp` (`PushFrame`); this module knows their shapes, not bytes.
 
 mod fanout;
@@ -24,15 +25,10 @@ pub use fanout::{FanoutCounts, FanoutStats};
 
 use crate::clients::ClientEntry;
 use crate::glob::glob_match;
+use crate::limits::{DELIVERIES_PENDING_MAX, EVENTS_PENDING_MAX};
 use crate::store::Transition;
 use fanout::{Job, Publication};
 use registry::Registry;
-
-/// Deliveries that may be queued before a PUBLISH waits for the fan-out to catch up. A
-/// client flooding PUBLISH to many subscribers is slowed to the fan-out's pace instead of
-/// growing the queue without bound (Redis does the fan-out inside PUBLISH itself). Each
-/// publishing connection adds at most one PUBLISH past it: the check runs before each one.
-const DELIVERIES_PENDING_MAX: u64 = 1_000_000;
 
 /// Estimated bytes one subscription costs beyond its channel name: the subscriber's entry in
 /// the channel list (8) and position index (~24), and the client's own set entry (~48), with
@@ -51,17 +47,17 @@ pub struct PubSub {
 }
 
 impl PubSub {
-    /// The broker and the fan-out task the caller must spawn.
-    pub fn new(output_limit_bytes: usize) -> (PubSub, impl Future<Output = ()> + Send + 'static) {
+    /// The broker and the fan-out's body, which the caller runs on a thread of its own (it
+    /// blocks; it must not run on a runtime worker). It returns once the broker is dropped.
+    pub fn new(output_limit_bytes: usize) -> (PubSub, impl FnOnce() + Send + 'static) {
         let (jobs, receiver) = mpsc::unbounded_channel();
         let fanout = Arc::new(FanoutStats::default());
         let registry = Arc::new(Mutex::new(Registry::default()));
-        let task = fanout::run(
-            receiver,
-            Arc::clone(&registry),
-            Arc::clone(&fanout),
-            output_limit_bytes,
-        );
+        let worker_registry = Arc::clone(&registry);
+        let worker_stats = Arc::clone(&fanout);
+        let task = move || {
+            fanout::run_blocking(receiver, worker_registry, worker_stats, output_limit_bytes);
+        };
         let pubsub = PubSub {
             registry,
             jobs,
@@ -109,11 +105,13 @@ impl PubSub {
         removed
     }
 
-    /// Whether more than `DELIVERIES_PENDING_MAX` deliveries wait for the fan-out: then a
-    /// PUBLISH waits before it runs (its connection holds it, see `cmd::held_until`), so a
-    /// flood of PUBLISH cannot grow the queue without bound.
+    /// Whether more than `DELIVERIES_PENDING_MAX` deliveries or `EVENTS_PENDING_MAX` events
+    /// wait for the fan-out: then a PUBLISH or a write waits before it runs (its connection
+    /// holds it, see `cmd::held_until`) and the offline timer skips its tick, so a flood
+    /// cannot grow the fan-out's queues without bound.
     pub fn backlogged(&self) -> bool {
         self.fanout.deliveries_pending.load(Ordering::Relaxed) > DELIVERIES_PENDING_MAX
+            || self.fanout.events_pending.load(Ordering::Relaxed) > EVENTS_PENDING_MAX
     }
 
     /// Queues `payload` for every subscriber of `channel` and every matching pattern; returns
@@ -132,13 +130,13 @@ impl PubSub {
                 .deliveries_pending
                 .fetch_add(receivers as u64, Ordering::Relaxed);
             // Sent before the registry lock is released: publications of one channel reach
-            // the fan-out task in the order they were resolved.
+            // the fan-out thread in the order they were resolved.
             let _ = self.jobs.send(Publication::Resolved(jobs));
         }
         receivers
     }
 
-    /// Queues events for the fan-out task to resolve and deliver, in order. Called with a
+    /// Queues events for the fan-out thread to resolve and deliver, in order. Called with a
     /// shard's lock held: it only hands the events over (no pattern matching here, so many
     /// patterns cannot stall heartbeats).
     pub fn publish_unresolved(&self, events: Vec<(Bytes, Bytes)>) {
@@ -146,6 +144,10 @@ impl PubSub {
             return;
         }
         self.messages_published
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        // Counted before they are sent: the fan-out subtracts them once resolved.
+        self.fanout
+            .events_pending
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         if events.len() <= fanout::EVENTS_PER_PUBLICATION_MAX {
             let _ = self.jobs.send(Publication::Unresolved(events));
@@ -306,5 +308,27 @@ mod tests {
             presence_payload(b"a\"b\n", &t),
             r#"{"user":"a\"b\u000a","state":"offline","last_seen_ms":null}"#
         );
+    }
+
+    /// Events handed over count against the fan-out's bound until the fan-out thread has
+    /// resolved them: past `EVENTS_PENDING_MAX` the broker says it is backlogged (writes then
+    /// wait), and once the thread catches up it no longer is. The thread ends with the broker.
+    #[test]
+    fn backlog_is_counted_until_resolved() {
+        let (pubsub, worker) = PubSub::new(0);
+        let event = (Bytes::from_static(b"presence:1"), Bytes::from_static(b"{}"));
+        pubsub.publish_unresolved(vec![event; EVENTS_PENDING_MAX as usize + 1]);
+        assert!(pubsub.backlogged());
+        let thread = std::thread::spawn(worker);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while pubsub.fanout.snapshot().events_pending > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(pubsub.fanout.snapshot().events_pending, 0);
+        assert!(!pubsub.backlogged());
+        drop(pubsub);
+        thread
+            .join()
+            .expect("the fan-out thread ends with its broker");
     }
 }
