@@ -338,6 +338,7 @@ fn append_pushed(
         let still_subscribed = match kind {
             Kind::Channel => session.channels.contains(&name),
             Kind::Pattern => session.patterns.contains(&name),
+            Kind::Shard => session.shard_channels.contains(&name),
         };
         if still_subscribed {
             out.buf.extend_from_slice(&message);

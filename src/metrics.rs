@@ -96,6 +96,7 @@ pub struct PubsubMetrics {
     pub subscriptions: u64,
     pub channels: u64,
     pub patterns: u64,
+    pub shard_channels: u64,
     pub memory_bytes: u64,
 }
 
@@ -181,6 +182,7 @@ fn pubsub_metrics(shared: &Shared<'_>) -> PubsubMetrics {
         subscriptions: pubsub.subscription_count() as u64,
         channels: pubsub.channel_count() as u64,
         patterns: pubsub.numpat() as u64,
+        shard_channels: pubsub.shard_channel_count() as u64,
         memory_bytes: pubsub.memory_bytes() as u64,
     }
 }

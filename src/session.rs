@@ -14,9 +14,13 @@ use crate::store::WatchMark;
 pub struct Session {
     pub client: Arc<ClientEntry>,
     pub authenticated: bool,
-    /// Channels and patterns this connection subscribed to (the registry holds the reverse).
+    /// Channels, patterns and shard channels this connection subscribed to (the registry
+    /// holds the reverse).
     pub channels: HashSet<Bytes>,
     pub patterns: HashSet<Bytes>,
+    pub shard_channels: HashSet<Bytes>,
+    /// While an `EXEC` runs its queued commands (what Redis refuses `SSUBSCRIBE` in).
+    pub in_exec: bool,
     /// Between `MULTI` and `EXEC`/`DISCARD`: the commands queued so far.
     pub transaction: Option<Transaction>,
     /// Keys this connection `WATCH`es, with what was seen of each.
@@ -62,14 +66,24 @@ impl Session {
             authenticated: !requirepass_set,
             channels: HashSet::new(),
             patterns: HashSet::new(),
+            shard_channels: HashSet::new(),
+            in_exec: false,
             transaction: None,
             watched: HashMap::new(),
             reply_mode: ReplyMode::On,
         }
     }
 
+    /// Channel and pattern subscriptions: the count `SUBSCRIBE` and `PSUBSCRIBE` confirm
+    /// (shard channels are counted apart, by `SSUBSCRIBE`, as in Redis).
     pub fn subscription_count(&self) -> usize {
         self.channels.len() + self.patterns.len()
+    }
+
+    /// Whether any subscription of any kind is held: a RESP2 connection is then in Redis's
+    /// subscribed mode.
+    pub fn subscribed(&self) -> bool {
+        self.subscription_count() + self.shard_channels.len() > 0
     }
 
     pub fn id(&self) -> u64 {

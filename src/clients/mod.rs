@@ -33,6 +33,7 @@ pub struct ClientMeta {
     pub query_buffer_bytes: usize,
     pub channel_subscriptions: usize,
     pub pattern_subscriptions: usize,
+    pub shard_subscriptions: usize,
     /// Commands queued in an open transaction, -1 outside one (`CLIENT LIST`'s `multi=`).
     pub multi: i64,
     /// The socket's file descriptor.
@@ -43,6 +44,13 @@ pub struct ClientMeta {
     pub output_pending_bytes: usize,
     /// What the connection's input and output buffers have allocated (part of `tot-mem`).
     pub buffers_bytes: usize,
+}
+
+impl ClientMeta {
+    /// Whether the client holds any subscription (`CLIENT LIST`'s `P` flag, `TYPE pubsub`).
+    pub fn subscribed(&self) -> bool {
+        self.channel_subscriptions + self.pattern_subscriptions + self.shard_subscriptions > 0
+    }
 }
 
 #[derive(Debug)]
@@ -110,7 +118,7 @@ impl ClientEntry {
         // `omem`: replies not yet written plus published messages waiting in the outbox.
         let output_bytes = output_bytes + meta.output_pending_bytes;
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub=0 \
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} \
              multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={} \
              tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
@@ -120,13 +128,10 @@ impl ClientEntry {
             meta.name,
             now_ms.saturating_sub(self.connected_ms) / 1000,
             now_ms.saturating_sub(meta.last_interaction_ms) / 1000,
-            if meta.channel_subscriptions + meta.pattern_subscriptions > 0 {
-                "P"
-            } else {
-                "N"
-            },
+            if meta.subscribed() { "P" } else { "N" },
             meta.channel_subscriptions,
             meta.pattern_subscriptions,
+            meta.shard_subscriptions,
             meta.multi,
             meta.query_buffer_bytes,
             meta.query_buffer_free_bytes,

@@ -19,6 +19,8 @@ use tokio::sync::Notify;
 pub enum Kind {
     Channel,
     Pattern,
+    /// A shard channel (`SSUBSCRIBE`, Redis 7's sharded pub/sub).
+    Shard,
 }
 
 /// A queued message and the subscription it was delivered for, so that a connection can

@@ -403,7 +403,7 @@ fn client_type(value: &[u8]) -> Result<Vec<u8>, CmdError> {
 /// Redis lists a connection with subscriptions as `pubsub`, others as `normal`.
 fn kind_of(client: &ClientEntry) -> &'static [u8] {
     let meta = client.meta();
-    if meta.channel_subscriptions + meta.pattern_subscriptions > 0 {
+    if meta.subscribed() {
         b"pubsub"
     } else {
         b"normal"

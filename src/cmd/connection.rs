@@ -90,7 +90,7 @@ fn ping(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         return Err(CmdError::WrongArity("ping"));
     }
     let message = args.next();
-    if ctx.out.protocol == Protocol::Resp2 && ctx.session.subscription_count() > 0 {
+    if ctx.out.protocol == Protocol::Resp2 && ctx.session.subscribed() {
         // A subscribed RESP2 connection reads everything as a message: Redis answers in that
         // shape, ["pong", message].
         ctx.out.array(2);

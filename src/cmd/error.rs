@@ -84,6 +84,8 @@ pub enum CmdError {
     ChannelNameTooLong(String),
     TooManySubscriptions,
     TooManyPatterns,
+    /// `SSUBSCRIBE` run by an `EXEC` (Redis's words for a client that may not block).
+    DenyBlocking(&'static str),
     // Transactions.
     MultiNested,
     ExecWithoutMulti,
@@ -269,6 +271,9 @@ impl fmt::Display for CmdError {
                 f,
                 "ERR too many patterns for one client (at most {PATTERNS_PER_CLIENT_MAX})"
             ),
+            DenyBlocking(command) => {
+                write!(f, "ERR {command} isn't allowed for a DENY BLOCKING client")
+            }
             MultiNested => f.write_str("ERR MULTI calls can not be nested"),
             ExecWithoutMulti => f.write_str("ERR EXEC without MULTI"),
             DiscardWithoutMulti => f.write_str("ERR DISCARD without MULTI"),

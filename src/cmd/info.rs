@@ -231,6 +231,9 @@ fn stats_fields(metrics: &Metrics) -> Fields {
         ("rejected_connections", &clients.connections_rejected_total),
         ("expired_keys", &metrics.presence.users_expired_total),
         ("evicted_keys", &0),
+        ("pubsub_channels", &metrics.pubsub.channels),
+        ("pubsub_patterns", &metrics.pubsub.patterns),
+        ("pubsubshard_channels", &metrics.pubsub.shard_channels),
         (
             "total_error_replies_protocol",
             &traffic.protocol_errors_total,
@@ -320,6 +323,7 @@ fn presence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
         ("pubsub_subscriptions", &pubsub.subscriptions),
         ("pubsub_channels", &pubsub.channels),
         ("pubsub_patterns", &pubsub.patterns),
+        ("pubsubshard_channels", &pubsub.shard_channels),
         ("pubsub_memory_bytes", &pubsub.memory_bytes),
         (
             "pubsub_output_limit_bytes",

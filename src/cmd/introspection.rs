@@ -190,7 +190,7 @@ fn getkeys(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     if !spec.arity_ok(request.len()) {
         return Err(CmdError::GetKeysWrongArity);
     }
-    if spec.first_key <= 0 {
+    if spec.first_key <= 0 || names_channels(spec) {
         return Err(CmdError::GetKeysNoKeys);
     }
     let first = spec.first_key as usize;
@@ -209,6 +209,12 @@ fn getkeys(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         ctx.out.bulk(key);
     }
     Ok(())
+}
+
+/// Sharded pub/sub names shard channels where keys go, so that a cluster routes them by
+/// slot; Redis flags that key spec `not_key`, and `COMMAND GETKEYS` lists none of them.
+fn names_channels(spec: &CommandSpec) -> bool {
+    spec.group == "pubsub" && spec.first_key > 0
 }
 
 /// A command by name, or a subcommand by `parent|sub`.
@@ -254,9 +260,14 @@ fn write_key_spec(out: &mut ReplyBuf, spec: &CommandSpec) {
     out.array(1);
     out.map(3);
     out.bulk(b"flags");
-    out.set(2);
-    out.simple(if write { "RW" } else { "RO" });
-    out.simple(if write { "update" } else { "access" });
+    if names_channels(spec) {
+        out.set(1);
+        out.simple("not_key");
+    } else {
+        out.set(2);
+        out.simple(if write { "RW" } else { "RO" });
+        out.simple(if write { "update" } else { "access" });
+    }
     out.bulk(b"begin_search");
     out.map(2);
     out.bulk(b"type");

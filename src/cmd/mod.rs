@@ -252,6 +252,9 @@ static COMMANDS: &[CommandSpec] = &[
     pubsub::PSUBSCRIBE,
     pubsub::PUNSUBSCRIBE,
     pubsub::PUBLISH,
+    pubsub::SSUBSCRIBE,
+    pubsub::SUNSUBSCRIBE,
+    pubsub::SPUBLISH,
     pubsub::PUBSUB,
     client::CLIENT,
     introspection::COMMAND,
@@ -387,7 +390,7 @@ fn admit(
         return Err((CmdError::NotAllowedInTransaction, spec.name));
     }
     if ctx.out.protocol == crate::resp::Protocol::Resp2
-        && ctx.session.subscription_count() > 0
+        && ctx.session.subscribed()
         && !pubsub::allowed_while_subscribed(spec.name)
     {
         return Err((CmdError::NotAllowedWhileSubscribed(spec.name), spec.name));
@@ -449,7 +452,9 @@ pub fn held_until(
     if let Some(until_ms) = client::held_by_pause(shared, session, spec, now_ms) {
         return Some(until_ms);
     }
-    let publishes = transaction::runs_any(session, spec, may_publish);
+    // SPUBLISH too: it queues deliveries, though a pause (as in Redis) does not hold it.
+    let publishes =
+        transaction::runs_any(session, spec, |s| may_publish(s) || s.name == "spublish");
     (publishes && shared.pubsub.backlogged()).then_some(now_ms + 1)
 }
 

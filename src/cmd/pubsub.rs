@@ -1,4 +1,5 @@
-//! Pub/sub commands: SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBLISH, PUBSUB.
+//! Pub/sub commands: SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBLISH, PUBSUB, and
+//! Redis 7's sharded pub/sub: SSUBSCRIBE, SUNSUBSCRIBE, SPUBLISH.
 
 use bytes::Bytes;
 
@@ -58,6 +59,43 @@ pub const PUBLISH: CommandSpec = pubsub_command(
     "Posts a message to a channel. Replies with how many subscriptions will receive it.",
     publish,
 );
+/// Sharded pub/sub names its shard channels as keys (a cluster routes them by hash slot), so
+/// `COMMAND GETKEYS` and cluster-aware clients find them.
+const fn shard_command(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    summary: &'static str,
+    handler: super::Handler,
+) -> CommandSpec {
+    pubsub_command(name, arity, flags, summary, handler).with_since("7.0.0")
+}
+
+pub const SSUBSCRIBE: CommandSpec = shard_command(
+    "ssubscribe",
+    -2,
+    SUBSCRIBER_FLAGS,
+    "Listens for messages published to shard channels (presence:{<user>} for presence events).",
+    ssubscribe,
+)
+.with_keys(1, -1, 1);
+pub const SUNSUBSCRIBE: CommandSpec = shard_command(
+    "sunsubscribe",
+    -1,
+    SUBSCRIBER_FLAGS,
+    "Stops listening to shard channels (all of them without arguments).",
+    sunsubscribe,
+)
+.with_keys(1, -1, 1);
+pub const SPUBLISH: CommandSpec = shard_command(
+    "spublish",
+    3,
+    &["pubsub", "loading", "stale", "fast"],
+    "Posts a message to a shard channel. Replies with how many subscribers will receive it.",
+    spublish,
+)
+.with_keys(1, 1, 1)
+.with_acl(&["@pubsub", "@fast"]);
 pub const PUBSUB: CommandSpec = CommandSpec::container(
     "pubsub",
     "pubsub",
@@ -85,6 +123,20 @@ pub const PUBSUB: CommandSpec = CommandSpec::container(
             "Returns the number of unique patterns subscribed to.",
             numpat,
         ),
+        shard_command(
+            "pubsub|shardchannels",
+            -2,
+            &["pubsub", "loading", "stale"],
+            "Returns the active shard channels, optionally those matching a pattern.",
+            shard_channels,
+        ),
+        shard_command(
+            "pubsub|shardnumsub",
+            -2,
+            &["pubsub", "loading", "stale"],
+            "Returns the subscriber count of shard channels.",
+            shard_numsub,
+        ),
         pubsub_command(
             "pubsub|help",
             2,
@@ -100,7 +152,15 @@ pub const PUBSUB: CommandSpec = CommandSpec::container(
 pub fn allowed_while_subscribed(name: &str) -> bool {
     matches!(
         name,
-        "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset"
+        "subscribe"
+            | "unsubscribe"
+            | "psubscribe"
+            | "punsubscribe"
+            | "ssubscribe"
+            | "sunsubscribe"
+            | "ping"
+            | "quit"
+            | "reset"
     )
 }
 
@@ -110,6 +170,18 @@ fn subscribe(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 
 fn psubscribe(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     add(ctx, args.rest(), Kind::Pattern)
+}
+
+fn ssubscribe(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    if ctx.session.in_exec {
+        return Err(CmdError::DenyBlocking("SSUBSCRIBE"));
+    }
+    add(ctx, args.rest(), Kind::Shard)
+}
+
+fn sunsubscribe(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    remove(ctx, args.rest(), Kind::Shard);
+    Ok(())
 }
 
 fn unsubscribe(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
@@ -138,12 +210,13 @@ fn check_limits(session: &mut Session, names: &[Bytes], kind: Kind) -> CmdResult
     if let Some(long) = names.iter().find(|n| n.len() > CHANNEL_NAME_LEN_MAX) {
         return Err(CmdError::ChannelNameTooLong(printable(long, 32)));
     }
-    if session.subscription_count() + names.len() > SUBSCRIPTIONS_PER_CLIENT_MAX {
+    let held = session.subscription_count() + session.shard_channels.len();
+    if held + names.len() > SUBSCRIPTIONS_PER_CLIENT_MAX {
         let new_count = names
             .iter()
             .filter(|n| !set(session, kind).contains(*n))
             .count();
-        if session.subscription_count() + new_count > SUBSCRIPTIONS_PER_CLIENT_MAX {
+        if held + new_count > SUBSCRIPTIONS_PER_CLIENT_MAX {
             return Err(CmdError::TooManySubscriptions);
         }
     }
@@ -164,12 +237,13 @@ fn add(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) -> CmdResult {
     let word: &[u8] = match kind {
         Kind::Channel => b"subscribe",
         Kind::Pattern => b"psubscribe",
+        Kind::Shard => b"ssubscribe",
     };
     for name in names {
         if set(ctx.session, kind).insert(name.clone()) {
             ctx.shared.pubsub.subscribe(kind, name, &ctx.session.client);
         }
-        let count = ctx.session.subscription_count();
+        let count = confirmed_count(ctx.session, kind);
         confirm(ctx.out, word, Some(name), count);
     }
     record_counts(ctx.session);
@@ -180,6 +254,7 @@ fn remove(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) {
     let word: &[u8] = match kind {
         Kind::Channel => b"unsubscribe",
         Kind::Pattern => b"punsubscribe",
+        Kind::Shard => b"sunsubscribe",
     };
     let names: Vec<Bytes> = if names.is_empty() {
         set(ctx.session, kind).iter().cloned().collect()
@@ -187,7 +262,7 @@ fn remove(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) {
         names.to_vec()
     };
     if names.is_empty() {
-        let count = ctx.session.subscription_count();
+        let count = confirmed_count(ctx.session, kind);
         confirm(ctx.out, word, None, count);
         return;
     }
@@ -196,7 +271,7 @@ fn remove(ctx: &mut Ctx<'_>, names: &[Bytes], kind: Kind) {
         if set(ctx.session, kind).remove(name) {
             ctx.shared.pubsub.unsubscribe(kind, name, client_id);
         }
-        let count = ctx.session.subscription_count();
+        let count = confirmed_count(ctx.session, kind);
         confirm(ctx.out, word, Some(name), count);
     }
     record_counts(ctx.session);
@@ -206,6 +281,16 @@ fn set(session: &mut Session, kind: Kind) -> &mut hashbrown::HashSet<Bytes> {
     match kind {
         Kind::Channel => &mut session.channels,
         Kind::Pattern => &mut session.patterns,
+        Kind::Shard => &mut session.shard_channels,
+    }
+}
+
+/// The count a confirmation carries: channels and patterns together, shard channels apart
+/// (Redis's two counts).
+fn confirmed_count(session: &Session, kind: Kind) -> usize {
+    match kind {
+        Kind::Channel | Kind::Pattern => session.subscription_count(),
+        Kind::Shard => session.shard_channels.len(),
     }
 }
 
@@ -213,6 +298,7 @@ fn record_counts(session: &Session) {
     let mut meta = session.client.meta();
     meta.channel_subscriptions = session.channels.len();
     meta.pattern_subscriptions = session.patterns.len();
+    meta.shard_subscriptions = session.shard_channels.len();
 }
 
 /// Drops every subscription of a connection (on close and on RESET).
@@ -223,6 +309,9 @@ pub fn unsubscribe_all(pubsub: &PubSub, session: &mut Session) {
     }
     for name in session.patterns.drain() {
         pubsub.unsubscribe(Kind::Pattern, &name, client_id);
+    }
+    for name in session.shard_channels.drain() {
+        pubsub.unsubscribe(Kind::Shard, &name, client_id);
     }
     record_counts(session);
 }
@@ -235,9 +324,17 @@ fn publish(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     Ok(())
 }
 
+fn spublish(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let channel = args.required()?;
+    let message = args.required()?;
+    let receivers = ctx.shared.pubsub.spublish(channel, message);
+    ctx.out.integer(receivers as i64);
+    Ok(())
+}
+
 fn channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     if args.remaining() > 1 {
-        return Err(CmdError::WrongArity("pubsub|channels"));
+        return Err(CmdError::SubcommandArguments("CHANNELS", "PUBSUB"));
     }
     let names = ctx.shared.pubsub.channels(args.next().map(|p| &p[..]));
     ctx.out.array(names.len());
@@ -257,6 +354,32 @@ fn numsub(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     Ok(())
 }
 
+fn shard_channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    if args.remaining() > 1 {
+        return Err(CmdError::SubcommandArguments("SHARDCHANNELS", "PUBSUB"));
+    }
+    let names = ctx
+        .shared
+        .pubsub
+        .shard_channels(args.next().map(|p| &p[..]));
+    ctx.out.array(names.len());
+    for name in names {
+        ctx.out.bulk(&name);
+    }
+    Ok(())
+}
+
+fn shard_numsub(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let channels = args.rest();
+    ctx.out.array(channels.len() * 2);
+    for channel in channels {
+        ctx.out.bulk(channel);
+        ctx.out
+            .integer(ctx.shared.pubsub.shard_numsub(channel) as i64);
+    }
+    Ok(())
+}
+
 fn numpat(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     ctx.out.integer(ctx.shared.pubsub.numpat() as i64);
     Ok(())
@@ -272,9 +395,14 @@ fn help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
             "NUMPAT",
             "    Return number of subscriptions to patterns.",
             "NUMSUB [<channel> ...]",
-            "    Return the number of subscribers for the specified channels.",
+            "    Return the number of subscribers for the specified channels, excluding",
+            "    pattern subscriptions(default: no channels).",
+            "SHARDCHANNELS [<pattern>]",
+            "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+            "SHARDNUMSUB [<shardchannel> ...]",
+            "    Return the number of subscribers for the specified shard level channel(s)",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
         ],
     )
 }

@@ -159,6 +159,7 @@ fn exec(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
         return Ok(());
     }
     ctx.out.array(transaction.queued.len());
+    ctx.session.in_exec = true;
     for args in &transaction.queued {
         let (flow, _) = super::execute(&ctx.shared, ctx.session, args, ctx.out, ctx.now_ms);
         // A queued CLIENT KILL of this very client closes it after the whole reply, as in
@@ -167,6 +168,7 @@ fn exec(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
             ctx.flow = flow;
         }
     }
+    ctx.session.in_exec = false;
     Ok(())
 }
 

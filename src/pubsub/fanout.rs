@@ -67,8 +67,12 @@ pub struct Job {
 pub enum Publication {
     /// Jobs already resolved (PUBLISH, which must count its receivers when it runs).
     Resolved(Vec<Job>),
-    /// Events to resolve here: `(channel, payload)` pairs, in order.
-    Unresolved(Vec<(Bytes, Bytes)>),
+    /// Events to resolve here: `(channel, payload)` pairs, in order, for channel and pattern
+    /// subscribers, or (`shard`) for the subscribers of those shard channels.
+    Unresolved {
+        events: Vec<(Bytes, Bytes)>,
+        shard: bool,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -170,13 +174,13 @@ fn take(
                 admit(job, queues, deliver);
             }
         }
-        Publication::Unresolved(events) => {
+        Publication::Unresolved { events, shard } => {
             let mut jobs = Vec::new();
             let mut rest = &events[..];
             while !rest.is_empty() {
                 // One slice under the lock, then its jobs are admitted with the lock let go.
                 let guard = lock(registry);
-                let resolved = resolve_slice(&guard, rest, &mut jobs, deliver.stats);
+                let resolved = resolve_slice(&guard, rest, shard, &mut jobs, deliver.stats);
                 drop(guard);
                 rest = &rest[resolved..];
                 deliver
@@ -203,13 +207,18 @@ fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
 fn resolve_slice(
     registry: &Registry,
     events: &[(Bytes, Bytes)],
+    shard: bool,
     jobs: &mut Vec<Job>,
     stats: &FanoutStats,
 ) -> usize {
     let started = Instant::now();
     let mut resolved = 0;
     for (channel, payload) in events {
-        let receivers = super::resolve(registry, channel, payload, jobs);
+        let receivers = if shard {
+            super::resolve_shard(registry, channel, payload, jobs)
+        } else {
+            super::resolve(registry, channel, payload, jobs)
+        };
         stats
             .deliveries_pending
             .fetch_add(receivers as u64, Ordering::Relaxed);

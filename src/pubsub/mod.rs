@@ -1,5 +1,6 @@
-//! Publish/subscribe: Redis-compatible channels and patterns, presence events on
-//! `presence:<user>`, and fan-out that a celebrity or a slow reader cannot stall.
+//! Publish/subscribe: Redis-compatible channels, patterns and shard channels, presence events
+//! on `presence:<user>` (and on the shard channel `presence:{<user>}`), and fan-out that a
+//! celebrity or a slow reader cannot stall.
 //!
 //! Publishing (a PUBLISH command, or a presence transition handed over by a shard) resolves
 //! the subscribers under the registry lock and queues delivery jobs for the fan-out thread before
@@ -38,9 +39,10 @@ pub const SUBSCRIPTION_OVERHEAD_BYTES: usize = 96;
 pub struct PubSub {
     registry: Arc<Mutex<Registry>>,
     jobs: mpsc::UnboundedSender<Publication>,
-    /// Mirrors the registry's subscription count so that publishers with nobody listening
+    /// Mirror the registry's subscription counts so that publishers with nobody listening
     /// return without taking the lock or formatting anything.
     subscription_count: AtomicUsize,
+    shard_subscription_count: AtomicUsize,
     pub fanout: Arc<FanoutStats>,
     messages_published: AtomicU64,
     presence_events: AtomicU64,
@@ -62,6 +64,7 @@ impl PubSub {
             registry,
             jobs,
             subscription_count: AtomicUsize::new(0),
+            shard_subscription_count: AtomicUsize::new(0),
             fanout,
             messages_published: AtomicU64::new(0),
             presence_events: AtomicU64::new(0),
@@ -83,16 +86,21 @@ impl PubSub {
         self.presence_events.load(Ordering::Relaxed)
     }
 
+    /// Whether any channel or pattern subscription exists.
     pub fn has_subscribers(&self) -> bool {
         self.subscription_count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether any shard channel subscription exists.
+    pub fn has_shard_subscribers(&self) -> bool {
+        self.shard_subscription_count.load(Ordering::Relaxed) > 0
     }
 
     /// Adds a subscription; false if the client already had it.
     pub fn subscribe(&self, kind: Kind, name: &Bytes, client: &Arc<ClientEntry>) -> bool {
         let mut registry = self.registry();
         let added = registry.subscribe(kind, name, client);
-        self.subscription_count
-            .store(registry.subscription_count, Ordering::Relaxed);
+        self.mirror_counts(&registry);
         added
     }
 
@@ -100,9 +108,15 @@ impl PubSub {
     pub fn unsubscribe(&self, kind: Kind, name: &[u8], client_id: u64) -> bool {
         let mut registry = self.registry();
         let removed = registry.unsubscribe(kind, name, client_id);
+        self.mirror_counts(&registry);
+        removed
+    }
+
+    fn mirror_counts(&self, registry: &Registry) {
         self.subscription_count
             .store(registry.subscription_count, Ordering::Relaxed);
-        removed
+        self.shard_subscription_count
+            .store(registry.shard_subscription_count, Ordering::Relaxed);
     }
 
     /// Whether more than `DELIVERIES_PENDING_MAX` deliveries or `EVENTS_PENDING_MAX` events
@@ -136,10 +150,35 @@ impl PubSub {
         receivers
     }
 
+    /// `SPUBLISH`: queues `payload` for the subscribers of the shard channel `channel` (only
+    /// them: channel and pattern subscribers never see it, as in Redis); returns how many.
+    pub fn spublish(&self, channel: &[u8], payload: &[u8]) -> usize {
+        self.messages_published.fetch_add(1, Ordering::Relaxed);
+        if !self.has_shard_subscribers() {
+            return 0;
+        }
+        let registry = self.registry();
+        let mut jobs = Vec::new();
+        let receivers = resolve_shard(&registry, channel, payload, &mut jobs);
+        if !jobs.is_empty() {
+            self.fanout
+                .deliveries_pending
+                .fetch_add(receivers as u64, Ordering::Relaxed);
+            let _ = self.jobs.send(Publication::Resolved(jobs));
+        }
+        receivers
+    }
+
     /// Queues events for the fan-out thread to resolve and deliver, in order. Called with a
     /// shard's lock held: it only hands the events over (no pattern matching here, so many
     /// patterns cannot stall heartbeats).
     pub fn publish_unresolved(&self, events: Vec<(Bytes, Bytes)>) {
+        self.hand_over(events, false);
+    }
+
+    /// Queues events for channel and pattern subscribers, or (`shard`) for shard channel
+    /// subscribers.
+    fn hand_over(&self, events: Vec<(Bytes, Bytes)>, shard: bool) {
         if events.is_empty() {
             return;
         }
@@ -150,33 +189,39 @@ impl PubSub {
             .events_pending
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         if events.len() <= fanout::EVENTS_PER_PUBLICATION_MAX {
-            let _ = self.jobs.send(Publication::Unresolved(events));
+            let _ = self.jobs.send(Publication::Unresolved { events, shard });
             return;
         }
         for chunk in events.chunks(fanout::EVENTS_PER_PUBLICATION_MAX) {
-            let _ = self.jobs.send(Publication::Unresolved(chunk.to_vec()));
+            let events = chunk.to_vec();
+            let _ = self.jobs.send(Publication::Unresolved { events, shard });
         }
     }
 
-    /// Publishes presence transitions on `presence:<user>`.
+    /// Publishes presence transitions on `presence:<user>` (for channel and pattern
+    /// subscribers) and on the shard channel `presence:{<user>}` (for shard subscribers: the
+    /// channel a cluster-aware client uses, whose hash tag names the user's slot).
     pub fn publish_transitions(&self, transitions: &[Transition]) {
         let count = transitions.len() as u64;
         self.presence_events.fetch_add(count, Ordering::Relaxed);
-        if !self.has_subscribers() {
+        let (plain, shard) = (self.has_subscribers(), self.has_shard_subscribers());
+        if !plain && !shard {
             return;
         }
-        let events = transitions
-            .iter()
-            .map(|transition| {
-                let user = transition.user.to_bytes();
-                let mut channel = Vec::with_capacity(PRESENCE_CHANNEL_PREFIX.len() + user.len());
-                channel.extend_from_slice(PRESENCE_CHANNEL_PREFIX);
-                channel.extend_from_slice(&user);
-                let payload = presence_payload(&user, transition);
-                (Bytes::from(channel), Bytes::from(payload))
-            })
-            .collect();
-        self.publish_unresolved(events);
+        let mut events = Vec::with_capacity(if plain { transitions.len() } else { 0 });
+        let mut shard_events = Vec::with_capacity(if shard { transitions.len() } else { 0 });
+        for transition in transitions {
+            let user = transition.user.to_bytes();
+            let payload = Bytes::from(presence_payload(&user, transition));
+            if plain {
+                events.push((presence_channel(&user, false), payload.clone()));
+            }
+            if shard {
+                shard_events.push((presence_channel(&user, true), payload));
+            }
+        }
+        self.hand_over(events, false);
+        self.hand_over(shard_events, true);
     }
 
     /// Distinct patterns this client may still add.
@@ -198,6 +243,27 @@ impl PubSub {
         self.registry().channels.get(channel).map_or(0, |l| l.len())
     }
 
+    /// Shard channels with at least one subscriber, optionally matching `pattern`.
+    pub fn shard_channels(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        self.registry()
+            .shard_channels
+            .keys()
+            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
+            .cloned()
+            .collect()
+    }
+
+    pub fn shard_numsub(&self, channel: &[u8]) -> usize {
+        self.registry()
+            .shard_channels
+            .get(channel)
+            .map_or(0, |l| l.len())
+    }
+
+    pub fn shard_channel_count(&self) -> usize {
+        self.registry().shard_channels.len()
+    }
+
     pub fn numpat(&self) -> usize {
         self.registry().patterns.len()
     }
@@ -206,14 +272,17 @@ impl PubSub {
         self.registry().channels.len()
     }
 
+    /// Every subscription: channels, patterns and shard channels.
     pub fn subscription_count(&self) -> usize {
         self.subscription_count.load(Ordering::Relaxed)
+            + self.shard_subscription_count.load(Ordering::Relaxed)
     }
 
     /// Estimated memory held by subscriptions: names plus per-subscription overhead.
     pub fn memory_bytes(&self) -> usize {
         let registry = self.registry();
-        registry.name_bytes + registry.subscription_count * SUBSCRIPTION_OVERHEAD_BYTES
+        let subscriptions = registry.subscription_count + registry.shard_subscription_count;
+        registry.name_bytes + subscriptions * SUBSCRIPTION_OVERHEAD_BYTES
     }
 }
 
@@ -249,6 +318,42 @@ fn resolve(registry: &Registry, channel: &[u8], payload: &[u8], jobs: &mut Vec<J
         }
     }
     receivers
+}
+
+/// The jobs of one `SPUBLISH` (or presence event) to a shard channel; returns how many
+/// subscriptions receive it.
+fn resolve_shard(
+    registry: &Registry,
+    channel: &[u8],
+    payload: &[u8],
+    jobs: &mut Vec<Job>,
+) -> usize {
+    let Some(list) = registry.shard_channels.get(channel) else {
+        return 0;
+    };
+    let name = Bytes::copy_from_slice(channel);
+    jobs.push(Job {
+        channel: name.clone(),
+        subscription: (Kind::Shard, name),
+        message: message::smessage(channel, payload),
+        targets: list.snapshot(),
+        cursor: 0,
+    });
+    list.len()
+}
+
+/// `presence:<user>`, or for shard subscribers `presence:{<user>}`.
+fn presence_channel(user: &[u8], shard: bool) -> Bytes {
+    let mut channel = Vec::with_capacity(PRESENCE_CHANNEL_PREFIX.len() + user.len() + 2);
+    channel.extend_from_slice(PRESENCE_CHANNEL_PREFIX);
+    if shard {
+        channel.push(b'{');
+    }
+    channel.extend_from_slice(user);
+    if shard {
+        channel.push(b'}');
+    }
+    Bytes::from(channel)
 }
 
 /// Presence events are published on `presence:<user id>`.

@@ -1,4 +1,5 @@
-//! Who is subscribed to what: channels and patterns, each with its list of subscribers.
+//! Who is subscribed to what: channels, patterns and shard channels, each with its list of
+//! subscribers.
 //!
 //! A channel's subscriber list is an `Arc<Vec<..>>` copied on write: a publication takes a
 //! snapshot by cloning the `Arc` (O(1), under the registry lock), and fan-out then walks the
@@ -61,9 +62,14 @@ impl SubscriberList {
 pub struct Registry {
     pub channels: HashMap<Bytes, SubscriberList>,
     pub patterns: HashMap<Bytes, SubscriberList>,
-    /// Total subscriptions (channel and pattern) of all clients.
+    /// Shard channels (`SSUBSCRIBE`): a namespace of their own, reached only by `SPUBLISH`
+    /// and presence events on `presence:{<user>}`.
+    pub shard_channels: HashMap<Bytes, SubscriberList>,
+    /// Total channel and pattern subscriptions of all clients.
     pub subscription_count: usize,
-    /// Bytes of distinct channel and pattern names held.
+    /// Total shard channel subscriptions of all clients.
+    pub shard_subscription_count: usize,
+    /// Bytes of distinct channel, pattern and shard channel names held.
     pub name_bytes: usize,
 }
 
@@ -72,6 +78,14 @@ impl Registry {
         match kind {
             Kind::Channel => &mut self.channels,
             Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard_channels,
+        }
+    }
+
+    fn count(&mut self, kind: Kind) -> &mut usize {
+        match kind {
+            Kind::Channel | Kind::Pattern => &mut self.subscription_count,
+            Kind::Shard => &mut self.shard_subscription_count,
         }
     }
 
@@ -89,7 +103,7 @@ impl Registry {
             self.name_bytes += name.len();
         }
         if added {
-            self.subscription_count += 1;
+            *self.count(kind) += 1;
         }
         added
     }
@@ -106,7 +120,7 @@ impl Registry {
             self.name_bytes -= name.len();
         }
         if removed {
-            self.subscription_count -= 1;
+            *self.count(kind) -= 1;
         }
         removed
     }

@@ -6,7 +6,8 @@
 // multi() ... exec() with presence commands (through call()) and presence keys returns
 // [error, result] pairs in order; a runtime error inside is one pair and later commands run;
 // a queue-time error rejects exec() with EXECABORT; watch() then a change from another
-// connection makes exec() resolve to null. Prints one line per failed check and a summary;
+// connection makes exec() resolve to null; ssubscribe() to presence:{<user>} gets the user's
+// events as smessage. Prints one line per failed check and a summary;
 // exits 1 if any check failed.
 "use strict";
 
@@ -70,6 +71,29 @@ async function main() {
     const watched = await r.multi().set("user:io-7:presence", "busy").exec();
     check("watch broken by a heartbeat", watched === null, JSON.stringify(watched));
     check("nothing ran", (await r.get("user:io-7:presence")) === "online", "value changed");
+
+    // Sharded pub/sub: ssubscribe() to a user's shard channel, the smessage event.
+    const sub = new Redis({ port, host, maxRetriesPerRequest: 1 });
+    try {
+      await r.call("OFFLINE", "io-8");
+      const channel = "presence:{io-8}";
+      const count = await sub.ssubscribe(channel);
+      check("ssubscribe confirmed", count === 1, String(count));
+      const event = new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("no smessage within 10 s")), 10000);
+        sub.on("smessage", (from, message) => {
+          clearTimeout(timer);
+          resolve([from, message]);
+        });
+      });
+      await r.call("HEARTBEAT", "io-8");
+      const [from, message] = await event;
+      const payload = JSON.parse(message);
+      check("smessage on presence:{user}", from === channel && payload.user === "io-8" && payload.state === "online", message);
+      check("spublish counts the shard subscriber", (await r.spublish(channel, "hi")) === 1, "count");
+    } finally {
+      sub.disconnect();
+    }
   } finally {
     r.disconnect();
     other.disconnect();

@@ -452,6 +452,43 @@ class Run:
                 spread = max(received.values()) - min(received.values())
                 c.check("friend list: last-seen times within 5 s of each other", spread <= 5_000, f"{spread} ms")
 
+    # 9. Sharded pub/sub (Redis 7): a cluster-aware client follows a user on the shard channel
+    # presence:{<user>} with ssubscribe(); spublish() reaches shard subscribers only.
+    def sharded(self):
+        c = self.c
+        user = f"py-shard-{self.resp}"
+        self.cmd("OFFLINE", user)
+        channel = f"presence:{{{user}}}"
+        with self.r.pubsub() as p:
+            p.ssubscribe(channel)
+            deadline = time.monotonic() + EVENT_TIMEOUT_S
+            confirmation = None
+            while confirmation is None and time.monotonic() < deadline:
+                confirmation = p.get_sharded_message(timeout=deadline - time.monotonic())
+            c.equal(
+                "ssubscribe confirmed",
+                confirmation and (confirmation["type"], text(confirmation["channel"]), confirmation["data"]),
+                ("ssubscribe", channel, 1),
+            )
+            c.equal("HEARTBEAT brings the user online", self.cmd("HEARTBEAT", user, "TTL", "30"), 1)
+            event = None
+            deadline = time.monotonic() + EVENT_TIMEOUT_S
+            while event is None and time.monotonic() < deadline:
+                event = p.get_sharded_message(timeout=deadline - time.monotonic())
+            payload = json.loads(event["data"]) if event else {}
+            c.equal(
+                "the online event arrives as an smessage on presence:{<user>}",
+                event and (event["type"], text(event["channel"]), payload.get("user"), payload.get("state")),
+                ("smessage", channel, user, "online"),
+            )
+            c.equal("SPUBLISH counts the shard subscriber", self.r.spublish(channel, "hello"), 1)
+            c.equal("PUBLISH to the shard channel reaches no shard subscriber", self.r.publish(channel, "x"), 0)
+            c.equal(
+                "PUBSUB SHARDNUMSUB",
+                [(text(ch), n) for ch, n in self.r.pubsub_shardnumsub(channel)],
+                [(channel, 1)],
+            )
+
     def run(self):
         for check in (
             self.protocol,
@@ -462,6 +499,7 @@ class Run:
             self.precedence,
             self.pattern,
             self.friend_list,
+            self.sharded,
         ):
             self.c.section = f"{self.label} {check.__name__}"
             started = time.monotonic()

@@ -229,3 +229,10 @@ fn transaction_parity_with_redis() {
 fn admin_parity_with_redis() {
     run_parity("admin_parity.py", " 0 different");
 }
+
+/// Sharded pub/sub (SSUBSCRIBE, SUNSUBSCRIBE, SPUBLISH, PUBSUB SHARDCHANNELS|SHARDNUMSUB):
+/// confirmations, counts, smessage shapes and errors byte-identical to a real redis-server.
+#[test]
+fn sharded_pubsub_parity_with_redis() {
+    run_parity("pubsub_parity.py", " 0 different");
+}

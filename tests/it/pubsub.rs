@@ -571,3 +571,87 @@ fn presence_storm_never_stalls_an_unrelated_ping() {
         );
     }
 }
+
+/// Presence events reach shard subscribers on `presence:{<user>}` as `smessage`s (RESP2
+/// arrays, RESP3 pushes), channel subscribers on `presence:<user>` as `message`s, and neither
+/// gets the other's; SPUBLISH and PUBLISH keep to their own subscribers; a connection's shard
+/// subscriptions are listed (`ssub=`), counted (`INFO stats`) and dropped on RESET.
+#[test]
+fn presence_events_on_shard_channels() {
+    let server = TestServer::start();
+    let mut shard2 = server.raw();
+    assert_eq!(
+        exchange(&mut shard2, b"SSUBSCRIBE presence:{42}\r\n"),
+        b"*3\r\n$10\r\nssubscribe\r\n$13\r\npresence:{42}\r\n:1\r\n"
+    );
+    let mut shard3 = server.raw();
+    let _ = exchange(&mut shard3, b"HELLO 3\r\n");
+    assert_eq!(
+        exchange(&mut shard3, b"SSUBSCRIBE presence:{42}\r\n"),
+        b">3\r\n$10\r\nssubscribe\r\n$13\r\npresence:{42}\r\n:1\r\n"
+    );
+    let mut plain = server.raw();
+    let _ = exchange(&mut plain, b"SUBSCRIBE presence:42\r\n");
+    let mut con = server.client();
+    assert_eq!(crate::util::heartbeat(&mut con, "42", Some(30)), 1);
+
+    let event = crate::util::read_until(&mut shard2, |out| out.ends_with(b"}\r\n"));
+    let text = String::from_utf8_lossy(&event).into_owned();
+    assert!(
+        text.starts_with("*3\r\n$8\r\nsmessage\r\n$13\r\npresence:{42}\r\n$"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"{"user":"42","state":"online","last_seen_ms":"#),
+        "{text}"
+    );
+    let pushed = crate::util::read_until(&mut shard3, |out| out.ends_with(b"}\r\n"));
+    assert!(pushed.starts_with(b">3\r\n$8\r\nsmessage\r\n$13\r\npresence:{42}\r\n"));
+    let message = crate::util::read_until(&mut plain, |out| out.ends_with(b"}\r\n"));
+    assert!(message.starts_with(b"*3\r\n$7\r\nmessage\r\n$11\r\npresence:42\r\n"));
+
+    let mut admin = server.raw();
+    assert_eq!(
+        exchange(
+            &mut admin,
+            b"SPUBLISH presence:42 x\r\nPUBLISH presence:{42} x\r\n"
+        ),
+        b":0\r\n:0\r\n"
+    );
+    assert_eq!(
+        exchange(&mut admin, b"SPUBLISH presence:{42} hi\r\n"),
+        b":2\r\n"
+    );
+    assert_eq!(
+        crate::util::read_until(&mut shard2, |out| out.ends_with(b"hi\r\n")),
+        b"*3\r\n$8\r\nsmessage\r\n$13\r\npresence:{42}\r\n$2\r\nhi\r\n"
+    );
+    assert_eq!(
+        exchange(
+            &mut admin,
+            b"PUBSUB SHARDNUMSUB presence:{42} presence:42\r\n"
+        ),
+        b"*4\r\n$13\r\npresence:{42}\r\n:2\r\n$11\r\npresence:42\r\n:0\r\n"
+    );
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut con).unwrap();
+    assert_eq!(
+        crate::util::info_field(&info, "pubsubshard_channels").as_deref(),
+        Some("1")
+    );
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+    assert_eq!(clients.matches("ssub=1").count(), 2, "{clients}");
+
+    assert!(exchange(&mut shard2, b"RESET\r\n").ends_with(b"+RESET\r\n"));
+    assert_eq!(
+        exchange(&mut admin, b"PUBSUB SHARDNUMSUB presence:{42}\r\n"),
+        b"*2\r\n$13\r\npresence:{42}\r\n:1\r\n"
+    );
+    // An offline event reaches the shard subscriber left, too.
+    let _: i64 = redis::cmd("OFFLINE").arg("42").query(&mut con).unwrap();
+    let offline = crate::util::read_until(&mut shard3, |out| out.ends_with(b"}\r\n"));
+    assert!(
+        String::from_utf8_lossy(&offline).contains(r#""state":"offline""#),
+        "{}",
+        String::from_utf8_lossy(&offline)
+    );
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Admin-command parity: FLUSHDB, CLIENT REPLY, CLIENT KILL filters, CLIENT NO-EVICT, MEMORY
 USAGE and the EXPIRE family's bounds, sent to a real redis-server and to presenced, every reply
-compared byte for byte (the runner of transaction_parity.py: two connections per server, RESP2
+compared byte for byte (the runner of transaction_parity.py: three connections per server, RESP2
 and RESP3; a step marked `a!` expects no reply, and the next reply read shows none came).
 
 Usage: admin_parity.py --presenced-port N [--host H] [--redis-server PATH]

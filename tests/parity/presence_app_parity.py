@@ -226,6 +226,10 @@ class RawConnection:
             a = a if isinstance(a, bytes) else str(a).encode()
             out += b"$%d\r\n%s\r\n" % (len(a), a)
         self.sock.sendall(out)
+        return self.read()
+
+    def read(self):
+        """The next reply (or pushed message), whole."""
         end = self._reply_end(0)
         reply, self.buf = self.buf[:end], self.buf[end:]
         return reply

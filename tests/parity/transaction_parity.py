@@ -5,10 +5,12 @@ redis-server and to presenced, every reply compared byte for byte.
 Usage: transaction_parity.py --presenced-port N [--host H] [--redis-server PATH]
 
 Starts its own redis-server (as presence_app_parity.py does) and connects to a running
-presenced. Each sequence runs on two connections per server (`a` and `b`, so that `b` can
-change a key `a` watches), in RESP2 and again in RESP3 (after `HELLO 3`, whose own reply
+presenced. Each sequence runs on three connections per server (`a`, `b` and `c`, so that
+`b` can change a key `a` watches), in RESP2 and again in RESP3 (after `HELLO 3`, whose own reply
 differs by design and is not compared). Only presence keys of the default --key-pattern are
-used. Prints one line per difference and a summary (`transaction parity: N replies
+used. A step `a!` sends without reading (CLIENT REPLY OFF), a step `a?` only reads the next
+reply or pushed message (a second SSUBSCRIBE confirmation, an smessage). Prints one line per
+difference and a summary (`transaction parity: N replies
 identical`); exits 1 on any difference, 2 if redis-py or redis-server is missing.
 """
 
@@ -168,7 +170,10 @@ def run_sequence(conns, steps, report):
             for side in conns:
                 send_only(conns[side][who[0]], args)
             continue
-        replies = {side: conns[side][who].call(*args) for side in conns}
+        if who.endswith("?"):
+            replies = {side: conns[side][who[0]].read() for side in conns}
+        else:
+            replies = {side: conns[side][who].call(*args) for side in conns}
         if replies["redis"] == replies["presenced"]:
             identical += 1
         else:
@@ -200,13 +205,13 @@ def run_all(sequences, title):
         for protocol in (2, 3):
             for name, steps in sequences.items():
                 conns = {
-                    side: {who: RawConnection(port, args.host) for who in "ab"}
+                    side: {who: RawConnection(port, args.host) for who in "abc"}
                     for side, port in ports.items()
                 }
                 for side in conns:
                     conns[side]["a"].call("FLUSHALL")
                     if protocol == 3:
-                        for who in "ab":
+                        for who in "abc":
                             conns[side][who].call("HELLO", "3")
 
                 def report(line, name=name, protocol=protocol):
