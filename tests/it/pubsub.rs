@@ -462,6 +462,7 @@ fn slow_subscriber_is_cut_off_alone() {
 /// thread is answered meanwhile. With the limit lowered to 1,000 the held path was seen taken.
 #[test]
 fn publish_flood_waits_without_stalling_others() {
+    let _heavy = crate::support::heavy_test_lock();
     let server = TestServer::start_with(&["--threads", "1"]);
     let subscribers: Vec<std::net::TcpStream> = (0..400)
         .map(|_| {
