@@ -9,12 +9,17 @@
 //!   `key = 0u8, index: u64 | 1u8, id_len: u16, id`,
 //!   `devices = count: u16, (id_len: u16, id, last_seen_ms: u64, deadline_ms: u64, status: u8)*`,
 //!   `manual = 0u8 | 1u8, status: u8, until_ms: u64 (MAX = none), frozen_ms: u64 (MAX = none)`,
-//!   `value = len: u32 (MAX = none), bytes`.
+//!   `value = len: u32 (MAX = none), bytes`;
+//! - replication record (one changed user, docs/design/replication.md):
+//!   `key, slot: u64, 0u8 | 1u8 extras-body` where `key = 0u8, user_id: u64 | 1u8, id_len: u16,
+//!   id` (the user's ID as clients name it; the receiving shard checks it routes there) and
+//!   `extras-body` is an extras entry after its key.
 
 use std::sync::Arc;
 
 use super::extra::{Device, Extra, Override, OwnedKey, ShardKey};
 use super::shard::Shard;
+use super::event::{Transition, UserRef};
 use super::side_shard;
 use super::slot::Slot;
 use super::status::{AppStatus, ManualStatus, State};
@@ -118,6 +123,102 @@ fn read_id<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], ImportError> {
     r.take(len)
 }
 
+/// An extras entry after its key: `published: u8, devices, manual, value` (see the module
+/// comment). Shared by snapshots and the replication stream.
+fn put_extra_body(out: &mut Vec<u8>, extra: &Extra) {
+    out.push(state_byte(extra.published));
+    out.extend_from_slice(&(extra.devices.len() as u16).to_le_bytes());
+    for d in &extra.devices {
+        put_id(out, &d.id);
+        out.extend_from_slice(&d.last_seen_ms.to_le_bytes());
+        out.extend_from_slice(&d.deadline_ms.to_le_bytes());
+        out.push(status_byte(d.status));
+    }
+    match extra.manual {
+        None => out.push(0),
+        Some(m) => {
+            out.push(1);
+            out.push(manual_byte(m.status));
+            out.extend_from_slice(&m.until_ms.unwrap_or(u64::MAX).to_le_bytes());
+            out.extend_from_slice(&m.frozen_last_seen_ms.unwrap_or(u64::MAX).to_le_bytes());
+        }
+    }
+    match &extra.value {
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        Some(v) => {
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+    }
+}
+
+/// Reads what `put_extra_body` wrote, checking every count and length; the entry has no wheel
+/// entries (they are this process's own).
+fn read_extra_body(r: &mut Reader<'_>) -> Result<Extra, ImportError> {
+    let published = state_from(r.u8()?)?;
+    let device_count = r.u16()? as usize;
+    if device_count > super::extra::DEVICES_PER_USER_MAX {
+        return Err(bad("device count"));
+    }
+    let mut devices = Vec::with_capacity(device_count);
+    for _ in 0..device_count {
+        let id = read_id(r)?;
+        if id.len() > super::extra::DEVICE_ID_LEN_MAX {
+            return Err(bad("device id length"));
+        }
+        let id: Box<[u8]> = id.into();
+        let last_seen_ms = r.u64()?;
+        let deadline_ms = r.u64()?;
+        let status = AppStatus::from_bits(u64::from(r.u8()?));
+        devices.push(Device {
+            id,
+            last_seen_ms,
+            deadline_ms,
+            status,
+        });
+    }
+    let manual = match r.u8()? {
+        0 => None,
+        1 => {
+            let status = manual_from(r.u8()?)?;
+            let until = r.u64()?;
+            let frozen = r.u64()?;
+            Some(Override {
+                status,
+                until_ms: (until != u64::MAX).then_some(until),
+                frozen_last_seen_ms: (frozen != u64::MAX).then_some(frozen),
+            })
+        }
+        _ => return Err(bad("override flag")),
+    };
+    let value = match r.u32()? {
+        u32::MAX => None,
+        len if len as usize > crate::limits::PRESENCE_VALUE_LEN_MAX => {
+            return Err(bad("value length"));
+        }
+        len => Some(r.take(len as usize)?.into()),
+    };
+    Ok(Extra {
+        devices,
+        manual,
+        published,
+        value,
+        wheel_entries: 0,
+        wheel_tick: None,
+    })
+}
+
+fn state_from(byte: u8) -> Result<State, ImportError> {
+    Ok(match byte {
+        0 => State::Offline,
+        1 => State::Online,
+        2 => State::Away,
+        3 => State::Busy,
+        4 => State::Dnd,
+        _ => return Err(bad("published state")),
+    })
+}
+
 impl Shard {
     /// Chunks of the dense array that hold at least one touched page, in order.
     pub fn touched_chunks(&self) -> Vec<u64> {
@@ -171,30 +272,7 @@ impl Shard {
                     put_id(out, id);
                 }
             }
-            out.push(state_byte(extra.published));
-            out.extend_from_slice(&(extra.devices.len() as u16).to_le_bytes());
-            for d in &extra.devices {
-                put_id(out, &d.id);
-                out.extend_from_slice(&d.last_seen_ms.to_le_bytes());
-                out.extend_from_slice(&d.deadline_ms.to_le_bytes());
-                out.push(status_byte(d.status));
-            }
-            match extra.manual {
-                None => out.push(0),
-                Some(m) => {
-                    out.push(1);
-                    out.push(manual_byte(m.status));
-                    out.extend_from_slice(&m.until_ms.unwrap_or(u64::MAX).to_le_bytes());
-                    out.extend_from_slice(&m.frozen_last_seen_ms.unwrap_or(u64::MAX).to_le_bytes());
-                }
-            }
-            match &extra.value {
-                None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
-                Some(v) => {
-                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                    out.extend_from_slice(v);
-                }
-            }
+            put_extra_body(out, extra);
         }
     }
 
@@ -288,65 +366,17 @@ impl Shard {
                     "extras entry of a user the snapshot has no slot for ({key:?})"
                 )));
             }
-            let _published = r.u8()?;
-            let device_count = r.u16()? as usize;
-            if device_count > super::extra::DEVICES_PER_USER_MAX {
-                return Err(bad("device count"));
-            }
-            let mut devices = Vec::with_capacity(device_count);
-            for _ in 0..device_count {
-                let id = read_id(&mut r)?;
-                if id.len() > super::extra::DEVICE_ID_LEN_MAX {
-                    return Err(bad("device id length"));
-                }
-                let id: Box<[u8]> = id.into();
-                let last_seen_ms = r.u64()?;
-                let deadline_ms = r.u64()?;
-                let status = AppStatus::from_bits(u64::from(r.u8()?));
-                devices.push(Device {
-                    id,
-                    last_seen_ms,
-                    deadline_ms,
-                    status,
-                });
-            }
-            let manual = match r.u8()? {
-                0 => None,
-                1 => {
-                    let status = manual_from(r.u8()?)?;
-                    let until = r.u64()?;
-                    let frozen = r.u64()?;
-                    Some(Override {
-                        status,
-                        until_ms: (until != u64::MAX).then_some(until),
-                        frozen_last_seen_ms: (frozen != u64::MAX).then_some(frozen),
-                    })
-                }
-                _ => return Err(bad("override flag")),
-            };
-            let value = match r.u32()? {
-                u32::MAX => None,
-                len if len as usize > crate::limits::PRESENCE_VALUE_LEN_MAX => {
-                    return Err(bad("value length"));
-                }
-                len => Some(r.take(len as usize)?.into()),
-            };
+            let extra = read_extra_body(&mut r)?;
             let shard_key = match &key {
                 OwnedKey::Dense(i) => ShardKey::Dense(*i),
                 OwnedKey::Side(id) => ShardKey::Side(id),
             };
-            self.restore_extra(
-                shard_key,
-                Extra {
-                    devices,
-                    manual,
-                    // What subscribers "were told" is rebuilt in `finish_import`.
-                    published: State::Offline,
-                    value,
-                    wheel_entries: 0,
-                    wheel_tick: None,
-                },
-            );
+            // What subscribers "were told" is rebuilt in `finish_import`.
+            let extra = Extra {
+                published: State::Offline,
+                ..extra
+            };
+            self.restore_extra(shard_key, extra);
         }
         Ok(())
     }
@@ -356,5 +386,83 @@ impl Shard {
     /// produced — see docs/design/snapshot-format.md, "After a restart".
     pub fn finish_import(&mut self, now_ms: u64) {
         self.restore_users(now_ms);
+    }
+
+    /// Drains at most `max` changed users and appends a replication record for each to `out`
+    /// (their state now, extras included); returns how many.
+    pub fn encode_changes(&mut self, max: usize, out: &mut Vec<u8>) -> usize {
+        let mut changed = Vec::new();
+        let drained = self.drain_changes(max, &mut changed);
+        let (shard_index, shard_count) = self.placement();
+        for user in changed {
+            let (key, id) = match &user.user {
+                UserRef::Dense(id) => {
+                    out.push(0);
+                    out.extend_from_slice(&id.to_le_bytes());
+                    (ShardKey::Dense((*id / shard_count as u64) as usize), None)
+                }
+                UserRef::Side(id) => {
+                    out.push(1);
+                    put_id(out, id);
+                    (ShardKey::Side(id), Some(id))
+                }
+            };
+            debug_assert!(id.is_none_or(|id| side_shard(id, shard_count) == shard_index));
+            // The ARMED bit is this process's own bookkeeping, never shipped.
+            out.extend_from_slice(&user.slot.with_armed(false).0.to_le_bytes());
+            match self.extra_of(key).filter(|_| user.slot.has_extra()) {
+                None => out.push(0),
+                Some(extra) => {
+                    out.push(1);
+                    put_extra_body(out, extra);
+                }
+            }
+        }
+        drained
+    }
+
+    /// Applies replication records (what `encode_changes` wrote on the leader's shard of the
+    /// same index) as changes, appending their transitions to `events`. Checks every record
+    /// as a snapshot's are checked: a user that does not belong to this shard, a malformed
+    /// length or count is an error naming what was wrong, and nothing after it is applied.
+    pub fn apply_changes(
+        &mut self,
+        bytes: &[u8],
+        capacity: u64,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) -> Result<usize, ImportError> {
+        let (shard_index, shard_count) = self.placement();
+        let mut r = Reader { bytes, at: 0 };
+        let mut applied = 0;
+        while !r.done() {
+            let side_id;
+            let key = match r.u8()? {
+                0 => {
+                    let id = r.u64()?;
+                    if id >= capacity || id % shard_count as u64 != shard_index as u64 {
+                        return Err(ImportError(format!(
+                            "user {id} does not belong to shard {shard_index}"
+                        )));
+                    }
+                    ShardKey::Dense((id / shard_count as u64) as usize)
+                }
+                1 => {
+                    side_id = read_id(&mut r)?;
+                    self.check_side_id(side_id, capacity)?;
+                    ShardKey::Side(side_id)
+                }
+                _ => return Err(bad("record key")),
+            };
+            let slot = Slot(r.u64()?);
+            let extra = match r.u8()? {
+                0 => None,
+                1 => Some(read_extra_body(&mut r)?),
+                _ => return Err(bad("extras flag")),
+            };
+            self.replicate_user(key, slot, extra, now_ms, events);
+            applied += 1;
+        }
+        Ok(applied)
     }
 }

@@ -1,6 +1,8 @@
 //! What `store::persist` needs of a shard: its contents read in order for a snapshot, and a
 //! snapshot's users written back through the door (`Origin::Snapshot`: recorded and marked
-//! dirty, but no transition and no counter) and then brought in line with the clock.
+//! dirty, but no transition and no counter) and then brought in line with the clock; and for
+//! replication, a leader's user states written through the door as changes (with their
+//! transitions), and the wheels rebuilt when a follower is promoted.
 //!
 //! No encoding here (that is `persist`), and never a write beside the door.
 
@@ -8,7 +10,8 @@ use std::sync::Arc;
 
 use super::Shard;
 use super::door::{Change, ExtraWrite, Origin};
-use crate::store::event::Cause;
+use crate::expiry::TimingWheel;
+use crate::store::event::{Cause, Transition};
 use crate::store::extra::{Extra, OwnedKey, ShardKey};
 use crate::store::slot::Slot;
 
@@ -33,6 +36,11 @@ impl Shard {
 
     pub(in crate::store) fn extras(&self) -> impl Iterator<Item = (&OwnedKey, &Extra)> {
         self.tables.extras()
+    }
+
+    /// A user's extras entry, if any (what a replication record carries).
+    pub(in crate::store) fn extra_of(&self, key: ShardKey<'_>) -> Option<&Extra> {
+        self.tables.extra(key)
     }
 
     /// A user's slot as stored (what a snapshot's extras are checked against).
@@ -105,5 +113,106 @@ impl Shard {
             }
             _ => self.restore_slot(key, slot.offline()),
         }
+    }
+
+    /// Writes a user's state as the leader sent it, as a change: subscribers here see the
+    /// transition the leader's subscribers saw (when the published state differs). The wheel
+    /// bookkeeping (`ARMED`, an entry's tick) stays this process's own: a follower runs no
+    /// expiry, and a promoted one rebuilds its wheels (`rebuild_wheels`).
+    pub(in crate::store) fn replicate_user(
+        &mut self,
+        key: ShardKey<'_>,
+        slot: Slot,
+        extra: Option<Extra>,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) {
+        let local = self.tables.slot(key);
+        let slot = slot.with_armed(local.armed());
+        let change = match extra {
+            Some(mut extra) => {
+                if let Some(current) = self.tables.extra(key) {
+                    extra.wheel_entries = current.wheel_entries;
+                    extra.wheel_tick = current.wheel_tick;
+                }
+                // An invisible user's events show the last-seen frozen when they hid.
+                let shown = extra
+                    .manual
+                    .and_then(|m| m.frozen_last_seen_ms)
+                    .or(slot.last_seen_ms());
+                Change {
+                    extra: ExtraWrite::Put(extra),
+                    shown_last_seen_ms: shown,
+                    ..Change::slot(key, slot.with_extra(true), Cause::Change)
+                }
+            }
+            None => {
+                let extra = if self.tables.extra(key).is_some() {
+                    ExtraWrite::Remove
+                } else {
+                    ExtraWrite::Keep
+                };
+                Change {
+                    extra,
+                    ..Change::slot(key, slot.with_extra(false), Cause::Change)
+                }
+            }
+        };
+        self.commit(change, now_ms, events);
+    }
+
+    /// A promoted follower's wheels: emptied, then every online user armed at their deadline,
+    /// extended to at least `now_ms + grace_ms` (heartbeats in flight to the dead leader get
+    /// that long to arrive here), so a failover declares nobody offline at once. Users the
+    /// leader had declared offline stay offline. No transition: nobody's published state
+    /// changes.
+    pub(in crate::store) fn rebuild_wheels(&mut self, now_ms: u64, grace_ms: u64) {
+        self.dense_wheel = TimingWheel::new(now_ms);
+        self.side_wheel = TimingWheel::new(now_ms);
+        let floor_ms = now_ms.saturating_add(grace_ms);
+        let mut index = 0;
+        while let Some(at) = self.next_touched(index) {
+            self.regrace_user(ShardKey::Dense(at), floor_ms);
+            index = at + 1;
+        }
+        let mut position = 0;
+        while let Some(id) = self.tables.side_at(position).cloned() {
+            self.regrace_user(ShardKey::Side(&id), floor_ms);
+            position += 1;
+        }
+        self.restore_users(now_ms);
+    }
+
+    /// Extends an online user's deadline (and each live device's) to at least `floor_ms`.
+    fn regrace_user(&mut self, key: ShardKey<'_>, floor_ms: u64) {
+        let slot = self.tables.slot(key);
+        if slot.ttl_s() == 0 {
+            return;
+        }
+        let mut regraced = slot.with_armed(false);
+        if let (Some(last_seen_ms), Some(deadline_ms)) = (slot.last_seen_ms(), slot.deadline_ms())
+            && deadline_ms < floor_ms
+        {
+            let ttl_s = (floor_ms - last_seen_ms).div_ceil(1000);
+            regraced = regraced.with_times(Some(last_seen_ms), ttl_s);
+        }
+        if slot.has_extra()
+            && let Some(stored) = self.tables.extra(key)
+        {
+            let mut extra = stored.clone();
+            extra.wheel_entries = 0;
+            extra.wheel_tick = None;
+            for device in &mut extra.devices {
+                device.deadline_ms = device.deadline_ms.max(floor_ms);
+            }
+            let change = Change {
+                extra: ExtraWrite::Put(extra),
+                origin: Origin::Snapshot,
+                ..Change::slot(key, regraced, Cause::Change)
+            };
+            self.commit(change, 0, &mut Vec::new());
+            return;
+        }
+        self.restore_slot(key, regraced);
     }
 }
