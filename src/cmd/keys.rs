@@ -49,7 +49,7 @@ pub const DEL: CommandSpec = key_command(
     1,
     -1,
     "generic",
-    "Deletes presence keys: logs their users out.",
+    "Deletes presence keys: forgets their users (presence and last-seen).",
     del,
 );
 pub const UNLINK: CommandSpec = key_command(
@@ -59,7 +59,7 @@ pub const UNLINK: CommandSpec = key_command(
     1,
     -1,
     "generic",
-    "Deletes presence keys: logs their users out.",
+    "Deletes presence keys: forgets their users (presence and last-seen).",
     del,
 );
 pub const TTL: CommandSpec = key_command(

@@ -101,7 +101,7 @@ pub const GETDEL: CommandSpec = string_command(
     1,
     1,
     1,
-    "Returns a presence key's value and deletes it (logs the user out).",
+    "Returns a presence key's value and deletes it (forgets the user).",
     getdel,
 );
 pub const GETEX: CommandSpec = string_command(
