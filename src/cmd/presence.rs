@@ -357,9 +357,9 @@ mod tests {
             }
             replies
         };
-        // One input buffer for both passes: the first split of a fresh buffer allocates its
+        // One input buffer for every pass: the first split of a fresh buffer allocates its
         // shared header once, which is per connection, not per request.
-        let mut input = BytesMut::from(&batch.repeat(2)[..]);
+        let mut input = BytesMut::from(&batch.repeat(3)[..]);
         assert_eq!(run(&mut input, &mut out), 10_000);
         out.buf.clear();
         out.buf.reserve(64 * 1024);
@@ -369,5 +369,21 @@ mod tests {
         assert_eq!(replies, 10_000);
         assert_eq!(&out.buf[..4], b":0\r\n", "users were already online");
         assert_eq!(allocated, 0, "allocations on the heartbeat path");
+
+        // Past maxmemory, known users' heartbeats are not refused and still allocate nothing.
+        services.memory.set_maxmemory_bytes(1);
+        out.buf.clear();
+        let before = crate::alloc_count::allocations();
+        let replies = run(&mut input, &mut out);
+        let allocated = crate::alloc_count::allocations() - before;
+        assert_eq!(replies, 10_000);
+        assert!(
+            out.buf.chunks(4).all(|reply| reply == b":0\r\n"),
+            "every known user heartbeated, none refused"
+        );
+        assert_eq!(
+            allocated, 0,
+            "allocations on the heartbeat path past maxmemory"
+        );
     }
 }

@@ -147,7 +147,7 @@ struct SideEntry {
 /// What one side-table user costs beyond their ID's bytes, as an estimate from sizes (the
 /// allocator's own overhead is guessed at 8 bytes per allocation, rounded to 16): the shared
 /// ID's allocation (two reference counts), the table's bucket and control byte, the position.
-const SIDE_ENTRY_OVERHEAD_BYTES: u64 = (2 * 8 + 8)
+pub(super) const SIDE_ENTRY_OVERHEAD_BYTES: u64 = (2 * 8 + 8)
     + std::mem::size_of::<(Arc<[u8]>, SideEntry)>() as u64
     + 1
     + std::mem::size_of::<Option<Arc<[u8]>>>() as u64;

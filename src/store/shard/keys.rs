@@ -91,7 +91,8 @@ impl Shard {
         let slot = self.tables.slot(key);
         let mut bytes = std::mem::size_of::<Slot>();
         if let ShardKey::Side(id) = key {
-            bytes += id.len() + std::mem::size_of::<Arc<[u8]>>() + TABLE_ENTRY_BYTES;
+            // The same estimate `maxmemory`'s growth count and `INFO memory` use.
+            bytes += id.len() + super::door::SIDE_ENTRY_OVERHEAD_BYTES as usize;
         }
         if let Some(extra) = self.tables.extra(key).filter(|_| slot.has_extra()) {
             bytes += std::mem::size_of::<Extra>() + TABLE_ENTRY_BYTES;
