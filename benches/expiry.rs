@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use presenced::expiry::{TICK_MS, TimingWheel};
-use presenced::store::{Store, UserKey};
+use presenced::store::{Room, Store, UserKey};
 
 /// A fixed "now" (2025-11-24), so nothing reads the clock.
 const NOW_MS: u64 = 1_764_000_000_000;
@@ -123,7 +123,7 @@ fn store_expire_due(c: &mut Criterion) {
                 t0_ms += WHEEL_TURN_MS;
                 assert_eq!(store.expire_due(t0_ms).expired_count, 0);
                 for chunk in ids.chunks(10_000) {
-                    store.heartbeat_many(chunk, 1, t0_ms);
+                    store.heartbeat_many(chunk, 1, Room::Available, t0_ms);
                 }
                 assert_eq!(store.online_count(), users);
                 t0_ms

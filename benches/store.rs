@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use presenced::store::{Store, UserKey};
+use presenced::store::{Room, Store, UserKey};
 
 /// A fixed "now" (2025-11-24), so nothing reads the clock.
 const NOW_MS: u64 = 1_764_000_000_000;
@@ -58,7 +58,7 @@ fn populated_store(shards: usize, users: u64) -> Store {
     for start in (0..users).step_by(POPULATE_CHUNK as usize) {
         keys.clear();
         keys.extend((start..(start + POPULATE_CHUNK).min(users)).map(UserKey::Dense));
-        store.heartbeat_many(&keys, TTL_S, NOW_MS);
+        store.heartbeat_many(&keys, TTL_S, Room::Available, NOW_MS);
     }
     assert_eq!(store.online_count(), users);
     store
@@ -76,7 +76,14 @@ fn store_benches(c: &mut Criterion) {
         group.bench_function("heartbeat/sequential", |b| {
             let mut id = 0;
             b.iter(|| {
-                let result = store.heartbeat(UserKey::Dense(id), TTL_S, None, None, NOW_MS);
+                let result = store.heartbeat(
+                    UserKey::Dense(id),
+                    TTL_S,
+                    None,
+                    None,
+                    Room::Available,
+                    NOW_MS,
+                );
                 id += 1;
                 if id == users {
                     id = 0;
@@ -89,7 +96,14 @@ fn store_benches(c: &mut Criterion) {
             let mut rng = Rng(1);
             b.iter(|| {
                 let id = rng.below(users);
-                black_box(store.heartbeat(UserKey::Dense(id), TTL_S, None, None, NOW_MS))
+                black_box(store.heartbeat(
+                    UserKey::Dense(id),
+                    TTL_S,
+                    None,
+                    None,
+                    Room::Available,
+                    NOW_MS,
+                ))
             });
         });
 
@@ -100,7 +114,7 @@ fn store_benches(c: &mut Criterion) {
             let mut keys = Vec::with_capacity(100);
             b.iter(|| {
                 rng.fill(&mut keys, 100, users);
-                black_box(store.heartbeat_many(&keys, TTL_S, NOW_MS))
+                black_box(store.heartbeat_many(&keys, TTL_S, Room::Available, NOW_MS))
             });
         });
         for n in [100, 1_000] {

@@ -114,6 +114,44 @@ pub struct Args {
     /// client-query-buffer-limit); a client over it is disconnected.
     #[arg(long, default_value_t = limits::QUERY_BUFFER_MAX_DEFAULT)]
     pub client_query_buffer_limit: usize,
+
+    /// Memory limit, in bytes or with Redis's units (`100mb`, `1gb`; `k`/`m`/`g` are powers of
+    /// 1000, `kb`/`mb`/`gb` of 1024). Past it, commands that would add a user or a value are
+    /// refused with Redis's OOM error; heartbeats of known users, reads and deletes go on.
+    /// Used memory is the resident size. 0: no limit.
+    #[arg(long, default_value = "0", value_parser = parse_memory_flag)]
+    pub maxmemory: u64,
+}
+
+/// Redis's memory values (its `memtoull`): decimal digits, then nothing or `b` (bytes), `k`,
+/// `m`, `g` (powers of 1000) or `kb`, `mb`, `gb` (powers of 1024), case-insensitive. No sign,
+/// no fraction, nothing that overflows 64 bits. `None` for anything else. One difference:
+/// Redis reads an empty value as 0; presenced refuses it, so that a lost argument cannot turn
+/// a limit off.
+pub fn parse_memory_bytes(text: &[u8]) -> Option<u64> {
+    let digits_len = text.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (digits, unit) = text.split_at(digits_len);
+    if digits.is_empty() {
+        return None;
+    }
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_slice() {
+        b"" | b"b" => 1,
+        b"k" => 1000,
+        b"kb" => 1024,
+        b"m" => 1000 * 1000,
+        b"mb" => 1024 * 1024,
+        b"g" => 1000 * 1000 * 1000,
+        b"gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    let value = std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?;
+    value.checked_mul(multiplier)
+}
+
+fn parse_memory_flag(text: &str) -> Result<u64, String> {
+    parse_memory_bytes(text.as_bytes()).ok_or_else(|| {
+        format!("'{text}' is not a memory value: bytes, or a number with k, kb, m, mb, g or gb")
+    })
 }
 
 /// The runtime layout (`--runtime`).
@@ -145,6 +183,8 @@ pub struct Config {
     pub args_max: usize,
     pub query_buffer_max: usize,
     pub pubsub_output_max: usize,
+    /// `--maxmemory` at start (0: none); `CONFIG SET maxmemory` changes the gauge's copy.
+    pub maxmemory_bytes: u64,
 }
 
 impl Config {
@@ -187,6 +227,7 @@ impl Config {
             args_max: args.proto_max_args,
             query_buffer_max: args.client_query_buffer_limit,
             pubsub_output_max: args.pubsub_output_limit,
+            maxmemory_bytes: args.maxmemory,
         })
     }
 
@@ -223,5 +264,36 @@ mod tests {
         assert_eq!(config.capacity, 1 << 32);
         assert!(Args::try_parse_from(["presenced", "--ttl", "0"]).is_err());
         assert!(Args::try_parse_from(["presenced", "--ttl", "86401"]).is_err());
+        assert_eq!(config.maxmemory_bytes, 0, "no memory limit by default");
+    }
+
+    /// Memory values as Redis's config reads them (checked against redis-server 7.0.15's
+    /// `CONFIG SET maxmemory`), and the flag taking them.
+    #[test]
+    fn memory_values_take_redis_units() {
+        let cases: [(&str, Option<u64>); 16] = [
+            ("0", Some(0)),
+            ("1", Some(1)),
+            ("100b", Some(100)),
+            ("10k", Some(10_000)),
+            ("10kb", Some(10_240)),
+            ("100m", Some(100_000_000)),
+            ("100mb", Some(104_857_600)),
+            ("1g", Some(1_000_000_000)),
+            ("1GB", Some(1_073_741_824)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("17179869184gb", None),
+            ("-1", None),
+            ("1.5mb", None),
+            ("abc", None),
+            ("", None),
+        ];
+        for (text, bytes) in cases {
+            assert_eq!(parse_memory_bytes(text.as_bytes()), bytes, "{text:?}");
+        }
+        let args = Args::try_parse_from(["presenced", "--maxmemory", "64mb"]).expect("flag");
+        assert_eq!(args.maxmemory, 64 << 20);
+        assert!(Args::try_parse_from(["presenced", "--maxmemory", "64 MB"]).is_err());
     }
 }

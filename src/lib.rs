@@ -21,6 +21,7 @@ pub mod expiry;
 pub mod glob;
 pub mod identity;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod pubsub;
 pub mod resp;

@@ -1,7 +1,8 @@
 //! One snapshot of every counter and gauge the server keeps, collected in one place and
 //! rendered elsewhere: `INFO` renders it today, the `/metrics` endpoint will render the same
-//! struct. Collecting never changes anything; counters here only grow (until `CONFIG
-//! RESETSTAT`), so a scraper may take differences between two snapshots.
+//! struct. Collecting changes nothing but the memory gauge's reading, which it refreshes so
+//! that `used_memory` is current; counters here only grow (until `CONFIG RESETSTAT`), so a
+//! scraper may take differences between two snapshots.
 
 use crate::clients::CloseReason;
 use crate::expiry::LagHistogram;
@@ -15,10 +16,7 @@ use crate::store::ShardCounters;
 pub struct Metrics {
     pub uptime_s: u64,
     pub clients: ClientMetrics,
-    pub resident_bytes: u64,
-    pub dense_slots_reserved_bytes: u64,
-    /// Drop-in values kept byte for byte (part of `resident_bytes`).
-    pub presence_values_bytes: u64,
+    pub memory: MemoryMetrics,
     pub persistence: PersistenceMetrics,
     pub traffic: TrafficMetrics,
     pub presence: PresenceMetrics,
@@ -49,6 +47,24 @@ pub struct ClientMetrics {
     pub closed_total: [u64; CloseReason::COUNT],
     /// The `CLIENT PAUSE` in force, if any.
     pub pause: Option<crate::clients::Pause>,
+}
+
+/// What memory is used and what the limit is (`INFO memory`).
+#[derive(Clone, Debug)]
+pub struct MemoryMetrics {
+    /// What `maxmemory` is compared with: the resident size, read now.
+    pub used_bytes: u64,
+    pub resident_bytes: u64,
+    /// 0: no limit.
+    pub maxmemory_bytes: u64,
+    /// Address space of the dense slot arrays (`--capacity` x 8 bytes).
+    pub dense_slots_reserved_bytes: u64,
+    /// Of it, the pages ever written: what the slots cost (part of `resident_bytes`).
+    pub dense_slots_touched_bytes: u64,
+    /// The side tables of non-numeric IDs, an estimate from sizes.
+    pub side_table_bytes: u64,
+    /// Drop-in values kept byte for byte (part of `resident_bytes`).
+    pub presence_values_bytes: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -106,9 +122,7 @@ impl Metrics {
         Metrics {
             uptime_s: now_ms.saturating_sub(shared.identity.started_ms) / 1000,
             clients: client_metrics(shared, now_ms),
-            resident_bytes: resident_bytes(),
-            dense_slots_reserved_bytes: shared.store.capacity() * 8,
-            presence_values_bytes: shared.store.value_bytes(),
+            memory: memory_metrics(shared),
             persistence: PersistenceMetrics {
                 status: shared.persistence.status().clone(),
                 save_in_progress: shared.persistence.in_progress(),
@@ -135,6 +149,20 @@ fn client_metrics(shared: &Shared<'_>, now_ms: u64) -> ClientMetrics {
         connections_rejected_total: Stats::get(&stats.connections_rejected),
         closed_total: std::array::from_fn(|i| Stats::get(&stats.connections_closed[i])),
         pause: shared.clients.pause_at(now_ms),
+    }
+}
+
+fn memory_metrics(shared: &Shared<'_>) -> MemoryMetrics {
+    let store = shared.store;
+    let resident_bytes = shared.memory.refresh();
+    MemoryMetrics {
+        used_bytes: shared.memory.used_bytes(),
+        resident_bytes,
+        maxmemory_bytes: shared.memory.maxmemory_bytes(),
+        dense_slots_reserved_bytes: store.capacity() * 8,
+        dense_slots_touched_bytes: store.dense_touched_bytes(),
+        side_table_bytes: store.side_bytes(),
+        presence_values_bytes: store.value_bytes(),
     }
 }
 
@@ -185,14 +213,6 @@ fn pubsub_metrics(shared: &Shared<'_>) -> PubsubMetrics {
         shard_channels: pubsub.shard_channel_count() as u64,
         memory_bytes: pubsub.memory_bytes() as u64,
     }
-}
-
-/// The process's resident memory, from `/proc/self/statm` (size resident shared ... in pages).
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
 }
 
 /// The process's and its main thread's CPU times. `/proc/<pid>/stat` gives them in clock ticks,

@@ -1,5 +1,5 @@
 //! The process around the shared services: bind the listeners (one per core), accept
-//! connections, run the offline-detection and snapshot timers, and shut down on SIGINT,
+//! connections, run the offline-detection, memory and snapshot timers, and shut down on SIGINT,
 //! SIGTERM or SHUTDOWN with a final snapshot. Commands never see this module; the state they
 //! share lives in `services`.
 
@@ -46,6 +46,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     );
 
     tokio::spawn(expiry_loop(Arc::clone(&server)));
+    tokio::spawn(memory_loop(Arc::clone(&server)));
     tokio::spawn(snapshot_loop(Arc::clone(&server)));
     let mut core_threads = Vec::new();
     if per_core {
@@ -153,6 +154,8 @@ async fn accept_loop(server: &Arc<Services>, listener: TcpListener) {
 fn restore(server: &Services) -> std::io::Result<()> {
     let dir = &server.persistence.dir;
     let (loaded, rejected) = snapshot::load_newest(&server.store, dir, clock::now_ms())?;
+    // A load may have touched gigabytes of slots: judge the first commands by a fresh figure.
+    server.memory.refresh();
     for reason in &rejected {
         warn!("snapshot rejected: {reason}");
     }
@@ -243,6 +246,24 @@ async fn expiry_loop(server: Arc<Services>) {
             server.store.expire_due(now_ms)
         };
         Stats::add(&server.stats.users_expired, pass.expired_count);
+    }
+}
+
+/// Reads the resident size `maxmemory` is judged by again every `MEMORY_REFRESH_MS` while a
+/// limit is set (without one, only `INFO` reads it, and takes its own reading).
+async fn memory_loop(server: Arc<Services>) {
+    let period = Duration::from_millis(crate::limits::MEMORY_REFRESH_MS);
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = server.shutdown_requested();
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if server.memory.maxmemory_bytes() != 0 {
+            server.memory.refresh();
+        }
     }
 }
 

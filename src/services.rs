@@ -1,5 +1,6 @@
 //! What connections, commands and timers share: the store, pub/sub, the keyspace settings, the
-//! configuration, persistence, the client registry, the counters and the server's identity.
+//! configuration, persistence, the client registry, the memory gauge (`maxmemory`), the
+//! counters and the server's identity.
 //!
 //! `Services` owns them; `Shared` lends them out by reference, so a command sees the parts
 //! it uses and never the accept loop, the listeners or the timers (`server` owns those). This
@@ -15,6 +16,7 @@ use crate::clients::ClientRegistry;
 use crate::config::Config;
 use crate::dropin::Keyspace;
 use crate::identity::Identity;
+use crate::memory::MemoryGauge;
 use crate::pubsub::PubSub;
 use crate::snapshot::Persistence;
 use crate::stats::Stats;
@@ -27,6 +29,8 @@ pub struct Services {
     pub keyspace: Arc<Keyspace>,
     pub persistence: Persistence,
     pub clients: ClientRegistry,
+    /// The `maxmemory` limit and the used-memory figure it is compared with.
+    pub memory: MemoryGauge,
     pub stats: Stats,
     pub identity: Identity,
     /// Held shared by every batch of requests and every expiry pass, exclusive by an `EXEC`.
@@ -69,6 +73,7 @@ pub struct Shared<'a> {
     pub keyspace: &'a Keyspace,
     pub persistence: &'a Persistence,
     pub clients: &'a ClientRegistry,
+    pub memory: &'a MemoryGauge,
     pub stats: &'a Stats,
     pub identity: &'a Identity,
 }
@@ -99,8 +104,10 @@ impl Services {
             config.snapshot_interval,
             config.key_pattern.as_str().to_string(),
         );
+        let memory = MemoryGauge::new(config.maxmemory_bytes, store.growth().clone());
         let services = Arc::new(Services {
             persistence,
+            memory,
             store,
             pubsub,
             keyspace,
@@ -122,6 +129,7 @@ impl Services {
             keyspace: &self.keyspace,
             persistence: &self.persistence,
             clients: &self.clients,
+            memory: &self.memory,
             stats: &self.stats,
             identity: &self.identity,
         }

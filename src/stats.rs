@@ -30,13 +30,14 @@ pub struct Stats {
 
 /// The first words presenced's error replies start with, as Redis groups them in
 /// `INFO errorstats`; anything else is counted under the last, `OTHER`.
-pub const ERROR_PREFIXES: [&str; 7] = [
+pub const ERROR_PREFIXES: [&str; 8] = [
     "ERR",
     "WRONGTYPE",
     "NOAUTH",
     "WRONGPASS",
     "NOPROTO",
     "EXECABORT",
+    "OOM",
     "OTHER",
 ];
 

@@ -95,6 +95,17 @@ pub enum CmdError {
     NotAllowedInTransaction,
     TransactionTooLong,
     TooManyWatchedKeys,
+    // Memory.
+    /// Past `maxmemory`, a command that would add a user or a value (Redis's `denyoom`).
+    OutOfMemory,
+    /// Past `maxmemory`, an `EXEC` whose queue holds a `denyoom` command.
+    ExecAbortOutOfMemory,
+    /// `CONFIG SET maxmemory` with something that is not a memory value.
+    MemoryValueInvalid,
+    /// `CONFIG SET maxmemory-policy` other than `noeviction`: presenced evicts nothing.
+    EvictionPolicyUnsupported,
+    /// The same parameter twice in one `CONFIG SET`.
+    ConfigDuplicate(String),
     // Server and persistence.
     NotifyEventsInvalid,
     ConfigImmutable(String),
@@ -114,9 +125,15 @@ impl From<UserIdError> for CmdError {
 
 impl From<StoreError> for CmdError {
     fn from(err: StoreError) -> Self {
-        CmdError::Store(err)
+        match err {
+            StoreError::OutOfMemory => CmdError::OutOfMemory,
+            err => CmdError::Store(err),
+        }
     }
 }
+
+/// Redis's words for a command refused past `maxmemory` (`shared.oomerr`).
+const OOM_TEXT: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 impl CmdError {
     /// Redis's text for an unknown command: the name and the first arguments, each quoted, up
@@ -180,6 +197,22 @@ impl fmt::Display for CmdError {
             Store(StoreError::TooManyDevices) => write!(
                 f,
                 "ERR too many devices for this user (at most {DEVICES_PER_USER_MAX})"
+            ),
+            OutOfMemory | Store(StoreError::OutOfMemory) => f.write_str(OOM_TEXT),
+            ExecAbortOutOfMemory => {
+                write!(f, "EXECABORT Transaction discarded because of: {OOM_TEXT}")
+            }
+            MemoryValueInvalid => f.write_str(
+                "ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value",
+            ),
+            // Redis's text for a value outside the enumeration, which for presenced is one
+            // value long.
+            EvictionPolicyUnsupported => f.write_str(
+                "ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: noeviction",
+            ),
+            ConfigDuplicate(name) => write!(
+                f,
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
             ),
             InvalidAppStatus(status) => write!(
                 f,
@@ -344,6 +377,22 @@ mod tests {
             (
                 CmdError::InvalidExpireTime("set"),
                 "ERR invalid expire time in 'set' command",
+            ),
+            (
+                CmdError::from(StoreError::OutOfMemory),
+                "OOM command not allowed when used memory > 'maxmemory'.",
+            ),
+            (
+                CmdError::ExecAbortOutOfMemory,
+                "EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.",
+            ),
+            (
+                CmdError::MemoryValueInvalid,
+                "ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value",
+            ),
+            (
+                CmdError::ConfigDuplicate("maxmemory".into()),
+                "ERR CONFIG SET failed (possibly related to argument 'maxmemory') - duplicate parameter",
             ),
         ];
         for (err, text) in cases {

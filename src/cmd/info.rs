@@ -126,20 +126,29 @@ fn client_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
     ])
 }
 
+/// `used_memory` is what `maxmemory` is compared with: the resident size (docs/COMMANDS.md,
+/// "Memory"), not an allocator's count as in Redis, so it equals `used_memory_rss` but for what
+/// the store added between the two reads.
 fn memory_fields(metrics: &Metrics) -> Fields {
-    let rss = metrics.resident_bytes;
+    let memory = &metrics.memory;
     fields([
-        ("used_memory", &rss),
-        ("used_memory_human", &human_bytes(rss)),
-        ("used_memory_rss", &rss),
-        ("used_memory_rss_human", &human_bytes(rss)),
-        ("maxmemory", &0),
+        ("used_memory", &memory.used_bytes),
+        ("used_memory_human", &human_bytes(memory.used_bytes)),
+        ("used_memory_rss", &memory.resident_bytes),
+        ("used_memory_rss_human", &human_bytes(memory.resident_bytes)),
+        ("maxmemory", &memory.maxmemory_bytes),
+        ("maxmemory_human", &human_bytes(memory.maxmemory_bytes)),
         ("maxmemory_policy", &"noeviction"),
         (
             "dense_slots_reserved_bytes",
-            &metrics.dense_slots_reserved_bytes,
+            &memory.dense_slots_reserved_bytes,
         ),
-        ("presence_values_bytes", &metrics.presence_values_bytes),
+        (
+            "dense_slots_touched_bytes",
+            &memory.dense_slots_touched_bytes,
+        ),
+        ("side_table_bytes", &memory.side_table_bytes),
+        ("presence_values_bytes", &memory.presence_values_bytes),
     ])
 }
 
@@ -375,13 +384,43 @@ fn keyspace_fields(metrics: &Metrics) -> Fields {
     )]
 }
 
+/// Redis's `bytesToHuman`: whole bytes below 1 KiB, then two decimals of K, M, G, T or P, and
+/// whole bytes again from 1024 P up (as Redis prints them).
 fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
     }
-    format!("{value:.2}{}", UNITS[unit])
+    let mut scale = 1024u64;
+    for unit in UNITS {
+        match scale.checked_mul(1024) {
+            Some(next) if bytes >= next => scale = next,
+            _ => return format!("{:.2}{unit}", bytes as f64 / scale as f64),
+        }
+    }
+    format!("{bytes}B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    /// Sizes read as Redis 7.0.15's INFO writes them (`maxmemory_human`).
+    #[test]
+    fn human_bytes_as_redis() {
+        for (bytes, text) in [
+            (0, "0B"),
+            (1, "1B"),
+            (1023, "1023B"),
+            (1024, "1.00K"),
+            (10_000, "9.77K"),
+            (100 << 20, "100.00M"),
+            (1 << 30, "1.00G"),
+            (3 << 40, "3.00T"),
+            (5 << 50, "5.00P"),
+            (i64::MAX as u64, "9223372036854775807B"),
+        ] {
+            assert_eq!(human_bytes(bytes), text, "{bytes}");
+        }
+    }
 }

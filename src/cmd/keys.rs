@@ -49,7 +49,7 @@ pub const DEL: CommandSpec = key_command(
     1,
     -1,
     "generic",
-    "Deletes presence keys: logs their users out.",
+    "Deletes presence keys: forgets their users (presence and last-seen).",
     del,
 );
 pub const UNLINK: CommandSpec = key_command(
@@ -59,7 +59,7 @@ pub const UNLINK: CommandSpec = key_command(
     1,
     -1,
     "generic",
-    "Deletes presence keys: logs their users out.",
+    "Deletes presence keys: forgets their users (presence and last-seen).",
     del,
 );
 pub const TTL: CommandSpec = key_command(
@@ -186,7 +186,7 @@ pub const KEYS: CommandSpec = key_command(
 pub const LPUSH: CommandSpec = key_command(
     "lpush",
     -3,
-    &["write"],
+    &["write", "denyoom", "fast"],
     1,
     1,
     "list",
@@ -196,7 +196,7 @@ pub const LPUSH: CommandSpec = key_command(
 pub const RPUSH: CommandSpec = key_command(
     "rpush",
     -3,
-    &["write"],
+    &["write", "denyoom", "fast"],
     1,
     1,
     "list",
@@ -216,7 +216,7 @@ pub const LRANGE: CommandSpec = key_command(
 pub const HSET: CommandSpec = key_command(
     "hset",
     -4,
-    &["write"],
+    &["write", "denyoom", "fast"],
     1,
     1,
     "hash",
@@ -246,7 +246,7 @@ pub const HGETALL: CommandSpec = key_command(
 pub const SADD: CommandSpec = key_command(
     "sadd",
     -3,
-    &["write"],
+    &["write", "denyoom", "fast"],
     1,
     1,
     "set",
@@ -266,7 +266,7 @@ pub const SMEMBERS: CommandSpec = key_command(
 pub const ZADD: CommandSpec = key_command(
     "zadd",
     -4,
-    &["write"],
+    &["write", "denyoom", "fast"],
     1,
     1,
     "sorted-set",
@@ -546,7 +546,12 @@ fn keys(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 
 /// A write of another type: WRONGTYPE if the key exists (a string), as Redis answers; a
 /// missing key cannot become a list or hash here, so that is refused too.
+/// A write of another type. Past `maxmemory` it answers OOM, as Redis does before running a
+/// `denyoom` command; otherwise WRONGTYPE, or a refusal to create a key that is not a string.
 fn wrong_type_write(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    if ctx.shared.memory.over_limit() {
+        return Err(CmdError::OutOfMemory);
+    }
     let key = args.required()?;
     let user = presence_user(ctx, key)?;
     if ctx.shared.store.key_value(user, ctx.now_ms).is_some() {

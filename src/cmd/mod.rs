@@ -183,6 +183,13 @@ impl CommandSpec {
         self.flags.contains(&"no_auth")
     }
 
+    /// Redis's `denyoom`: the command may make the store hold more (a user, a value). Outside
+    /// a transaction each such command asks the store whether this call would add
+    /// (`store::Room`); an `EXEC` past `maxmemory` whose queue holds one is refused whole.
+    pub fn may_add(&self) -> bool {
+        self.flags.contains(&"denyoom")
+    }
+
     /// The name after `|` for a subcommand.
     pub fn short_name(&self) -> &'static str {
         self.name.rsplit('|').next().unwrap_or(self.name)
@@ -351,6 +358,15 @@ fn dispatch(
         }
     };
     let written_before = ctx.out.len();
+    if ctx.session.transaction.is_some()
+        && transaction::refused_in_multi_past_maxmemory(spec.name)
+        && ctx.shared.memory.over_limit()
+    {
+        // As in Redis: past maxmemory, a transaction queues nothing (its queue is memory too),
+        // and the refusal dooms it.
+        refuse_queueing(&mut ctx, CmdError::OutOfMemory);
+        return (Flow::Continue, Some(spec.name));
+    }
     if ctx.session.transaction.is_some() && !transaction::runs_inside_transaction(spec.name) {
         if let Err(err) = transaction::queue(&mut ctx, args) {
             refuse(&mut ctx, err);

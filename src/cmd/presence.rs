@@ -1,4 +1,9 @@
-//! The presence commands: HEARTBEAT, MHEARTBEAT, STATUS, MSTATUS, OFFLINE.
+//! The presence commands: HEARTBEAT, MHEARTBEAT, STATUS, MSTATUS, OFFLINE, DISCONNECT,
+//! SETSTATUS.
+//!
+//! Past `maxmemory` the commands that may add a user (flagged `denyoom`) hand the store
+//! `Room::Full`, and it refuses only the users it does not track: a known user's heartbeat,
+//! whether they are online or not, goes on.
 
 use bytes::Bytes;
 
@@ -56,7 +61,7 @@ const DEVICE: ArgSpec = arg("id", "string", Some("DEVICE"), true, false);
 pub const HEARTBEAT: CommandSpec = presence_command(
     "heartbeat",
     -2,
-    &["write", "fast"],
+    &["write", "denyoom", "fast"],
     1,
     "Marks a user online now and refreshes their last-seen time. Replies 1 if this brought them online.",
     "O(1)",
@@ -72,7 +77,7 @@ pub const HEARTBEAT: CommandSpec = presence_command(
 pub const MHEARTBEAT: CommandSpec = presence_command(
     "mheartbeat",
     -2,
-    &["write"],
+    &["write", "denyoom"],
     -1,
     "Heartbeats many users at the default TTL. Replies with how many came online.",
     "O(N) where N is the number of users",
@@ -127,7 +132,7 @@ pub const DISCONNECT: CommandSpec = presence_command(
 pub const SETSTATUS: CommandSpec = presence_command(
     "setstatus",
     -3,
-    &["write", "fast"],
+    &["write", "denyoom", "fast"],
     1,
     "Sets or clears a user's manual status (dnd, invisible, away, busy, none), optionally for a TTL.",
     "O(1)",
@@ -155,21 +160,36 @@ fn heartbeat(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         }
     }
     let key = ctx.shared.store.parse(id)?;
+    let room = ctx.shared.memory.room();
     let came_online = ctx
         .shared
         .store
-        .heartbeat(key, ttl_s, app, device, ctx.now_ms)?;
+        .heartbeat(key, ttl_s, app, device, room, ctx.now_ms)?;
     Stats::add(&ctx.shared.stats.heartbeats, 1);
     ctx.out.integer(i64::from(came_online));
     Ok(())
 }
 
+/// Past `maxmemory`, the users the store tracks are still heartbeated and the others left
+/// out; if any was, the reply is the OOM error (a retry is harmless: heartbeats are
+/// idempotent). Refusing the whole batch, as Redis refuses a `denyoom` command, would let a
+/// full server declare every known user of a gateway offline.
 fn mheartbeat(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let keys = parse_users(ctx, args.rest())?;
     let ttl_s = ctx.shared.config.default_ttl_s;
-    let came_online = ctx.shared.store.heartbeat_many(&keys, ttl_s, ctx.now_ms);
-    Stats::add(&ctx.shared.stats.heartbeats, keys.len() as u64);
-    ctx.out.integer(came_online as i64);
+    let room = ctx.shared.memory.room();
+    let batch = ctx
+        .shared
+        .store
+        .heartbeat_many(&keys, ttl_s, room, ctx.now_ms);
+    Stats::add(
+        &ctx.shared.stats.heartbeats,
+        keys.len() as u64 - batch.refused_count,
+    );
+    if batch.refused_count > 0 {
+        return Err(CmdError::OutOfMemory);
+    }
+    ctx.out.integer(batch.came_online_count as i64);
     Ok(())
 }
 
@@ -226,7 +246,10 @@ fn setstatus(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         _ => return Err(CmdError::Syntax),
     };
     let key = ctx.shared.store.parse(id)?;
-    ctx.shared.store.set_status(key, manual, ttl_s, ctx.now_ms);
+    let room = ctx.shared.memory.room();
+    ctx.shared
+        .store
+        .set_status(key, manual, ttl_s, room, ctx.now_ms)?;
     ctx.out.ok();
     Ok(())
 }
@@ -334,9 +357,9 @@ mod tests {
             }
             replies
         };
-        // One input buffer for both passes: the first split of a fresh buffer allocates its
+        // One input buffer for every pass: the first split of a fresh buffer allocates its
         // shared header once, which is per connection, not per request.
-        let mut input = BytesMut::from(&batch.repeat(2)[..]);
+        let mut input = BytesMut::from(&batch.repeat(3)[..]);
         assert_eq!(run(&mut input, &mut out), 10_000);
         out.buf.clear();
         out.buf.reserve(64 * 1024);
@@ -346,5 +369,21 @@ mod tests {
         assert_eq!(replies, 10_000);
         assert_eq!(&out.buf[..4], b":0\r\n", "users were already online");
         assert_eq!(allocated, 0, "allocations on the heartbeat path");
+
+        // Past maxmemory, known users' heartbeats are not refused and still allocate nothing.
+        services.memory.set_maxmemory_bytes(1);
+        out.buf.clear();
+        let before = crate::alloc_count::allocations();
+        let replies = run(&mut input, &mut out);
+        let allocated = crate::alloc_count::allocations() - before;
+        assert_eq!(replies, 10_000);
+        assert!(
+            out.buf.chunks(4).all(|reply| reply == b":0\r\n"),
+            "every known user heartbeated, none refused"
+        );
+        assert_eq!(
+            allocated, 0,
+            "allocations on the heartbeat path past maxmemory"
+        );
     }
 }

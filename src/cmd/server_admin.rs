@@ -300,6 +300,9 @@ fn flushall(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     args.finish()?;
     match ctx.shared.store.flush(ctx.now_ms) {
         Ok(()) => {
+            // The slot pages and tables were just given back: the next command past a
+            // maxmemory reached before must see the figure they leave.
+            ctx.shared.memory.refresh();
             tracing::info!(
                 client = ctx.session.id(),
                 "FLUSHALL/FLUSHDB: every user forgotten"
@@ -425,7 +428,7 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("appendonly", "no".to_string()),
         ("timeout", "0".to_string()),
         ("tcp-keepalive", "0".to_string()),
-        ("maxmemory", "0".to_string()),
+        ("maxmemory", ctx.shared.memory.maxmemory_bytes().to_string()),
         ("maxmemory-policy", "noeviction".to_string()),
         (
             "notify-keyspace-events",
@@ -461,8 +464,10 @@ fn config_get(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// Only `notify-keyspace-events` changes at runtime; every other setting is fixed at start.
-/// All pairs are checked before any is applied, as Redis does.
+/// `notify-keyspace-events`, `maxmemory` and `maxmemory-policy` (which takes only
+/// `noeviction`: presenced evicts nothing) change at runtime; every other setting is fixed at
+/// start. All pairs are checked before any is applied, and a parameter named twice is refused,
+/// as Redis does.
 fn config_set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let pairs = args.rest();
     if !pairs.len().is_multiple_of(2) {
@@ -470,12 +475,30 @@ fn config_set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     }
     let params = config_params(ctx);
     let mut notify = None;
-    for pair in pairs.chunks_exact(2) {
+    let mut maxmemory_bytes = None;
+    for (at, pair) in pairs.chunks_exact(2).enumerate() {
         let [name, value] = pair else {
             continue;
         };
+        if pairs.chunks_exact(2).take(at).any(|earlier| {
+            earlier
+                .first()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        }) {
+            return Err(CmdError::ConfigDuplicate(
+                printable(name, 128).to_ascii_lowercase(),
+            ));
+        }
         if name.eq_ignore_ascii_case(b"notify-keyspace-events") {
             notify = Some(NotifyFlags::parse(value).ok_or(CmdError::NotifyEventsInvalid)?);
+        } else if name.eq_ignore_ascii_case(b"maxmemory") {
+            let bytes =
+                crate::config::parse_memory_bytes(value).ok_or(CmdError::MemoryValueInvalid)?;
+            maxmemory_bytes = Some(bytes);
+        } else if name.eq_ignore_ascii_case(b"maxmemory-policy") {
+            if !value.eq_ignore_ascii_case(b"noeviction") {
+                return Err(CmdError::EvictionPolicyUnsupported);
+            }
         } else if params
             .iter()
             .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
@@ -487,6 +510,14 @@ fn config_set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     }
     if let Some(flags) = notify {
         ctx.shared.keyspace.set_flags(flags);
+    }
+    if let Some(bytes) = maxmemory_bytes {
+        ctx.shared.memory.set_maxmemory_bytes(bytes);
+        tracing::info!(
+            client = ctx.session.id(),
+            maxmemory_bytes = bytes,
+            "CONFIG SET maxmemory"
+        );
     }
     ctx.out.ok();
     Ok(())
@@ -506,7 +537,8 @@ fn config_help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
             "GET <pattern>",
             "    Return parameters matching the glob-like <pattern> and their values.",
             "SET <directive> <value>",
-            "    Set the configuration <directive> to <value> (presenced's are fixed at start).",
+            "    Set the configuration <directive> to <value> (notify-keyspace-events, maxmemory,",
+            "    maxmemory-policy; the others are fixed at start).",
             "RESETSTAT",
             "    Reset statistics reported by the INFO command.",
             "HELP",

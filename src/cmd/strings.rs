@@ -1,13 +1,17 @@
 //! Drop-in string commands on presence keys: SET, GET, MGET, SETEX, PSETEX, SETNX, GETDEL,
 //! GETEX, MSET — with Redis's reply shapes and errors. A presence key's value is the user's
 //! state word, or whatever the app stored (kept byte for byte while the user is online).
+//!
+//! Past `maxmemory`, a `SET` that would add (a user not tracked yet, or a value that is not a
+//! status word) answers Redis's OOM error; one that stores a status word for a tracked user is a
+//! heartbeat and goes on. `MSET` is refused whole if any pair would add.
 
 use bytes::Bytes;
 
 use super::{Args, CmdError, CmdResult, CommandSpec, Ctx, presence_user};
 use crate::dropin::NotifyFlags;
 use crate::limits::PRESENCE_VALUE_LEN_MAX;
-use crate::store::{AppStatus, KeyExpiry, KeyValue, SetCondition, UserKey};
+use crate::store::{AppStatus, KeyExpiry, KeyValue, Room, SetCondition, UserKey};
 
 #[allow(clippy::too_many_arguments)]
 const fn string_command(
@@ -27,6 +31,7 @@ const fn string_command(
 }
 
 const WRITE: &[&str] = &["write", "denyoom"];
+const WRITE_FAST: &[&str] = &["write", "denyoom", "fast"];
 const READ: &[&str] = &["readonly", "fast"];
 
 pub const SET: CommandSpec = string_command(
@@ -82,7 +87,7 @@ pub const PSETEX: CommandSpec = string_command(
 pub const SETNX: CommandSpec = string_command(
     "setnx",
     3,
-    WRITE,
+    WRITE_FAST,
     1,
     1,
     1,
@@ -96,7 +101,7 @@ pub const GETDEL: CommandSpec = string_command(
     1,
     1,
     1,
-    "Returns a presence key's value and deletes it (logs the user out).",
+    "Returns a presence key's value and deletes it (forgets the user).",
     getdel,
 );
 pub const GETEX: CommandSpec = string_command(
@@ -226,7 +231,16 @@ fn set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let options = SetOptions::parse(args, ctx.now_ms)?;
     let user = presence_user(ctx, key)?;
     let value = key_value(raw_value)?;
-    let (applied, old) = store_set(ctx, key, user, value, options.expiry, options.condition);
+    let room = ctx.shared.memory.room();
+    let (applied, old) = store_set(
+        ctx,
+        key,
+        user,
+        value,
+        options.expiry,
+        options.condition,
+        room,
+    )?;
     if options.get {
         match old {
             Some(old) => ctx.out.bulk(&old),
@@ -240,7 +254,8 @@ fn set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// Sets the key and publishes Redis's `set` event.
+/// Sets the key and publishes Redis's `set` event; with `Room::Full`, a set that would add is
+/// refused.
 fn store_set(
     ctx: &mut Ctx<'_>,
     key: &[u8],
@@ -248,11 +263,12 @@ fn store_set(
     value: KeyValue<'_>,
     expiry: KeyExpiry,
     condition: SetCondition,
-) -> (bool, Option<Vec<u8>>) {
+    room: Room,
+) -> Result<(bool, Option<Vec<u8>>), CmdError> {
     let (applied, old) = ctx
         .shared
         .store
-        .set_key(user, value, expiry, condition, ctx.now_ms);
+        .set_key(user, value, expiry, condition, room, ctx.now_ms)?;
     if applied {
         ctx.shared
             .keyspace
@@ -266,7 +282,7 @@ fn store_set(
                 .notify(ctx.shared.pubsub, NotifyFlags::GENERIC, "expire", key);
         }
     }
-    (applied, old)
+    Ok((applied, old))
 }
 
 fn get(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
@@ -307,6 +323,7 @@ fn set_with_ttl(
     let at_ms = parse_expiry(ttl, unit_ms, false, ctx.now_ms, command)?;
     let user = presence_user(ctx, key)?;
     let value = key_value(raw_value)?;
+    let room = ctx.shared.memory.room();
     store_set(
         ctx,
         key,
@@ -314,7 +331,8 @@ fn set_with_ttl(
         value,
         KeyExpiry::At(at_ms),
         SetCondition::Always,
-    );
+        room,
+    )?;
     ctx.out.ok();
     Ok(())
 }
@@ -332,6 +350,7 @@ fn setnx(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let raw_value = args.required()?;
     let user = presence_user(ctx, key)?;
     let value = key_value(raw_value)?;
+    let room = ctx.shared.memory.room();
     let (applied, _) = store_set(
         ctx,
         key,
@@ -339,7 +358,8 @@ fn setnx(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         value,
         KeyExpiry::Never,
         SetCondition::IfMissing,
-    );
+        room,
+    )?;
     ctx.out.integer(i64::from(applied));
     Ok(())
 }
@@ -430,6 +450,16 @@ fn mset(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         let value = key_value(raw_value)?;
         pairs.push((key, user, value));
     }
+    // Past maxmemory, every pair is judged before any is set, so that MSET stays all or
+    // nothing; the sets then run with room (a user forgotten by another client in between
+    // would be added once, which is not worth a second refusal halfway).
+    if ctx.shared.memory.room() == Room::Full
+        && pairs
+            .iter()
+            .any(|(_, user, value)| ctx.shared.store.set_adds(*user, *value))
+    {
+        return Err(CmdError::OutOfMemory);
+    }
     for (key, user, value) in pairs {
         store_set(
             ctx,
@@ -438,7 +468,8 @@ fn mset(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
             value,
             KeyExpiry::Never,
             SetCondition::Always,
-        );
+            Room::Available,
+        )?;
     }
     ctx.out.ok();
     Ok(())

@@ -8,6 +8,11 @@
 //! that changed since it was watched — any change the store's door recorded (a heartbeat, a
 //! `SET`, a logout, an expiry, `FLUSHALL`), or an expiry the timer has not settled yet — makes
 //! `EXEC` answer a null array and run nothing.
+//!
+//! Past `maxmemory`, as in Redis: nothing is queued (every command but `EXEC`, `DISCARD`,
+//! `QUIT` and `RESET` answers `-OOM` and dooms the transaction), and an `EXEC` whose queue holds
+//! a command flagged `denyoom` is refused whole (`EXECABORT ... because of: OOM ...`), before
+//! the watched keys or earlier refusals are looked at.
 
 use bytes::Bytes;
 
@@ -71,6 +76,12 @@ pub fn runs_inside_transaction(name: &str) -> bool {
         name,
         "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
     )
+}
+
+/// Whether a command sent inside a transaction is refused past `maxmemory` (Redis's list of
+/// the commands that are not: they end the transaction).
+pub fn refused_in_multi_past_maxmemory(name: &str) -> bool {
+    !matches!(name, "exec" | "discard" | "quit" | "reset")
 }
 
 /// Whether this request is an `EXEC` that will run a queue: the connection must hold every
@@ -151,6 +162,15 @@ fn exec(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     record_multi(ctx.session);
     let intact = watched_intact(&ctx.shared, ctx.session, ctx.now_ms);
     unwatch_all(&ctx.shared, ctx.session);
+    if ctx.shared.memory.over_limit()
+        && transaction
+            .queued
+            .iter()
+            .filter_map(|queued| super::lookup(queued.first()?))
+            .any(CommandSpec::may_add)
+    {
+        return Err(CmdError::ExecAbortOutOfMemory);
+    }
     if transaction.aborted {
         return Err(CmdError::ExecAbort);
     }

@@ -496,7 +496,7 @@ pub fn check_report(path: &Path) -> std::process::ExitCode {
 mod tests {
     use super::*;
     use crate::store::{
-        AppStatus, KeyExpiry, KeyValue, ManualStatus, SetCondition, Slot, State, UserKey,
+        AppStatus, KeyExpiry, KeyValue, ManualStatus, Room, SetCondition, Slot, State, UserKey,
     };
 
     const T0_MS: u64 = 1_764_000_000_000;
@@ -509,7 +509,7 @@ mod tests {
         let store = Store::new(1 << 20, 2, T0_MS).expect("store");
         for id in (0..50_000u64).step_by(7) {
             store
-                .heartbeat(UserKey::Dense(id), 300, None, None, T0_MS)
+                .heartbeat(UserKey::Dense(id), 300, None, None, Room::Available, T0_MS)
                 .expect("heartbeat");
         }
         store
@@ -518,19 +518,38 @@ mod tests {
                 300,
                 Some(AppStatus::Busy),
                 Some(b"phone"),
+                Room::Available,
                 T0_MS,
             )
             .expect("hb");
-        store.set_status(UserKey::Dense(14), Some(ManualStatus::Dnd), None, T0_MS);
-        store.set_key(
-            UserKey::Side(b"json"),
-            KeyValue::Custom(b"{}"),
-            KeyExpiry::Never,
-            SetCondition::Always,
-            T0_MS,
-        );
         store
-            .heartbeat(UserKey::Dense(900_000), 1, None, None, T0_MS)
+            .set_status(
+                UserKey::Dense(14),
+                Some(ManualStatus::Dnd),
+                None,
+                Room::Available,
+                T0_MS,
+            )
+            .expect("room");
+        store
+            .set_key(
+                UserKey::Side(b"json"),
+                KeyValue::Custom(b"{}"),
+                KeyExpiry::Never,
+                SetCondition::Always,
+                Room::Available,
+                T0_MS,
+            )
+            .expect("room");
+        store
+            .heartbeat(
+                UserKey::Dense(900_000),
+                1,
+                None,
+                None,
+                Room::Available,
+                T0_MS,
+            )
             .expect("hb");
         let report = save(&store, "user:{id}:presence", &dir, T0_MS).expect("save");
 
@@ -622,7 +641,7 @@ mod tests {
         let store = Store::new(1 << 16, 2, T0_MS).expect("store");
         for id in [1u64, 2, 3, 10_000] {
             store
-                .heartbeat(UserKey::Dense(id), 300, None, None, T0_MS)
+                .heartbeat(UserKey::Dense(id), 300, None, None, Room::Available, T0_MS)
                 .expect("heartbeat");
         }
         let slot = Slot::NEVER_SEEN.with_times(Some(T0_MS), 300).0;

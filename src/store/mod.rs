@@ -10,6 +10,7 @@
 
 mod event;
 mod extra;
+mod growth;
 mod persist;
 mod shard;
 mod slot;
@@ -22,10 +23,11 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 pub use event::{Cause, Transition, UserRef};
 pub use extra::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, NO_DEADLINE_MS, ShardKey};
+pub use growth::Growth;
 pub use persist::{CHUNK_SLOTS, ImportError};
 pub use shard::{
-    ChangedUser, ExpireCondition, ExpiryPass, KeyExpiry, KeyTtl, KeyValue, SetCondition, Shard,
-    ShardCounters, StoreError, View, WatchMark,
+    ChangedUser, ExpireCondition, ExpiryPass, KeyExpiry, KeyTtl, KeyValue, Room, SetCondition,
+    Shard, ShardCounters, StoreError, View, WatchMark,
 };
 pub use slot::{EPOCH_MS, SLOT_TTL_S_MAX, Slot};
 pub use status::{AppStatus, ManualStatus, State};
@@ -49,24 +51,42 @@ pub(crate) fn side_shard(id: &[u8], shard_count: usize) -> usize {
 /// Receives every transition, in order per user.
 pub type EventSink = Box<dyn Fn(&[Transition]) + Send + Sync>;
 
+/// What one `heartbeat_many` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchHeartbeat {
+    /// Users this call brought online.
+    pub came_online_count: u64,
+    /// Users left out because they are not tracked and the store had no room (`Room::Full`).
+    pub refused_count: u64,
+}
+
 pub struct Store {
     shards: Vec<Mutex<Shard>>,
     capacity: u64,
     sink: OnceLock<EventSink>,
+    growth: Growth,
 }
 
 impl Store {
     pub fn new(capacity: u64, shard_count: usize, now_ms: u64) -> std::io::Result<Self> {
         assert!(shard_count > 0, "at least one shard");
         let per_shard = capacity.div_ceil(shard_count as u64) as usize;
+        let growth = Growth::default();
         let shards = (0..shard_count)
-            .map(|i| Shard::new(per_shard, i, shard_count, now_ms).map(Mutex::new))
+            .map(|i| Shard::new(per_shard, i, shard_count, growth.clone(), now_ms).map(Mutex::new))
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Self {
             shards,
             capacity,
             sink: OnceLock::new(),
+            growth,
         })
+    }
+
+    /// The count of bytes the store has added (new pages, entries, values) since it started,
+    /// which the memory gauge adds to its last reading of the resident size.
+    pub fn growth(&self) -> &Growth {
+        &self.growth
     }
 
     /// Sets where transitions go; without a sink they are dropped. Set once, at start.
@@ -130,24 +150,33 @@ impl Store {
         result
     }
 
+    /// A heartbeat; with `Room::Full`, refused for a user the store does not track.
     pub fn heartbeat(
         &self,
         key: UserKey<'_>,
         ttl_s: u64,
         app: Option<AppStatus>,
         device: Option<&[u8]>,
+        room: Room,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         self.with_user(key, |shard, k, events| {
-            shard.heartbeat(k, ttl_s, app, device, now_ms, events)
+            shard.heartbeat(k, ttl_s, app, device, room, now_ms, events)
         })
     }
 
-    /// Heartbeats every user of `keys`, taking each shard's lock once. Returns how many came
-    /// online with this call.
-    pub fn heartbeat_many(&self, keys: &[UserKey<'_>], ttl_s: u64, now_ms: u64) -> u64 {
+    /// Heartbeats every user of `keys`, taking each shard's lock once. With `Room::Full`, users
+    /// the store does not track are left out and counted, and every tracked one is still
+    /// heartbeated: past `maxmemory` a gateway's batch keeps its known users online.
+    pub fn heartbeat_many(
+        &self,
+        keys: &[UserKey<'_>],
+        ttl_s: u64,
+        room: Room,
+        now_ms: u64,
+    ) -> BatchHeartbeat {
         let routed: Vec<(usize, ShardKey<'_>)> = keys.iter().map(|&k| self.route(k)).collect();
-        let mut came_online = 0;
+        let mut batch = BatchHeartbeat::default();
         let mut events = Vec::new();
         for shard_index in 0..self.shards.len() {
             if !routed.iter().any(|(s, _)| *s == shard_index) {
@@ -155,15 +184,18 @@ impl Store {
             }
             let mut shard = self.lock(shard_index);
             for (_, key) in routed.iter().filter(|(s, _)| *s == shard_index) {
-                // Without a device a heartbeat cannot hit the device limit.
-                if let Ok(true) = shard.heartbeat(*key, ttl_s, None, None, now_ms, &mut events) {
-                    came_online += 1;
+                // Without a device a heartbeat cannot hit the device limit; only room can
+                // refuse it.
+                match shard.heartbeat(*key, ttl_s, None, None, room, now_ms, &mut events) {
+                    Ok(true) => batch.came_online_count += 1,
+                    Ok(false) => {}
+                    Err(_) => batch.refused_count += 1,
                 }
             }
             self.emit(&events);
             events.clear();
         }
-        came_online
+        batch
     }
 
     pub fn view(&self, key: UserKey<'_>, now_ms: u64) -> View {
@@ -216,10 +248,11 @@ impl Store {
         key: UserKey<'_>,
         manual: Option<ManualStatus>,
         ttl_s: Option<u64>,
+        room: Room,
         now_ms: u64,
-    ) {
+    ) -> Result<(), StoreError> {
         self.with_user(key, |shard, k, events| {
-            shard.set_status(k, manual, ttl_s, now_ms, events)
+            shard.set_status(k, manual, ttl_s, room, now_ms, events)
         })
     }
 
@@ -268,11 +301,20 @@ impl Store {
         value: KeyValue<'_>,
         expiry: KeyExpiry,
         condition: SetCondition,
+        room: Room,
         now_ms: u64,
-    ) -> (bool, Option<Vec<u8>>) {
+    ) -> Result<(bool, Option<Vec<u8>>), StoreError> {
         self.with_user(key, |shard, k, events| {
-            shard.set_key(k, value, expiry, condition, now_ms, events)
+            shard.set_key(k, value, expiry, condition, room, now_ms, events)
         })
+    }
+
+    /// Whether `SET` of `value` would make the store hold more (a user not tracked yet, or a
+    /// value that is not a status word): what `MSET` asks of every pair before setting any
+    /// past `maxmemory`.
+    pub fn set_adds(&self, key: UserKey<'_>, value: KeyValue<'_>) -> bool {
+        let (shard_index, shard_key) = self.route(key);
+        self.lock(shard_index).set_adds(shard_key, value)
     }
 
     pub fn expire_key(
@@ -287,13 +329,12 @@ impl Store {
         })
     }
 
-    /// `DEL`: logs the user out if their key exists. Returns whether it existed.
+    /// `DEL`: forgets the user (presence and last-seen; their memory is freed), whether or not
+    /// their key exists. Returns whether it existed: a user online is told offline first.
     pub fn del_key(&self, key: UserKey<'_>, now_ms: u64) -> bool {
         self.with_user(key, |shard, k, events| {
-            let existed = shard.key_value(k, now_ms).is_some();
-            if existed {
-                shard.offline(k, None, now_ms, events);
-            }
+            let existed = shard.view(k, now_ms).state.is_online();
+            shard.forget(k, now_ms, events);
             existed
         })
     }
@@ -423,6 +464,16 @@ impl Store {
         self.sum(|s| s.extras_count())
     }
 
+    /// Bytes the side tables hold (an estimate from sizes).
+    pub fn side_bytes(&self) -> u64 {
+        self.sum(|s| s.side_bytes())
+    }
+
+    /// Bytes of dense-slot pages ever written, over every shard.
+    pub fn dense_touched_bytes(&self) -> u64 {
+        self.sum(|s| s.dense_touched_bytes())
+    }
+
     pub fn wheel_len(&self) -> u64 {
         self.sum(|s| s.wheel_len() as u64)
     }
@@ -447,7 +498,7 @@ mod tests {
         let users = 1_000u64;
         for id in 0..users {
             assert_eq!(
-                store.heartbeat(UserKey::Dense(id), 30, None, None, T0_MS),
+                store.heartbeat(UserKey::Dense(id), 30, None, None, Room::Available, T0_MS),
                 Ok(true)
             );
         }
@@ -461,8 +512,14 @@ mod tests {
         assert_eq!(drain_all(&mut out), users as usize, "the warm-up drain");
         let before = crate::alloc_count::allocations();
         for i in 0..10_000u64 {
-            let came_online =
-                store.heartbeat(UserKey::Dense(i % users), 30, None, None, T0_MS + 1 + i);
+            let came_online = store.heartbeat(
+                UserKey::Dense(i % users),
+                30,
+                None,
+                None,
+                Room::Available,
+                T0_MS + 1 + i,
+            );
             assert_eq!(came_online, Ok(false));
         }
         let allocated = crate::alloc_count::allocations() - before;
@@ -477,13 +534,13 @@ mod tests {
         let store = Store::new(1 << 10, 2, T0_MS).expect("store");
         store.track_changes(true);
         store
-            .heartbeat(UserKey::Dense(1), 30, None, None, T0_MS)
+            .heartbeat(UserKey::Dense(1), 30, None, None, Room::Available, T0_MS)
             .expect("heartbeat");
         store.flush(T0_MS).expect("flush");
         assert_eq!(store.online_count(), 0);
         assert_eq!(store.counters().came_online_count, 1);
         store
-            .heartbeat(UserKey::Dense(1), 30, None, None, T0_MS)
+            .heartbeat(UserKey::Dense(1), 30, None, None, Room::Available, T0_MS)
             .expect("heartbeat");
         let mut out = Vec::new();
         assert_eq!(store.drain_changes(1, 10, &mut out), 1);

@@ -253,6 +253,8 @@ impl Shard {
         self.copy_dense(start, end, out);
     }
 
+    /// Side-table users in position order, holes left out: a loaded table's positions are
+    /// dense (0 to n-1), which is all a restart needs (no `SCAN` walk survives one).
     pub fn export_side(&self, out: &mut Vec<u8>) {
         for (id, slot) in self.side_users() {
             put_id(out, id);

@@ -13,6 +13,9 @@ use super::slot::Slot;
 /// untouched memory.
 pub const SLOTS_PER_PAGE: usize = 512;
 
+/// Bytes of one page of slots: what the kernel backs when a slot in it is first written.
+pub const PAGE_BYTES: u64 = (SLOTS_PER_PAGE * std::mem::size_of::<u64>()) as u64;
+
 /// Whether new slot arrays ask for transparent huge pages (`--huge-pages`), set once at start.
 pub static HUGE_PAGES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -62,6 +65,23 @@ impl SlotArray {
         let page = index / SLOTS_PER_PAGE;
         self.touched_pages[page / 64] |= 1 << (page % 64);
         self.slots_mut()[index] = slot.0;
+    }
+
+    /// Whether the page holding `index` was ever written.
+    #[inline]
+    pub fn page_touched(&self, index: usize) -> bool {
+        let page = index / SLOTS_PER_PAGE;
+        self.touched_pages[page / 64] & (1 << (page % 64)) != 0
+    }
+
+    /// Pages ever written. A popcount over the bitmap: 2^32 slots are 128 Ki words, counted in
+    /// tens of microseconds, so it is computed when asked (`INFO`) rather than kept on the
+    /// write path.
+    pub fn touched_page_count(&self) -> usize {
+        self.touched_pages
+            .iter()
+            .map(|word| word.count_ones() as usize)
+            .sum()
     }
 
     /// The slots `[start, end)` as a byte image (little-endian `u64`s), for snapshots.

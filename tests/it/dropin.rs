@@ -456,10 +456,9 @@ fn status_words_are_one_truth() {
     assert_eq!(get(&mut con, &key(45)).as_deref(), Some("Away"));
     assert_eq!(status(&mut con, "45").0, "online");
 
-    // DEL is a logout: offline, with the last-seen kept.
-    let (_, seen) = status(&mut con, "42");
+    // DEL forgets the user, as a Redis key is gone: offline and never seen.
     assert_eq!(int(&mut con, &["DEL", &key(42)]), 1);
-    assert_eq!(status(&mut con, "42"), ("offline".to_string(), seen));
+    assert_eq!(status(&mut con, "42"), ("offline".to_string(), None));
 }
 
 /// Values that are not status words come back byte for byte from GET and MGET — binary bytes

@@ -9,6 +9,7 @@ mod dropin;
 mod errors;
 mod exactness;
 mod limits;
+mod maxmemory;
 mod pause;
 mod presence;
 mod protocol;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Admin-command parity: FLUSHDB, CLIENT REPLY, CLIENT KILL filters, CLIENT NO-EVICT, MEMORY
-USAGE and the EXPIRE family's bounds, sent to a real redis-server and to presenced, every reply
+USAGE, the EXPIRE family's bounds and maxmemory (CONFIG SET, OOM refusals, transactions past
+the limit), sent to a real redis-server and to presenced, every reply
 compared byte for byte (the runner of transaction_parity.py: three connections per server, RESP2
 and RESP3; a step marked `a!` expects no reply, and the next reply read shows none came).
 
@@ -96,6 +97,48 @@ SEQUENCES = {
         ("a", "SET", K(4), "online", "EXAT", "9223372036854775"),
         ("a", "GETEX", K(4), "EX", "9223372036854776"),
         ("a", "EXPIREAT", K(4), "9223372036854775", "XX", "NX"),
+    ],
+    # Past maxmemory both refuse what would add a key; reads and deletes go on. (presenced
+    # also lets a known user's status-word SET through, as a heartbeat: not compared here.)
+    "maxmemory": [
+        ("a", "SET", K(1), "online"),
+        ("a", "CONFIG", "SET", "maxmemory", "1.5mb"),
+        ("a", "CONFIG", "SET", "maxmemory", "-1"),
+        ("a", "CONFIG", "SET", "maxmemory", "100mb"),
+        ("a", "CONFIG", "GET", "maxmemory"),
+        ("a", "CONFIG", "SET", "maxmemory", "1", "maxmemory", "2"),
+        ("a", "CONFIG", "SET", "maxmemory-policy", "noeviction"),
+        ("a", "CONFIG", "SET", "maxmemory", "1"),
+        ("a", "SET", K(2), "online"),
+        ("a", "SETEX", K(3), "30", "online"),
+        ("a", "SET", K(1), '{"custom":1}'),
+        ("a", "MSET", K(4), "online", K(5), "away"),
+        ("a", "LPUSH", K(6), "x"),
+        ("a", "GET", K(1)),
+        ("a", "EXISTS", K(1), K(2)),
+        ("a", "TTL", K(1)),
+        ("a", "MULTI"),
+        ("a", "GET", K(1)),
+        ("a", "EXEC"),
+        ("a", "DEL", K(1)),
+        ("a", "EXISTS", K(1)),
+        ("a", "CONFIG", "SET", "maxmemory", "0"),
+        ("a", "SET", K(2), "online"),
+        ("a", "GET", K(2)),
+    ],
+    "maxmemory reached after queueing": [
+        ("a", "MULTI"),
+        ("a", "SET", K(7), "online"),
+        ("b", "CONFIG", "SET", "maxmemory", "1"),
+        ("a", "EXEC"),
+        ("a", "MULTI"),
+        ("b", "CONFIG", "SET", "maxmemory", "0"),
+        ("a", "GET", K(7)),
+        ("a", "DEL", K(7)),
+        ("b", "CONFIG", "SET", "maxmemory", "1"),
+        ("a", "EXEC"),
+        ("b", "CONFIG", "SET", "maxmemory", "0"),
+        ("a", "GET", K(7)),
     ],
 }
 

@@ -6,9 +6,16 @@
 //! or its removal) and hands it to `commit`, which applies it, builds a `ChangeRecord` on the
 //! stack and derives from that record everything that follows from a change: the transition
 //! handed to the event sink, `online_count` and the other counts, the offline-detection lag,
-//! the monotonic `ShardCounters`, and the dirty mark replication drains. Nothing here decides
-//! what a user's state should be (that is `settle.rs` and the operations), and nothing outside
-//! this module may write these tables: the fields are private so that the compiler says so.
+//! the monotonic `ShardCounters`, the dirty mark replication drains, and the store's growth
+//! count (`maxmemory`). Nothing here decides what a user's state should be (that is `settle.rs`
+//! and the operations), and nothing outside this module may write these tables: the fields are
+//! private so that the compiler says so.
+//!
+//! A user whose slot becomes `NEVER_SEEN` is forgotten: a dense slot goes back to zero (its
+//! page stays resident), a side-table entry is removed and its memory freed. Side-table users
+//! keep a position for `SCAN`; a freed position is left empty and reused by a later user, never
+//! filled by moving another, so a user present for a whole walk keeps their position and is
+//! found (see `side_at`).
 
 use std::sync::Arc;
 
@@ -19,8 +26,9 @@ use super::watch::{WatchMark, WatchTable};
 use crate::expiry::LagHistogram;
 use crate::store::event::{Cause, Transition, UserRef};
 use crate::store::extra::{Extra, OwnedKey, ShardKey};
+use crate::store::growth::Growth;
 use crate::store::slot::Slot;
-use crate::store::slot_array::SlotArray;
+use crate::store::slot_array::{PAGE_BYTES, SlotArray};
 use crate::store::status::State;
 
 /// What an operation does to a user's extras entry.
@@ -125,12 +133,35 @@ impl ShardCounters {
     }
 }
 
-/// The state a user's visible state is compared with when it is plain: connected means the app
-/// status, anything else offline.
 fn value_len(extra: &Extra) -> u64 {
     extra.value.as_ref().map_or(0, |v| v.len() as u64)
 }
 
+/// A side-table user's slot and their position in `Tables::side_order`.
+#[derive(Clone, Copy, Debug)]
+struct SideEntry {
+    slot: Slot,
+    position: usize,
+}
+
+/// What one side-table user costs beyond their ID's bytes, as an estimate from sizes (the
+/// allocator's own overhead is guessed at 8 bytes per allocation, rounded to 16): the shared
+/// ID's allocation (two reference counts), the table's bucket and control byte, the position.
+pub(super) const SIDE_ENTRY_OVERHEAD_BYTES: u64 = (2 * 8 + 8)
+    + std::mem::size_of::<(Arc<[u8]>, SideEntry)>() as u64
+    + 1
+    + std::mem::size_of::<Option<Arc<[u8]>>>() as u64;
+
+/// What a new extras entry costs: its bucket in the table and its control byte (devices and
+/// values are counted apart).
+const EXTRA_ENTRY_BYTES: u64 = std::mem::size_of::<(OwnedKey, Extra)>() as u64 + 1;
+
+/// Below this many entries a side table is not shrunk after removals: rehashing a small table
+/// to save a few kilobytes is not worth the work.
+const SIDE_SHRINK_CAPACITY_MIN: usize = 1024;
+
+/// The state a user's visible state is compared with when it is plain: connected means the app
+/// status, anything else offline.
 #[inline]
 pub(super) fn plain_state(slot: Slot) -> State {
     if slot.ttl_s() > 0 {
@@ -144,10 +175,18 @@ pub(super) struct Tables {
     shard_index: u64,
     shard_count: u64,
     dense: SlotArray,
-    side: HashMap<Arc<[u8]>, Slot>,
-    /// Side-table users in insertion order. Users are never removed (last-seen outlives
-    /// presence), so a position here is a stable `SCAN` cursor.
-    side_order: Vec<Arc<[u8]>>,
+    side: HashMap<Arc<[u8]>, SideEntry>,
+    /// Side-table users by position, the order `SCAN` walks. A forgotten user leaves a hole
+    /// (`None`) that a later user fills: a user never moves, so a position is a stable `SCAN`
+    /// cursor while users come and go. Holes cost 16 bytes each until they are filled or the
+    /// table empties (then positions start over: no user is left for a walk to miss).
+    side_order: Vec<Option<Arc<[u8]>>>,
+    /// The holes of `side_order`, reused last freed first.
+    side_free: Vec<usize>,
+    /// Bytes of the side table's IDs (`INFO memory`'s `side_table_bytes`).
+    side_id_bytes: u64,
+    /// The store's growth count, shared by its shards (`maxmemory`).
+    growth: Growth,
     extras: HashMap<OwnedKey, Extra>,
     /// Slots whose TTL field is non-zero: users connected as of their last settling.
     online_count: u64,
@@ -168,6 +207,7 @@ impl Tables {
         dense_len: usize,
         shard_index: usize,
         shard_count: usize,
+        growth: Growth,
     ) -> std::io::Result<Self> {
         Ok(Self {
             shard_index: shard_index as u64,
@@ -175,6 +215,9 @@ impl Tables {
             dense: SlotArray::new(dense_len)?,
             side: HashMap::new(),
             side_order: Vec::new(),
+            side_free: Vec::new(),
+            side_id_bytes: 0,
+            growth,
             extras: HashMap::new(),
             online_count: 0,
             dense_tracked_count: 0,
@@ -195,6 +238,7 @@ impl Tables {
             self.dense.len(),
             self.shard_index as usize,
             self.shard_count as usize,
+            self.growth.clone(),
         )?;
         tables.counters = self.counters;
         tables.track_changes(self.dirty.is_some());
@@ -254,7 +298,7 @@ impl Tables {
             ExtraWrite::Remove => plain_state(change.slot),
             ExtraWrite::Keep => self.published(key, change.slot),
         };
-        self.write_slot(key, before, change.slot);
+        let forgotten = self.write_slot(key, before, change.slot);
         let extra = match change.extra {
             ExtraWrite::Keep => ExtraEffect::Kept,
             ExtraWrite::Put(extra) => {
@@ -294,7 +338,7 @@ impl Tables {
         });
         self.count(&record, now_ms);
         self.publish(&record, events);
-        self.track(&record);
+        self.track(&record, forgotten);
         if !self.watches.is_empty() {
             self.watches.touch(record.key);
         }
@@ -311,33 +355,100 @@ impl Tables {
             .map_or(plain_state(slot), |extra| extra.published)
     }
 
+    /// Writes the slot; a user whose slot becomes `NEVER_SEEN` is forgotten. Returns the ID
+    /// of a side-table user this removed (for the dirty mark, which needs the shared copy).
     #[inline]
-    fn write_slot(&mut self, key: ShardKey<'_>, before: Slot, slot: Slot) {
+    fn write_slot(&mut self, key: ShardKey<'_>, before: Slot, slot: Slot) -> Option<Arc<[u8]>> {
         match key {
             ShardKey::Dense(index) => {
-                if before.is_never_seen() && !slot.is_never_seen() {
-                    self.dense_tracked_count += 1;
+                match (before.is_never_seen(), slot.is_never_seen()) {
+                    (false, false) => {}
+                    (true, false) => {
+                        self.dense_tracked_count += 1;
+                        if !self.dense.page_touched(index) {
+                            // The kernel backs the page at this first write.
+                            self.growth.add(PAGE_BYTES);
+                        }
+                    }
+                    (false, true) => self.dense_tracked_count -= 1,
+                    // Nothing to write, and an untouched page stays untouched.
+                    (true, true) => return None,
                 }
                 self.dense.set(index, slot);
+                None
             }
             ShardKey::Side(id) => match self.side.get_mut(id) {
-                Some(stored) => *stored = slot,
-                None => {
-                    let id: Arc<[u8]> = Arc::from(id);
-                    self.side_order.push(Arc::clone(&id));
-                    self.side.insert(id, slot);
+                Some(stored) if !slot.is_never_seen() => {
+                    stored.slot = slot;
+                    None
                 }
+                Some(_) => self.remove_side(id),
+                None if !slot.is_never_seen() => {
+                    self.insert_side(id, slot);
+                    None
+                }
+                // A user never seen stays absent: nothing is stored for them.
+                None => None,
             },
         }
+    }
+
+    /// A new side-table user, at the most recently freed position or at the end.
+    fn insert_side(&mut self, id: &[u8], slot: Slot) {
+        let id: Arc<[u8]> = Arc::from(id);
+        let position = match self.side_free.pop() {
+            Some(position) => {
+                debug_assert!(self.side_order[position].is_none(), "a hole is empty");
+                self.side_order[position] = Some(Arc::clone(&id));
+                position
+            }
+            None => {
+                self.side_order.push(Some(Arc::clone(&id)));
+                self.side_order.len() - 1
+            }
+        };
+        self.side_id_bytes += id.len() as u64;
+        self.growth.add(id.len() as u64 + SIDE_ENTRY_OVERHEAD_BYTES);
+        self.side.insert(id, SideEntry { slot, position });
+    }
+
+    /// Forgets a side-table user: their entry and ID are freed (the ID's memory once the wheel,
+    /// the dirty tracker and watches no longer hold it), their position becomes a hole.
+    fn remove_side(&mut self, id: &[u8]) -> Option<Arc<[u8]>> {
+        let (id, entry) = self.side.remove_entry(id)?;
+        match self.side_order.get_mut(entry.position) {
+            Some(hole) => *hole = None,
+            None => debug_assert!(false, "side-table position {} out of range", entry.position),
+        }
+        self.side_id_bytes -= id.len() as u64;
+        if self.side.is_empty() {
+            // Nobody is left for a SCAN in progress to miss: positions start over, and the
+            // order, the holes and the table give their memory back.
+            self.side_order = Vec::new();
+            self.side_free = Vec::new();
+            self.side.shrink_to(0);
+        } else {
+            self.side_free.push(entry.position);
+            // Halving when under a quarter full keeps removal amortised O(1).
+            let capacity = self.side.capacity();
+            if capacity > SIDE_SHRINK_CAPACITY_MIN && self.side.len() * 4 < capacity {
+                self.side.shrink_to(self.side.len() * 2);
+            }
+        }
+        Some(id)
     }
 
     fn put_extra(&mut self, key: ShardKey<'_>, extra: Extra) {
         self.value_bytes += value_len(&extra);
         if let Some(stored) = self.extras.get_mut(&key) {
-            self.value_bytes -= value_len(stored);
+            let stored_len = value_len(stored);
+            self.value_bytes -= stored_len;
+            self.growth
+                .add(value_len(&extra).saturating_sub(stored_len));
             *stored = extra;
             return;
         }
+        self.growth.add(EXTRA_ENTRY_BYTES + value_len(&extra));
         // `write_slot` ran first, so a side-table user's ID is in the table to share.
         let owned = match key {
             ShardKey::Dense(index) => OwnedKey::Dense(index),
@@ -393,15 +504,18 @@ impl Tables {
         });
     }
 
-    /// The replication hook: marks the user for the next drain, if anyone drains.
+    /// The replication hook: marks the user for the next drain, if anyone drains. A forgotten
+    /// side-table user is marked with the ID the table gave back (a drain then reports them
+    /// never seen).
     #[inline]
-    fn track(&mut self, record: &ChangeRecord<'_>) {
+    fn track(&mut self, record: &ChangeRecord<'_>, forgotten: Option<Arc<[u8]>>) {
         let Some(dirty) = &mut self.dirty else {
             return;
         };
-        match record.key {
-            ShardKey::Dense(index) => dirty.mark_dense(index),
-            ShardKey::Side(id) => {
+        match (record.key, forgotten) {
+            (ShardKey::Dense(index), _) => dirty.mark_dense(index),
+            (ShardKey::Side(_), Some(id)) => dirty.mark_side(&id),
+            (ShardKey::Side(id), None) => {
                 if let Some((id, _)) = self.side.get_key_value(id) {
                     dirty.mark_side(id);
                 }
@@ -435,7 +549,7 @@ impl Tables {
                     self.dense.get(index),
                 ),
                 DirtyKey::Side(id) => {
-                    let slot = self.side.get(&id).copied().unwrap_or(Slot::NEVER_SEEN);
+                    let slot = self.side.get(&id).map_or(Slot::NEVER_SEEN, |e| e.slot);
                     (UserRef::Side(id), slot)
                 }
             };
@@ -454,13 +568,21 @@ impl Tables {
     pub(super) fn slot(&self, key: ShardKey<'_>) -> Slot {
         match key {
             ShardKey::Dense(index) => self.dense.get(index),
-            ShardKey::Side(id) => self.side.get(id).copied().unwrap_or(Slot::NEVER_SEEN),
+            ShardKey::Side(id) => self.side.get(id).map_or(Slot::NEVER_SEEN, |e| e.slot),
         }
     }
 
     /// The user's extras entry, looked up whatever the slot's flag says.
     pub(super) fn extra(&self, key: ShardKey<'_>) -> Option<&Extra> {
         self.extras.get(&key)
+    }
+
+    /// The user as an owned key (a side-table user's ID shared with the table if stored).
+    pub(super) fn owned_key(&self, key: ShardKey<'_>) -> OwnedKey {
+        match key {
+            ShardKey::Dense(index) => OwnedKey::Dense(index),
+            ShardKey::Side(id) => OwnedKey::Side(self.side_id(id)),
+        }
     }
 
     /// The side table's shared copy of `id` (a new one if the user is not stored yet).
@@ -480,15 +602,17 @@ impl Tables {
         }
     }
 
-    /// The side-table user at `position` in insertion order.
-    pub(super) fn side_at(&self, position: usize) -> Option<&Arc<[u8]>> {
-        self.side_order.get(position)
+    /// The side-table user at `position`: `None` past the last position, `Some(None)` for a
+    /// hole a forgotten user left. Positions only ever hold one user each until that user is
+    /// forgotten, which is what lets `SCAN` walk them while users come and go.
+    pub(super) fn side_at(&self, position: usize) -> Option<Option<&Arc<[u8]>>> {
+        self.side_order.get(position).map(Option::as_ref)
     }
 
-    /// Side-table users with their slots, in insertion order.
+    /// Side-table users with their slots, in position order (holes left out).
     pub(super) fn side_users(&self) -> impl Iterator<Item = (&Arc<[u8]>, Slot)> {
-        self.side_order.iter().map(|id| {
-            let slot = self.side.get(id).copied().unwrap_or(Slot::NEVER_SEEN);
+        self.side_order.iter().flatten().map(|id| {
+            let slot = self.side.get(id).map_or(Slot::NEVER_SEEN, |e| e.slot);
             (id, slot)
         })
     }
@@ -511,6 +635,23 @@ impl Tables {
 
     pub(super) fn side_count(&self) -> u64 {
         self.side.len() as u64
+    }
+
+    /// What the side table holds, in bytes: the hash table's allocation, the IDs with their
+    /// allocation overhead, the position list and its holes. An estimate from sizes.
+    pub(super) fn side_bytes(&self) -> u64 {
+        /// A shared ID's allocation beyond its bytes: two counts and the allocator's header.
+        const ID_ALLOCATION_BYTES: u64 = 2 * 8 + 8;
+        self.side.allocation_size() as u64
+            + self.side_id_bytes
+            + self.side.len() as u64 * ID_ALLOCATION_BYTES
+            + (self.side_order.capacity() * std::mem::size_of::<Option<Arc<[u8]>>>()) as u64
+            + (self.side_free.capacity() * std::mem::size_of::<usize>()) as u64
+    }
+
+    /// Bytes of dense-slot pages ever written (resident unless swapped out).
+    pub(super) fn dense_touched_bytes(&self) -> u64 {
+        self.dense.touched_page_count() as u64 * PAGE_BYTES
     }
 
     pub(super) fn extras_count(&self) -> u64 {
@@ -563,32 +704,52 @@ mod tests {
             assert!(drain(shard).is_empty(), "{what}: drained users are clean");
         };
         shard
-            .heartbeat(user, 30, None, None, t_ms, &mut events)
+            .heartbeat(user, 30, None, None, Room::Available, t_ms, &mut events)
             .expect("heartbeat");
         check(&mut shard, "heartbeat coming online");
         t_ms += 1_000;
         shard
-            .heartbeat(user, 30, None, None, t_ms, &mut events)
+            .heartbeat(user, 30, None, None, Room::Available, t_ms, &mut events)
             .expect("heartbeat");
         check(&mut shard, "heartbeat of an online user");
         assert!(shard.offline(user, None, t_ms, &mut events));
         check(&mut shard, "offline");
         shard
-            .heartbeat(user, 30, None, Some(b"phone"), t_ms, &mut events)
+            .heartbeat(
+                user,
+                30,
+                None,
+                Some(b"phone"),
+                Room::Available,
+                t_ms,
+                &mut events,
+            )
             .expect("heartbeat");
         drain(&mut shard);
         assert!(shard.disconnect(user, None, 5_000, t_ms, &mut events));
         check(&mut shard, "disconnect");
-        shard.set_status(user, Some(ManualStatus::Dnd), None, t_ms, &mut events);
+        shard
+            .set_status(
+                user,
+                Some(ManualStatus::Dnd),
+                None,
+                Room::Available,
+                t_ms,
+                &mut events,
+            )
+            .expect("room");
         check(&mut shard, "setstatus");
-        let (set, _) = shard.set_key(
-            user,
-            KeyValue::Custom(b"{}"),
-            KeyExpiry::At(t_ms + 10_000),
-            SetCondition::Always,
-            t_ms,
-            &mut events,
-        );
+        let (set, _) = shard
+            .set_key(
+                user,
+                KeyValue::Custom(b"{}"),
+                KeyExpiry::At(t_ms + 10_000),
+                SetCondition::Always,
+                Room::Available,
+                t_ms,
+                &mut events,
+            )
+            .expect("room");
         assert!(set);
         check(&mut shard, "set_key");
         assert!(shard.expire_key(
@@ -599,7 +760,9 @@ mod tests {
             &mut events
         ));
         check(&mut shard, "expire_key");
-        shard.set_status(user, None, None, t_ms, &mut events);
+        shard
+            .set_status(user, None, None, Room::Available, t_ms, &mut events)
+            .expect("room");
         drain(&mut shard);
         tick(&mut shard, t_ms + 2_100);
         assert_eq!(shard.view(user, t_ms + 2_100).state, State::Offline);
@@ -616,7 +779,15 @@ mod tests {
         for i in 0..100 {
             for id in [1, 2] {
                 shard
-                    .heartbeat(ShardKey::Dense(id), 30, None, None, T0_MS + i, &mut events)
+                    .heartbeat(
+                        ShardKey::Dense(id),
+                        30,
+                        None,
+                        None,
+                        Room::Available,
+                        T0_MS + i,
+                        &mut events,
+                    )
                     .expect("heartbeat");
             }
             shard
@@ -625,6 +796,7 @@ mod tests {
                     30,
                     None,
                     None,
+                    Room::Available,
                     T0_MS + i,
                     &mut events,
                 )
@@ -654,7 +826,15 @@ mod tests {
         let mut saved = shard();
         let mut events = Vec::new();
         saved
-            .heartbeat(ShardKey::Dense(5), 30, None, None, T0_MS, &mut events)
+            .heartbeat(
+                ShardKey::Dense(5),
+                30,
+                None,
+                None,
+                Room::Available,
+                T0_MS,
+                &mut events,
+            )
             .expect("heartbeat");
         saved
             .heartbeat(
@@ -662,6 +842,7 @@ mod tests {
                 30,
                 None,
                 Some(b"phone"),
+                Room::Available,
                 T0_MS,
                 &mut events,
             )
@@ -691,13 +872,48 @@ mod tests {
         );
     }
 
+    /// Forgetting users (`DEL`) marks them dirty like any change: a drain reports them never
+    /// seen, a side-table user included although the table no longer holds them.
+    #[test]
+    fn forgetting_marks_users_dirty() {
+        let mut shard = shard();
+        let mut events = Vec::new();
+        for key in [ShardKey::Dense(5), ShardKey::Side(b"u-1")] {
+            shard
+                .heartbeat(key, 30, None, None, Room::Available, T0_MS, &mut events)
+                .expect("heartbeat");
+        }
+        shard.track_changes(true);
+        for key in [ShardKey::Dense(5), ShardKey::Side(b"u-1")] {
+            assert!(shard.forget(key, T0_MS + 1, &mut events));
+        }
+        let drained = drain(&mut shard);
+        assert_eq!(drained.len(), 2, "{drained:?}");
+        assert!(drained.iter().all(|c| c.slot == Slot::NEVER_SEEN));
+        assert!(drained.iter().any(|c| c.user == UserRef::Dense(5)));
+        assert!(
+            drained
+                .iter()
+                .any(|c| c.user == UserRef::Side(Arc::from(&b"u-1"[..])))
+        );
+        assert_eq!(shard.side_count(), 0);
+    }
+
     /// Without tracking nothing is recorded and a drain returns nobody.
     #[test]
     fn tracking_is_off_by_default() {
         let mut shard = shard();
         let mut events = Vec::new();
         shard
-            .heartbeat(ShardKey::Dense(1), 30, None, None, T0_MS, &mut events)
+            .heartbeat(
+                ShardKey::Dense(1),
+                30,
+                None,
+                None,
+                Room::Available,
+                T0_MS,
+                &mut events,
+            )
             .expect("heartbeat");
         assert_eq!(shard.dirty_count(), 0);
         assert!(drain(&mut shard).is_empty());
@@ -711,7 +927,15 @@ mod tests {
         let mut events = Vec::new();
         for id in 0..3 {
             shard
-                .heartbeat(ShardKey::Dense(id), 1, None, None, T0_MS, &mut events)
+                .heartbeat(
+                    ShardKey::Dense(id),
+                    1,
+                    None,
+                    None,
+                    Room::Available,
+                    T0_MS,
+                    &mut events,
+                )
                 .expect("heartbeat");
         }
         assert!(shard.offline(ShardKey::Dense(0), None, T0_MS + 10, &mut events));
@@ -721,6 +945,7 @@ mod tests {
                 1,
                 Some(AppStatus::Away),
                 None,
+                Room::Available,
                 T0_MS + 20,
                 &mut events,
             )

@@ -52,6 +52,11 @@ impl Shard {
         pass: &mut ExpiryPass,
     ) {
         let slot = self.tables.slot(key);
+        if slot.is_never_seen() {
+            // The entry of a user forgotten since it was armed: nobody is left to settle, and
+            // committing would store the user again.
+            return self.drop_forgotten_entry(key);
+        }
         if slot.has_extra() {
             let Some(stored) = self.tables.extra(key) else {
                 return self.repair_missing_extra(key, now_ms, events);
@@ -91,10 +96,18 @@ mod tests {
         let user = ShardKey::Dense(3);
         let mut events = Vec::new();
         shard
-            .heartbeat(user, 3600, None, None, T0_MS, &mut events)
+            .heartbeat(user, 3600, None, None, Room::Available, T0_MS, &mut events)
             .unwrap();
         shard
-            .heartbeat(user, 1, None, None, T0_MS + 100, &mut events)
+            .heartbeat(
+                user,
+                1,
+                None,
+                None,
+                Room::Available,
+                T0_MS + 100,
+                &mut events,
+            )
             .unwrap();
         assert_eq!(
             tick(&mut shard, T0_MS + 1_100),
@@ -114,11 +127,19 @@ mod tests {
         let user = ShardKey::Dense(500);
         let mut events = Vec::new();
         shard
-            .heartbeat(user, 3600, None, None, T0_MS, &mut events)
+            .heartbeat(user, 3600, None, None, Room::Available, T0_MS, &mut events)
             .unwrap();
         assert!(shard.offline(user, None, T0_MS + 10, &mut events));
         assert_eq!(
-            shard.heartbeat(user, 1, None, None, T0_MS + 20, &mut events),
+            shard.heartbeat(
+                user,
+                1,
+                None,
+                None,
+                Room::Available,
+                T0_MS + 20,
+                &mut events
+            ),
             Ok(true)
         );
         assert_eq!(
@@ -133,7 +154,7 @@ mod tests {
     /// 100,000 users expiring in the same second are all declared offline in one pass.
     #[test]
     fn mass_expiry() {
-        let mut shard = Shard::new(200_000, 0, 1, T0_MS).expect("map");
+        let mut shard = Shard::new(200_000, 0, 1, Default::default(), T0_MS).expect("map");
         let mut events = Vec::new();
         for i in 0..100_000 {
             shard
@@ -142,6 +163,7 @@ mod tests {
                     1,
                     None,
                     None,
+                    Room::Available,
                     T0_MS + (i as u64 % 1000),
                     &mut events,
                 )

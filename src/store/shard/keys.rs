@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use super::Shard;
+use super::presence::StoreError;
+use super::{Room, Shard};
 use crate::store::event::{Cause, Transition, UserRef};
 use crate::store::extra::{Device, Extra, NO_DEADLINE_MS, ShardKey};
 use crate::store::slot::{SLOT_TTL_S_MAX, Slot};
@@ -90,7 +91,8 @@ impl Shard {
         let slot = self.tables.slot(key);
         let mut bytes = std::mem::size_of::<Slot>();
         if let ShardKey::Side(id) = key {
-            bytes += id.len() + std::mem::size_of::<Arc<[u8]>>() + TABLE_ENTRY_BYTES;
+            // The same estimate `maxmemory`'s growth count and `INFO memory` use.
+            bytes += id.len() + super::door::SIDE_ENTRY_OVERHEAD_BYTES as usize;
         }
         if let Some(extra) = self.tables.extra(key).filter(|_| slot.has_extra()) {
             bytes += std::mem::size_of::<Extra>() + TABLE_ENTRY_BYTES;
@@ -117,23 +119,34 @@ impl Shard {
         }
     }
 
+    /// Whether `SET` of `value` would make the store hold more: the user is not tracked yet,
+    /// or the value is not a status word (its bytes are kept). Past `maxmemory` such a `SET`
+    /// is refused; one that stores a status word for a tracked user is a heartbeat and is not.
+    pub fn set_adds(&self, key: ShardKey<'_>, value: KeyValue<'_>) -> bool {
+        matches!(value, KeyValue::Custom(_)) || self.tables.slot(key).is_never_seen()
+    }
+
     /// `SET`: the user is online now with `value`, until `expiry`. Returns whether the value
-    /// was set (NX/XX may refuse) and, if asked, the value before.
+    /// was set (NX/XX may refuse) and, if asked, the value before. With `Room::Full`, a `SET`
+    /// that would add (`set_adds`) is refused, unless NX/XX refuse it first or its expiry is
+    /// already past (which deletes: nothing is added).
+    #[allow(clippy::too_many_arguments)]
     pub fn set_key(
         &mut self,
         key: ShardKey<'_>,
         value: KeyValue<'_>,
         expiry: KeyExpiry,
         condition: SetCondition,
+        room: Room,
         now_ms: u64,
         events: &mut Vec<Transition>,
-    ) -> (bool, Option<Vec<u8>>) {
+    ) -> Result<(bool, Option<Vec<u8>>), StoreError> {
         self.settle(key, now_ms, events);
         let old = self.key_value(key, now_ms);
         let exists = old.is_some();
         match condition {
-            SetCondition::IfMissing if exists => return (false, old),
-            SetCondition::IfExists if !exists => return (false, old),
+            SetCondition::IfMissing if exists => return Ok((false, old)),
+            SetCondition::IfExists if !exists => return Ok((false, old)),
             _ => {}
         }
         let deadline_ms = match (expiry, self.key_ttl(key, now_ms)) {
@@ -145,8 +158,14 @@ impl Shard {
         };
         if deadline_ms <= now_ms {
             // Redis sets and at once deletes a key whose absolute expiry is in the past.
-            self.offline(key, None, now_ms, events);
-            return (true, old);
+            self.forget(key, now_ms, events);
+            return Ok((true, old));
+        }
+        if room == Room::Full && self.set_adds(key, value) {
+            return Err(StoreError::OutOfMemory);
+        }
+        if self.tables.slot(key).is_never_seen() {
+            self.revive_forgotten(key, now_ms, events);
         }
         let slot = self.tables.slot(key);
         let ttl_ms = deadline_ms - now_ms;
@@ -156,9 +175,17 @@ impl Shard {
             && ttl_ms / 1000 <= SLOT_TTL_S_MAX
             && deadline_ms != NO_DEADLINE_MS
         {
-            // A whole-second TTL and a status word: exactly a heartbeat.
-            let came = self.heartbeat(key, ttl_ms / 1000, Some(status), None, now_ms, events);
-            return (came.is_ok(), old);
+            // A whole-second TTL and a status word: exactly a heartbeat (room was judged above).
+            let beat = self.heartbeat(
+                key,
+                ttl_ms / 1000,
+                Some(status),
+                None,
+                Room::Available,
+                now_ms,
+                events,
+            );
+            return Ok((beat.is_ok(), old));
         }
         let mut extra = self.working_extra(key);
         let status = match value {
@@ -177,7 +204,7 @@ impl Shard {
             KeyValue::Status(_) => None,
         };
         self.settle_and_commit(key, extra, now_ms, events, Cause::Change);
-        (true, old)
+        Ok((true, old))
     }
 
     /// `EXPIRE`/`PERSIST` of an existing key: `Some(at_ms)` sets when it expires, `None`
@@ -216,7 +243,8 @@ impl Shard {
         if let Some(at_ms) = at_ms
             && at_ms <= now_ms
         {
-            self.offline(key, None, now_ms, events);
+            // A time not in the future deletes the key, as `DEL` does.
+            self.forget(key, now_ms, events);
             return true;
         }
         let mut extra = self.working_extra(key);
@@ -253,10 +281,12 @@ impl Shard {
                 position = index as u64 + 1;
             } else {
                 let side_index = (position - dense_len) as usize;
-                let id = self.tables.side_at(side_index)?;
-                let key = ShardKey::Side(id);
-                if self.view(key, now_ms).state.is_online() {
-                    out.push(UserRef::Side(Arc::clone(id)));
+                // A hole (a forgotten user's position) is examined and passed over.
+                if let Some(id) = self.tables.side_at(side_index)? {
+                    let key = ShardKey::Side(id);
+                    if self.view(key, now_ms).state.is_online() {
+                        out.push(UserRef::Side(Arc::clone(id)));
+                    }
                 }
                 position += 1;
             }
@@ -278,26 +308,32 @@ mod tests {
         let user = ShardKey::Side(b"u-1");
         let mut events = Vec::new();
         let json = br#"{"status":"online"}"#;
-        let (set, old) = shard.set_key(
-            user,
-            KeyValue::Custom(json),
-            KeyExpiry::Never,
-            SetCondition::Always,
-            T0_MS,
-            &mut events,
-        );
+        let (set, old) = shard
+            .set_key(
+                user,
+                KeyValue::Custom(json),
+                KeyExpiry::Never,
+                SetCondition::Always,
+                Room::Available,
+                T0_MS,
+                &mut events,
+            )
+            .expect("room");
         assert!(set && old.is_none());
         assert_eq!(shard.key_value(user, T0_MS + 1).as_deref(), Some(&json[..]));
         assert_eq!(shard.key_ttl(user, T0_MS + 1), KeyTtl::Persistent);
         assert_eq!(shard.wheel_len(), 0, "no TTL: nothing to wake for");
-        let (set, _) = shard.set_key(
-            user,
-            KeyValue::Status(AppStatus::Away),
-            KeyExpiry::Keep,
-            SetCondition::IfMissing,
-            T0_MS + 2,
-            &mut events,
-        );
+        let (set, _) = shard
+            .set_key(
+                user,
+                KeyValue::Status(AppStatus::Away),
+                KeyExpiry::Keep,
+                SetCondition::IfMissing,
+                Room::Available,
+                T0_MS + 2,
+                &mut events,
+            )
+            .expect("room");
         assert!(!set, "NX refuses an existing key");
         assert!(
             !shard.expire_key(
@@ -320,14 +356,17 @@ mod tests {
             shard.key_ttl(user, T0_MS + 1_000),
             KeyTtl::RemainingMs(4_000)
         );
-        let (_, old) = shard.set_key(
-            user,
-            KeyValue::Status(AppStatus::Away),
-            KeyExpiry::Keep,
-            SetCondition::IfExists,
-            T0_MS + 1_000,
-            &mut events,
-        );
+        let (_, old) = shard
+            .set_key(
+                user,
+                KeyValue::Status(AppStatus::Away),
+                KeyExpiry::Keep,
+                SetCondition::IfExists,
+                Room::Available,
+                T0_MS + 1_000,
+                &mut events,
+            )
+            .expect("room");
         assert_eq!(old.as_deref(), Some(&json[..]));
         assert_eq!(
             shard.key_value(user, T0_MS + 1_001).as_deref(),
@@ -345,5 +384,144 @@ mod tests {
         );
         assert_eq!(shard.key_value(user, T0_MS + 5_100), None);
         assert_eq!(shard.key_ttl(user, T0_MS + 5_100), KeyTtl::Missing);
+    }
+
+    /// Past `maxmemory`, `SET` is refused when it would add a user or a value; a status word
+    /// for a known user is a heartbeat and is set; NX refusing first, or an expiry already past,
+    /// adds nothing and answers as always.
+    #[test]
+    fn set_past_maxmemory_refuses_only_what_adds() {
+        let mut shard = shard();
+        let mut events = Vec::new();
+        let (known, new) = (ShardKey::Side(b"u-1"), ShardKey::Side(b"u-2"));
+        let set = |shard: &mut Shard, key, value, expiry, condition, events: &mut Vec<_>| {
+            shard.set_key(key, value, expiry, condition, Room::Full, T0_MS, events)
+        };
+        shard
+            .heartbeat(known, 30, None, None, Room::Available, T0_MS, &mut events)
+            .expect("heartbeat");
+        let away = KeyValue::Status(AppStatus::Away);
+        let custom = KeyValue::Custom(b"{}");
+        let ex = KeyExpiry::At(T0_MS + 30_000);
+        assert_eq!(
+            set(
+                &mut shard,
+                known,
+                away,
+                ex,
+                SetCondition::Always,
+                &mut events
+            ),
+            Ok((true, Some(b"online".to_vec())))
+        );
+        assert_eq!(
+            set(
+                &mut shard,
+                known,
+                custom,
+                ex,
+                SetCondition::Always,
+                &mut events
+            ),
+            Err(StoreError::OutOfMemory),
+            "a value takes memory"
+        );
+        assert_eq!(
+            set(&mut shard, new, away, ex, SetCondition::Always, &mut events),
+            Err(StoreError::OutOfMemory)
+        );
+        assert_eq!(
+            set(
+                &mut shard,
+                known,
+                custom,
+                ex,
+                SetCondition::IfMissing,
+                &mut events
+            ),
+            Ok((false, Some(b"away".to_vec())))
+        );
+        assert_eq!(
+            set(
+                &mut shard,
+                new,
+                away,
+                KeyExpiry::At(T0_MS - 1),
+                SetCondition::Always,
+                &mut events
+            ),
+            Ok((true, None))
+        );
+        assert_eq!(shard.side_count(), 1);
+        assert_eq!(shard.value_bytes(), 0);
+    }
+
+    /// `SCAN` over the side table while users come and go: every user present for the whole
+    /// walk is returned, though forgotten users leave holes that new users fill behind and
+    /// ahead of the cursor; the positions are reused (the table does not grow), and once the
+    /// table empties they start over.
+    #[test]
+    fn scan_returns_users_present_throughout_while_others_churn() {
+        let mut shard = shard();
+        let mut events = Vec::new();
+        let beat = |shard: &mut Shard, id: &[u8], events: &mut Vec<Transition>| {
+            shard
+                .heartbeat(
+                    ShardKey::Side(id),
+                    300,
+                    None,
+                    None,
+                    Room::Available,
+                    T0_MS,
+                    events,
+                )
+                .expect("heartbeat");
+        };
+        let stable: Vec<String> = (0..200).map(|i| format!("s-{i}")).collect();
+        let churn: Vec<String> = (0..200).map(|i| format!("c-{i}")).collect();
+        for (s, c) in stable.iter().zip(&churn) {
+            beat(&mut shard, s.as_bytes(), &mut events);
+            beat(&mut shard, c.as_bytes(), &mut events);
+        }
+        let positions = shard.tables.side_at(399).is_some();
+        assert!(positions && shard.tables.side_at(400).is_none());
+        let mut seen = std::collections::HashSet::new();
+        let mut live_churn = churn;
+        let (mut cursor, mut step, mut fresh) = (0, 0, 0);
+        loop {
+            let mut out = Vec::new();
+            let next = shard.scan(cursor, 7, T0_MS, &mut out);
+            seen.extend(out.into_iter().map(|u| u.to_bytes()));
+            // Between steps: five churning users forgotten (behind and ahead of the cursor),
+            // five new ones filling their holes and churning in turn.
+            for i in 0..5 {
+                let gone = live_churn.swap_remove((step * 37 + i * 41) % live_churn.len());
+                assert!(shard.forget(ShardKey::Side(gone.as_bytes()), T0_MS, &mut events));
+                let new = format!("n-{fresh}");
+                beat(&mut shard, new.as_bytes(), &mut events);
+                live_churn.push(new);
+                fresh += 1;
+            }
+            step += 1;
+            match next {
+                Some(position) => cursor = position,
+                None => break,
+            }
+        }
+        for s in &stable {
+            assert!(seen.contains(s.as_bytes()), "{s} was present throughout");
+        }
+        assert!(
+            shard.tables.side_at(400).is_none(),
+            "holes were filled, the table did not grow"
+        );
+        let users: Vec<Vec<u8>> = shard.side_users().map(|(id, _)| id.to_vec()).collect();
+        for id in users {
+            shard.forget(ShardKey::Side(&id), T0_MS, &mut events);
+        }
+        assert_eq!(shard.side_count(), 0);
+        assert!(shard.tables.side_at(0).is_none(), "positions start over");
+        beat(&mut shard, b"again", &mut events);
+        assert!(shard.tables.side_at(0).is_some_and(|at| at.is_some()));
     }
 }

@@ -26,6 +26,8 @@ mod watch;
 
 use std::sync::Arc;
 
+use hashbrown::HashMap;
+
 pub use dirty::ChangedUser;
 pub use door::ShardCounters;
 pub use expiry::ExpiryPass;
@@ -34,28 +36,47 @@ pub use presence::{StoreError, View};
 pub use watch::WatchMark;
 
 use super::event::Transition;
-use super::extra::ShardKey;
+use super::extra::{OwnedKey, ShardKey};
+use super::growth::Growth;
 use crate::expiry::{LagHistogram, TimingWheel};
 use door::{Change, Tables};
+
+/// Whether an operation may make the store hold more: a user it does not track yet (a dense
+/// slot or a side-table entry), or a drop-in value. `Full` while the server is past
+/// `maxmemory`; the operation decides, in the pass over the user it makes anyway, whether it
+/// would add, so a known user's heartbeat costs nothing more to check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    Available,
+    Full,
+}
 
 pub struct Shard {
     /// The slots, side table and extras, written only through `Tables::commit`.
     tables: Tables,
     dense_wheel: TimingWheel<usize>,
     side_wheel: TimingWheel<Arc<[u8]>>,
+    /// Wheel entries still pointing at users forgotten since they were armed (`forget`), so
+    /// that each is recognised when it fires, or counted again if the user comes back first
+    /// (`revive_forgotten`). Empty unless users were forgotten while online; an entry goes
+    /// when the last of its wheel entries fires, at most the longest TTL later.
+    forgotten_wheel_entries: HashMap<OwnedKey, u32>,
 }
 
 impl Shard {
+    /// A shard whose growth (`maxmemory`) is counted in `growth`, shared with its store.
     pub fn new(
         dense_len: usize,
         shard_index: usize,
         shard_count: usize,
+        growth: Growth,
         now_ms: u64,
     ) -> std::io::Result<Self> {
         Ok(Self {
-            tables: Tables::new(dense_len, shard_index, shard_count)?,
+            tables: Tables::new(dense_len, shard_index, shard_count, growth)?,
             dense_wheel: TimingWheel::new(now_ms),
             side_wheel: TimingWheel::new(now_ms),
+            forgotten_wheel_entries: HashMap::new(),
         })
     }
 
@@ -66,6 +87,7 @@ impl Shard {
             tables: self.tables.emptied(now_ms)?,
             dense_wheel: TimingWheel::new(now_ms),
             side_wheel: TimingWheel::new(now_ms),
+            forgotten_wheel_entries: HashMap::new(),
         })
     }
 
@@ -160,6 +182,16 @@ impl Shard {
         self.tables.extras_count()
     }
 
+    /// Bytes the side table holds (an estimate from sizes; `INFO memory`).
+    pub fn side_bytes(&self) -> u64 {
+        self.tables.side_bytes()
+    }
+
+    /// Bytes of dense-slot pages ever written.
+    pub fn dense_touched_bytes(&self) -> u64 {
+        self.tables.dense_touched_bytes()
+    }
+
     pub fn wheel_len(&self) -> usize {
         self.dense_wheel.len() + self.side_wheel.len()
     }
@@ -172,14 +204,14 @@ impl Shard {
 /// What the unit tests of every child module share: a shard, a hand-held clock, the wheel.
 #[cfg(test)]
 mod test_support {
-    pub use super::Shard;
+    pub use super::{Room, Shard};
     pub use crate::store::event::Transition;
     pub use crate::store::status::State;
 
     pub const T0_MS: u64 = 1_764_000_000_000;
 
     pub fn shard() -> Shard {
-        Shard::new(1024, 0, 1, T0_MS).expect("map")
+        Shard::new(1024, 0, 1, Default::default(), T0_MS).expect("map")
     }
 
     /// Runs the wheel at `now_ms` and returns the transitions it produced.

@@ -1,14 +1,16 @@
-//! The presence operations: heartbeat, logout (`OFFLINE`), disconnect with a grace period, and
-//! the manual override (`SETSTATUS`).
+//! The presence operations: heartbeat, logout (`OFFLINE`), disconnect with a grace period, the
+//! manual override (`SETSTATUS`), and forgetting a user (`DEL`).
 //!
 //! Each settles the user, computes the user's new state and hands it to the door; none writes
 //! a slot or an extras entry itself. The plain heartbeat of an online user is the hot path: one
-//! slot read, one commit that writes the slot, no hash lookup, no allocation.
+//! slot read, one commit that writes the slot, no hash lookup, no allocation. Past `maxmemory`
+//! (`Room::Full`) an operation that would add a user refuses with `StoreError::OutOfMemory`,
+//! judged from the slot it reads anyway.
 
-use super::Shard;
-use super::door::Change;
+use super::door::{Change, ExtraWrite};
+use super::{Room, Shard};
 use crate::store::event::{Cause, Transition};
-use crate::store::extra::{DEVICES_PER_USER_MAX, Device, Override, ShardKey};
+use crate::store::extra::{DEVICES_PER_USER_MAX, Device, Extra, Override, ShardKey};
 use crate::store::slot::Slot;
 use crate::store::status::{AppStatus, ManualStatus, State};
 
@@ -25,6 +27,9 @@ pub struct View {
 pub enum StoreError {
     /// A new device would pass `DEVICES_PER_USER_MAX` live devices for one user.
     TooManyDevices,
+    /// The operation would add a user the store does not track, or a value, while the server
+    /// is past `maxmemory`.
+    OutOfMemory,
 }
 
 /// What a reader sees of a user without extras: the slot judges its own expiry.
@@ -72,8 +77,13 @@ impl Shard {
     }
 
     /// A heartbeat: the user (or one of their devices) is live now for `ttl_s` seconds.
-    /// Returns true if this brought the user online. Inline: the hot path is a few
-    /// instructions, called per heartbeat from the store's routing in another module.
+    /// Returns true if this brought the user online. With `Room::Full`, a user the store does
+    /// not track is refused (`OutOfMemory`); a tracked one, online or not, is not: their slot
+    /// exists, and so may their devices (at most `DEVICES_PER_USER_MAX` each). Inline: the hot
+    /// path is a few instructions, called per heartbeat from the store's routing in another
+    /// module.
+    // Eight plain arguments rather than a struct built per heartbeat: this is the hot path.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn heartbeat(
         &mut self,
@@ -81,12 +91,21 @@ impl Shard {
         ttl_s: u64,
         app: Option<AppStatus>,
         device: Option<&[u8]>,
+        room: Room,
         now_ms: u64,
         events: &mut Vec<Transition>,
     ) -> Result<bool, StoreError> {
         debug_assert!(ttl_s > 0);
         self.settle(key, now_ms, events);
-        let slot = self.tables.slot(key);
+        let mut slot = self.tables.slot(key);
+        if slot.is_never_seen() {
+            // A new user: the only heartbeat `Room::Full` refuses. Off the hot path.
+            if room == Room::Full {
+                return Err(StoreError::OutOfMemory);
+            }
+            self.revive_forgotten(key, now_ms, events);
+            slot = self.tables.slot(key);
+        }
         let was_connected = slot.ttl_s() > 0;
         let deadline_ms = now_ms + ttl_s * 1000;
         let extends = slot.deadline_ms().is_none_or(|d| deadline_ms >= d);
@@ -242,21 +261,29 @@ impl Shard {
     }
 
     /// Sets (`Some`) or clears (`None`) the user's manual override, for `ttl_s` or until
-    /// cleared.
+    /// cleared. With `Room::Full`, an override for a user the store does not track is refused.
     pub fn set_status(
         &mut self,
         key: ShardKey<'_>,
         manual: Option<ManualStatus>,
         ttl_s: Option<u64>,
+        room: Room,
         now_ms: u64,
         events: &mut Vec<Transition>,
-    ) {
+    ) -> Result<(), StoreError> {
         self.settle(key, now_ms, events);
         let slot = self.tables.slot(key);
         if manual.is_none() && !slot.has_extra() {
             // Clearing an override nobody set changes nothing and must not create a user.
-            return;
+            return Ok(());
         }
+        if slot.is_never_seen() {
+            if room == Room::Full {
+                return Err(StoreError::OutOfMemory);
+            }
+            self.revive_forgotten(key, now_ms, events);
+        }
+        let slot = self.tables.slot(key);
         let mut extra = self.working_extra(key);
         extra.manual = manual.map(|status| {
             let frozen_last_seen_ms = match (status, extra.manual) {
@@ -277,6 +304,88 @@ impl Shard {
             }
         });
         self.settle_and_commit(key, extra, now_ms, events, Cause::Change);
+        Ok(())
+    }
+
+    /// Forgets the user (`DEL`): presence, last-seen, devices, override and value, and the
+    /// memory they held (a side-table entry, an extras entry; a dense slot goes back to zero).
+    /// If they were visible, subscribers are told they went offline (a logout, which Redis's
+    /// keyspace events call `del`). Returns whether the store tracked them.
+    ///
+    /// Wheel entries may still point at the user; they are counted in
+    /// `forgotten_wheel_entries` so that each is dropped when it fires, or counted again with
+    /// the user if they come back first. Keeping the slot until then instead would keep the
+    /// memory DEL is asked to free, for up to a TTL.
+    pub fn forget(&mut self, key: ShardKey<'_>, now_ms: u64, events: &mut Vec<Transition>) -> bool {
+        self.settle(key, now_ms, events);
+        let slot = self.tables.slot(key);
+        if slot.is_never_seen() {
+            return false;
+        }
+        let shown_last_seen_ms = self.view(key, now_ms).last_seen_ms;
+        let stored = self.tables.extra(key).filter(|_| slot.has_extra());
+        let (pending, extra) = match stored {
+            Some(stored) => (stored.wheel_entries, ExtraWrite::Remove),
+            None => (u32::from(slot.armed()), ExtraWrite::Keep),
+        };
+        let change = Change {
+            extra,
+            shown_last_seen_ms,
+            ..Change::slot(key, Slot::NEVER_SEEN, Cause::Logout)
+        };
+        self.commit(change, now_ms, events);
+        if pending > 0 {
+            let owned = self.tables.owned_key(key);
+            *self.forgotten_wheel_entries.entry(owned).or_insert(0) += pending;
+        }
+        true
+    }
+
+    /// Before an operation stores a user it read as never seen: if wheel entries still point
+    /// at them from before they were forgotten, the user comes back with those entries counted
+    /// (a plain slot marked `ARMED` for one, an extras entry's `wheel_entries` for more), as a
+    /// user who logged out and came back before their entry fired. Without this, a returning
+    /// user would be armed again beside an entry nobody counts.
+    pub(super) fn revive_forgotten(
+        &mut self,
+        key: ShardKey<'_>,
+        now_ms: u64,
+        events: &mut Vec<Transition>,
+    ) {
+        if self.forgotten_wheel_entries.is_empty() {
+            return;
+        }
+        let Some(count) = self.forgotten_wheel_entries.remove(&key) else {
+            return;
+        };
+        let armed = Slot::NEVER_SEEN.with_armed(true);
+        let change = if count == 1 {
+            Change::slot(key, armed, Cause::Change)
+        } else {
+            let pending = Extra {
+                devices: Vec::new(),
+                manual: None,
+                value: None,
+                published: State::Offline,
+                wheel_entries: count,
+                wheel_tick: None,
+            };
+            Change {
+                extra: ExtraWrite::Put(pending),
+                ..Change::slot(key, armed.with_extra(true), Cause::Change)
+            }
+        };
+        self.commit(change, now_ms, events);
+    }
+
+    /// A wheel entry fired for a user forgotten since it was armed: one fewer to wait for.
+    pub(super) fn drop_forgotten_entry(&mut self, key: ShardKey<'_>) {
+        if let Some(count) = self.forgotten_wheel_entries.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                self.forgotten_wheel_entries.remove(&key);
+            }
+        }
     }
 }
 
@@ -293,11 +402,19 @@ mod tests {
         let user = ShardKey::Dense(7);
         let mut events = Vec::new();
         assert_eq!(
-            shard.heartbeat(user, 1, None, None, T0_MS, &mut events),
+            shard.heartbeat(user, 1, None, None, Room::Available, T0_MS, &mut events),
             Ok(true)
         );
         assert_eq!(
-            shard.heartbeat(user, 1, None, None, T0_MS + 500, &mut events),
+            shard.heartbeat(
+                user,
+                1,
+                None,
+                None,
+                Room::Available,
+                T0_MS + 500,
+                &mut events
+            ),
             Ok(false)
         );
         assert_eq!(
@@ -320,7 +437,15 @@ mod tests {
         assert_eq!(shard.lag().count(), 1);
         events.clear();
         assert_eq!(
-            shard.heartbeat(user, 30, None, None, T0_MS + 2_000, &mut events),
+            shard.heartbeat(
+                user,
+                30,
+                None,
+                None,
+                Room::Available,
+                T0_MS + 2_000,
+                &mut events
+            ),
             Ok(true)
         );
         assert!(shard.offline(user, None, T0_MS + 3_000, &mut events));
@@ -333,7 +458,15 @@ mod tests {
         // Coming back before the old entry fires arms a current entry; the superseded one is
         // dropped when it fires, leaving one.
         assert_eq!(
-            shard.heartbeat(user, 30, None, None, T0_MS + 4_000, &mut events),
+            shard.heartbeat(
+                user,
+                30,
+                None,
+                None,
+                Room::Available,
+                T0_MS + 4_000,
+                &mut events
+            ),
             Ok(true)
         );
         assert_eq!(shard.wheel_len(), 2);
@@ -355,7 +488,7 @@ mod tests {
         let mut events = Vec::new();
         assert_eq!(shard.view(user, T0_MS).last_seen_ms, None);
         assert_eq!(
-            shard.heartbeat(user, 1, None, None, T0_MS, &mut events),
+            shard.heartbeat(user, 1, None, None, Room::Available, T0_MS, &mut events),
             Ok(true)
         );
         assert_eq!(shard.tracked_count(), 1);
@@ -373,12 +506,20 @@ mod tests {
         let user = ShardKey::Dense(5);
         let mut events = Vec::new();
         shard
-            .heartbeat(user, 30, None, None, T0_MS, &mut events)
+            .heartbeat(user, 30, None, None, Room::Available, T0_MS, &mut events)
             .unwrap();
         events.clear();
         assert!(shard.disconnect(user, None, 10_000, T0_MS + 1_000, &mut events));
         assert_eq!(
-            shard.heartbeat(user, 30, None, None, T0_MS + 5_000, &mut events),
+            shard.heartbeat(
+                user,
+                30,
+                None,
+                None,
+                Room::Available,
+                T0_MS + 5_000,
+                &mut events
+            ),
             Ok(false)
         );
         assert!(tick(&mut shard, T0_MS + 12_000).is_empty());
@@ -402,11 +543,19 @@ mod tests {
         let phone = Some(&b"phone"[..]);
         let laptop = Some(&b"laptop"[..]);
         assert_eq!(
-            shard.heartbeat(user, 30, None, phone, T0_MS, &mut events),
+            shard.heartbeat(user, 30, None, phone, Room::Available, T0_MS, &mut events),
             Ok(true)
         );
         assert_eq!(
-            shard.heartbeat(user, 30, None, laptop, T0_MS + 10, &mut events),
+            shard.heartbeat(
+                user,
+                30,
+                None,
+                laptop,
+                Room::Available,
+                T0_MS + 10,
+                &mut events
+            ),
             Ok(false)
         );
         assert!(shard.offline(user, phone, T0_MS + 20, &mut events));
@@ -419,10 +568,26 @@ mod tests {
         // A device expiring while another lives changes nothing visible.
         events.clear();
         shard
-            .heartbeat(user, 1, None, phone, T0_MS + 100, &mut events)
+            .heartbeat(
+                user,
+                1,
+                None,
+                phone,
+                Room::Available,
+                T0_MS + 100,
+                &mut events,
+            )
             .unwrap();
         shard
-            .heartbeat(user, 5, None, laptop, T0_MS + 100, &mut events)
+            .heartbeat(
+                user,
+                5,
+                None,
+                laptop,
+                Room::Available,
+                T0_MS + 100,
+                &mut events,
+            )
             .unwrap();
         assert!(tick(&mut shard, T0_MS + 1_200).is_empty());
         assert_eq!(
@@ -437,6 +602,7 @@ mod tests {
                     30,
                     None,
                     Some(id.as_bytes()),
+                    Room::Available,
                     T0_MS + 6_000,
                     &mut events,
                 )
@@ -448,6 +614,7 @@ mod tests {
                 30,
                 None,
                 Some(b"one-too-many"),
+                Room::Available,
                 T0_MS + 6_000,
                 &mut events
             ),
@@ -462,7 +629,7 @@ mod tests {
         let user = ShardKey::Dense(11);
         let mut events = Vec::new();
         shard
-            .heartbeat(user, 30, None, None, T0_MS, &mut events)
+            .heartbeat(user, 30, None, None, Room::Available, T0_MS, &mut events)
             .unwrap();
         shard
             .heartbeat(
@@ -470,36 +637,52 @@ mod tests {
                 30,
                 Some(AppStatus::Away),
                 None,
+                Room::Available,
                 T0_MS + 1,
                 &mut events,
             )
             .unwrap();
-        shard.set_status(user, Some(ManualStatus::Dnd), None, T0_MS + 2, &mut events);
+        shard
+            .set_status(
+                user,
+                Some(ManualStatus::Dnd),
+                None,
+                Room::Available,
+                T0_MS + 2,
+                &mut events,
+            )
+            .expect("room");
         shard
             .heartbeat(
                 user,
                 30,
                 Some(AppStatus::Busy),
                 None,
+                Room::Available,
                 T0_MS + 3,
                 &mut events,
             )
             .unwrap();
         assert_eq!(shard.view(user, T0_MS + 3).state, State::Dnd);
-        shard.set_status(user, None, None, T0_MS + 4, &mut events);
+        shard
+            .set_status(user, None, None, Room::Available, T0_MS + 4, &mut events)
+            .expect("room");
         assert_eq!(
             states(&events),
             vec![State::Online, State::Away, State::Dnd, State::Busy]
         );
         // An override with a TTL lapses by itself, and the wheel publishes that.
         events.clear();
-        shard.set_status(
-            user,
-            Some(ManualStatus::Away),
-            Some(2),
-            T0_MS + 10,
-            &mut events,
-        );
+        shard
+            .set_status(
+                user,
+                Some(ManualStatus::Away),
+                Some(2),
+                Room::Available,
+                T0_MS + 10,
+                &mut events,
+            )
+            .expect("room");
         assert_eq!(states(&events), vec![State::Away]);
         assert_eq!(
             tick(&mut shard, T0_MS + 2_100),
@@ -513,18 +696,29 @@ mod tests {
         let mut shard = shard();
         let user = ShardKey::Dense(12);
         let mut events = Vec::new();
-        shard.set_status(
-            user,
-            Some(ManualStatus::Invisible),
-            None,
-            T0_MS,
-            &mut events,
-        );
         shard
-            .heartbeat(user, 1, None, None, T0_MS + 1, &mut events)
+            .set_status(
+                user,
+                Some(ManualStatus::Invisible),
+                None,
+                Room::Available,
+                T0_MS,
+                &mut events,
+            )
+            .expect("room");
+        shard
+            .heartbeat(user, 1, None, None, Room::Available, T0_MS + 1, &mut events)
             .unwrap();
         shard
-            .heartbeat(user, 1, Some(AppStatus::Busy), None, T0_MS + 2, &mut events)
+            .heartbeat(
+                user,
+                1,
+                Some(AppStatus::Busy),
+                None,
+                Room::Available,
+                T0_MS + 2,
+                &mut events,
+            )
             .unwrap();
         assert_eq!(
             shard.view(user, T0_MS + 2),
@@ -537,21 +731,49 @@ mod tests {
         assert!(tick(&mut shard, T0_MS + 3_000).is_empty());
         assert!(events.is_empty(), "{events:?}");
         // Going invisible while online looks like going offline to everyone else.
-        shard.set_status(user, None, None, T0_MS + 4_000, &mut events);
         shard
-            .heartbeat(user, 30, None, None, T0_MS + 4_000, &mut events)
+            .set_status(
+                user,
+                None,
+                None,
+                Room::Available,
+                T0_MS + 4_000,
+                &mut events,
+            )
+            .expect("room");
+        shard
+            .heartbeat(
+                user,
+                30,
+                None,
+                None,
+                Room::Available,
+                T0_MS + 4_000,
+                &mut events,
+            )
             .unwrap();
-        shard.set_status(
-            user,
-            Some(ManualStatus::Invisible),
-            None,
-            T0_MS + 5_000,
-            &mut events,
-        );
+        shard
+            .set_status(
+                user,
+                Some(ManualStatus::Invisible),
+                None,
+                Room::Available,
+                T0_MS + 5_000,
+                &mut events,
+            )
+            .expect("room");
         assert_eq!(states(&events), vec![State::Online, State::Offline]);
         assert_eq!(events[1].last_seen_ms, Some(T0_MS + 4_000));
         shard
-            .heartbeat(user, 30, None, None, T0_MS + 6_000, &mut events)
+            .heartbeat(
+                user,
+                30,
+                None,
+                None,
+                Room::Available,
+                T0_MS + 6_000,
+                &mut events,
+            )
             .unwrap();
         assert_eq!(
             shard.view(user, T0_MS + 6_000).last_seen_ms,
@@ -567,15 +789,254 @@ mod tests {
         let user = ShardKey::Dense(20);
         let mut events = Vec::new();
         shard
-            .heartbeat(user, 30, None, None, T0_MS, &mut events)
+            .heartbeat(user, 30, None, None, Room::Available, T0_MS, &mut events)
             .unwrap();
         shard
-            .heartbeat(user, 30, None, Some(b"phone"), T0_MS, &mut events)
+            .heartbeat(
+                user,
+                30,
+                None,
+                Some(b"phone"),
+                Room::Available,
+                T0_MS,
+                &mut events,
+            )
             .unwrap();
         shard
-            .heartbeat(user, 30, Some(AppStatus::Away), None, T0_MS, &mut events)
+            .heartbeat(
+                user,
+                30,
+                Some(AppStatus::Away),
+                None,
+                Room::Available,
+                T0_MS,
+                &mut events,
+            )
             .unwrap();
         assert_eq!(shard.view(user, T0_MS).state, State::Away);
         assert_eq!(states(&events), vec![State::Online, State::Away]);
+    }
+
+    /// Past `maxmemory` (`Room::Full`) only users the store does not track are refused: a
+    /// known user's heartbeat (online or offline, with a new device or not) and override go
+    /// on, clearing an override nobody set changes nothing, and nothing refused is stored.
+    #[test]
+    fn room_full_refuses_only_new_users() {
+        let mut shard = shard();
+        let mut events = Vec::new();
+        let (dense, side) = (ShardKey::Dense(3), ShardKey::Side(b"u-1"));
+        for key in [dense, side] {
+            assert_eq!(
+                shard.heartbeat(key, 30, None, None, Room::Available, T0_MS, &mut events),
+                Ok(true)
+            );
+        }
+        assert!(shard.offline(side, None, T0_MS + 1, &mut events));
+        let full = |shard: &mut Shard, key, device, events: &mut Vec<Transition>| {
+            shard.heartbeat(key, 30, None, device, Room::Full, T0_MS + 2, events)
+        };
+        assert_eq!(full(&mut shard, dense, None, &mut events), Ok(false));
+        assert_eq!(
+            full(&mut shard, side, None, &mut events),
+            Ok(true),
+            "an offline user the store tracks comes back"
+        );
+        assert_eq!(
+            full(&mut shard, dense, Some(b"phone"), &mut events),
+            Ok(false)
+        );
+        for key in [ShardKey::Dense(4), ShardKey::Side(b"u-2")] {
+            assert_eq!(
+                full(&mut shard, key, None, &mut events),
+                Err(StoreError::OutOfMemory)
+            );
+            assert_eq!(
+                shard.set_status(
+                    key,
+                    Some(ManualStatus::Dnd),
+                    None,
+                    Room::Full,
+                    T0_MS,
+                    &mut events
+                ),
+                Err(StoreError::OutOfMemory)
+            );
+            assert_eq!(
+                shard.set_status(key, None, None, Room::Full, T0_MS, &mut events),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            shard.set_status(
+                dense,
+                Some(ManualStatus::Dnd),
+                None,
+                Room::Full,
+                T0_MS,
+                &mut events
+            ),
+            Ok(())
+        );
+        assert_eq!(shard.tracked_count(), 2, "nothing refused was stored");
+        assert_eq!(shard.side_count(), 1);
+    }
+
+    /// Forgetting a user frees them: a side-table entry and its bytes go, a dense slot reads
+    /// as never seen again, subscribers are told offline (a logout), and their wheel entry
+    /// firing later neither publishes nor stores them again.
+    #[test]
+    fn forget_frees_the_user() {
+        let mut shard = shard();
+        let mut events = Vec::new();
+        let (dense, side) = (ShardKey::Dense(3), ShardKey::Side(b"0b0e5a52-1111-4b3c"));
+        for key in [dense, side] {
+            shard
+                .heartbeat(key, 1, None, None, Room::Available, T0_MS, &mut events)
+                .expect("heartbeat");
+        }
+        shard
+            .heartbeat(
+                side,
+                1,
+                None,
+                Some(b"phone"),
+                Room::Available,
+                T0_MS,
+                &mut events,
+            )
+            .expect("a device: an extras entry");
+        let side_bytes = shard.side_bytes();
+        assert!(side_bytes > 0);
+        events.clear();
+        for key in [dense, side] {
+            assert!(shard.forget(key, T0_MS + 10, &mut events));
+            assert!(
+                !shard.forget(key, T0_MS + 10, &mut events),
+                "already forgotten"
+            );
+            assert_eq!(
+                shard.view(key, T0_MS + 10),
+                View {
+                    state: State::Offline,
+                    last_seen_ms: None
+                }
+            );
+        }
+        assert_eq!(states(&events), vec![State::Offline, State::Offline]);
+        assert!(events.iter().all(|e| e.cause == Cause::Logout));
+        assert_eq!(
+            events[0].last_seen_ms,
+            Some(T0_MS),
+            "the last-seen they had"
+        );
+        assert_eq!(shard.online_count(), 0);
+        assert_eq!(shard.tracked_count(), 0);
+        assert_eq!(shard.side_count(), 0);
+        assert_eq!(shard.extras_count(), 0);
+        assert!(
+            shard.side_bytes() < side_bytes,
+            "the side table gave its memory back"
+        );
+        // Their wheel entries were still pending: they fire into nothing.
+        assert!(shard.wheel_len() > 0);
+        assert!(tick(&mut shard, T0_MS + 2_000).is_empty());
+        assert_eq!(shard.wheel_len(), 0);
+        assert!(shard.forgotten_wheel_entries.is_empty());
+        assert_eq!(shard.tracked_count(), 0, "nobody stored again");
+        assert_eq!(shard.counters().went_offline_logout_count, 2);
+    }
+
+    /// A user forgotten while wheel entries point at them and back before those fire is a new
+    /// user (refused past `maxmemory`), gets one live entry more, goes offline at their new
+    /// deadline, and the old entries change nothing when they fire: for a plain user (one
+    /// entry), one with a device, and one whose deadline was shortened (two entries).
+    #[test]
+    fn forgotten_user_coming_back_keeps_one_live_entry() {
+        let mut shard = shard();
+        let mut events = Vec::new();
+        let users = [
+            ShardKey::Dense(8),
+            ShardKey::Side(b"u-8"),
+            ShardKey::Side(b"u-9"),
+        ];
+        let beat = |shard: &mut Shard, key, ttl_s, device, room, at_ms, events: &mut Vec<_>| {
+            shard.heartbeat(key, ttl_s, None, device, room, at_ms, events)
+        };
+        let phone = Some(&b"phone"[..]);
+        beat(
+            &mut shard,
+            users[0],
+            3,
+            None,
+            Room::Available,
+            T0_MS,
+            &mut events,
+        )
+        .expect("beat");
+        beat(
+            &mut shard,
+            users[1],
+            3,
+            phone,
+            Room::Available,
+            T0_MS,
+            &mut events,
+        )
+        .expect("beat");
+        for ttl_s in [3, 2] {
+            beat(
+                &mut shard,
+                users[2],
+                ttl_s,
+                None,
+                Room::Available,
+                T0_MS,
+                &mut events,
+            )
+            .expect("beat");
+        }
+        assert_eq!(shard.wheel_len(), 4);
+        for key in users {
+            assert!(shard.forget(key, T0_MS + 100, &mut events));
+            assert_eq!(
+                beat(
+                    &mut shard,
+                    key,
+                    1,
+                    None,
+                    Room::Full,
+                    T0_MS + 200,
+                    &mut events
+                ),
+                Err(StoreError::OutOfMemory),
+                "forgotten: a new user"
+            );
+            assert_eq!(
+                beat(
+                    &mut shard,
+                    key,
+                    1,
+                    None,
+                    Room::Available,
+                    T0_MS + 200,
+                    &mut events
+                ),
+                Ok(true)
+            );
+        }
+        assert_eq!(shard.online_count(), 3);
+        assert_eq!(
+            tick(&mut shard, T0_MS + 1_300),
+            vec![(State::Offline, Some(T0_MS + 200)); 3]
+        );
+        assert_eq!(shard.online_count(), 0);
+        assert!(
+            tick(&mut shard, T0_MS + 4_000).is_empty(),
+            "the old entries change nothing"
+        );
+        assert_eq!(shard.wheel_len(), 0);
+        assert_eq!(shard.extras_count(), 0);
+        assert!(shard.forgotten_wheel_entries.is_empty());
+        assert_eq!(shard.tracked_count(), 3, "offline, last-seen kept");
     }
 }

@@ -78,9 +78,13 @@ impl Shard {
             self.restore_user(ShardKey::Dense(at), now_ms);
             index = at + 1;
         }
+        // By position, holes skipped: restoring a user may forget them (a slot with nothing
+        // left to restore), which leaves a hole and moves nobody.
         let mut position = 0;
-        while let Some(id) = self.tables.side_at(position).cloned() {
-            self.restore_user(ShardKey::Side(&id), now_ms);
+        while let Some(at) = self.tables.side_at(position) {
+            if let Some(id) = at.cloned() {
+                self.restore_user(ShardKey::Side(&id), now_ms);
+            }
             position += 1;
         }
     }
