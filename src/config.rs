@@ -121,6 +121,25 @@ pub struct Args {
     /// Used memory is the resident size. 0: no limit.
     #[arg(long, default_value = "0", value_parser = parse_memory_flag)]
     pub maxmemory: u64,
+    /// Start as a follower of this leader, `HOST PORT` (Redis's `replicaof`); `REPLICAOF NO
+    /// ONE` promotes it at run time. The leader must run the same --shards and --capacity
+    #[arg(long, num_args = 2, value_names = ["HOST", "PORT"])]
+    pub replicaof: Option<Vec<String>>,
+    /// Password a follower sends its leader (`AUTH`), for a leader with --requirepass
+    #[arg(long, env = "PRESENCED_MASTERAUTH")]
+    pub masterauth: Option<String>,
+    /// Bytes of the replication stream a leader keeps, so that a follower that reconnects
+    /// within them resumes by offset instead of a full sync (Redis's repl-backlog-size)
+    #[arg(long, default_value = "1mb", value_parser = parse_memory_flag)]
+    pub repl_backlog_size: u64,
+    /// Sentinel promotes the follower with the lowest priority first; 0 never (Redis's
+    /// replica-priority)
+    #[arg(long, default_value_t = 100)]
+    pub replica_priority: u64,
+    /// Seconds a promoted follower keeps every online user online at least, so heartbeats in
+    /// flight to the failed leader can reach it: a failover declares nobody offline at once
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub promotion_grace: u64,
 }
 
 /// Redis's memory values (its `memtoull`): decimal digits, then nothing or `b` (bytes), `k`,
@@ -185,6 +204,12 @@ pub struct Config {
     pub pubsub_output_max: usize,
     /// `--maxmemory` at start (0: none); `CONFIG SET maxmemory` changes the gauge's copy.
     pub maxmemory_bytes: u64,
+    /// `--replicaof HOST PORT` at start: the leader to follow.
+    pub replicaof: Option<(String, u16)>,
+    pub masterauth: Option<String>,
+    pub repl_backlog_bytes: usize,
+    pub replica_priority: u64,
+    pub promotion_grace_s: u64,
 }
 
 impl Config {
@@ -204,6 +229,21 @@ impl Config {
         }
         let snapshot_interval = (args.snapshot_interval > 0.0)
             .then(|| std::time::Duration::from_secs_f64(args.snapshot_interval));
+        let replicaof = match args.replicaof.as_deref() {
+            None => None,
+            Some([host, port]) => Some((
+                host.clone(),
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| format!("--replicaof: '{port}' is not a port"))?,
+            )),
+            Some(_) => return Err("--replicaof takes HOST PORT".to_string()),
+        };
+        let repl_backlog_bytes = usize::try_from(args.repl_backlog_size)
+            .ok()
+            .filter(|&b| b >= 16 * 1024)
+            .ok_or_else(|| "--repl-backlog-size must be at least 16kb".to_string())?;
         if args.requirepass.as_deref() == Some("") {
             return Err("--requirepass must not be empty".to_string());
         }
@@ -228,6 +268,11 @@ impl Config {
             query_buffer_max: args.client_query_buffer_limit,
             pubsub_output_max: args.pubsub_output_limit,
             maxmemory_bytes: args.maxmemory,
+            replicaof,
+            masterauth: args.masterauth,
+            repl_backlog_bytes,
+            replica_priority: args.replica_priority,
+            promotion_grace_s: args.promotion_grace,
         })
     }
 

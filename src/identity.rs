@@ -16,16 +16,16 @@ pub struct Identity {
 impl Identity {
     pub fn new(listen_addr: SocketAddr, started_ms: u64) -> Identity {
         Identity {
-            run_id: new_run_id(),
+            run_id: random_hex_40(),
             started_ms,
             listen_addr,
         }
     }
 }
 
-/// Seeded from the standard library's per-process random hasher keys, so no extra dependency
-/// is needed.
-fn new_run_id() -> String {
+/// 40 random hexadecimal characters (a run_id, a replication ID). Seeded from the standard
+/// library's random hasher keys, so no extra dependency is needed.
+pub fn random_hex_40() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut id = String::with_capacity(48);
     for round in 0..3u64 {
@@ -43,9 +43,9 @@ fn new_run_id() -> String {
 mod tests {
     #[test]
     fn run_id_is_40_hex() {
-        let id = super::new_run_id();
+        let id = super::random_hex_40();
         assert_eq!(id.len(), 40);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(id, super::new_run_id());
+        assert_ne!(id, super::random_hex_40());
     }
 }

@@ -24,6 +24,7 @@ pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod pubsub;
+pub mod replication;
 pub mod resp;
 pub mod server;
 pub mod services;

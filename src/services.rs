@@ -18,6 +18,7 @@ use crate::dropin::Keyspace;
 use crate::identity::Identity;
 use crate::memory::MemoryGauge;
 use crate::pubsub::PubSub;
+use crate::replication::Replication;
 use crate::snapshot::Persistence;
 use crate::stats::Stats;
 use crate::store::Store;
@@ -28,6 +29,7 @@ pub struct Services {
     pub pubsub: Arc<PubSub>,
     pub keyspace: Arc<Keyspace>,
     pub persistence: Persistence,
+    pub replication: Replication,
     pub clients: ClientRegistry,
     /// The `maxmemory` limit and the used-memory figure it is compared with.
     pub memory: MemoryGauge,
@@ -72,6 +74,7 @@ pub struct Shared<'a> {
     pub pubsub: &'a PubSub,
     pub keyspace: &'a Keyspace,
     pub persistence: &'a Persistence,
+    pub replication: &'a Replication,
     pub clients: &'a ClientRegistry,
     pub memory: &'a MemoryGauge,
     pub stats: &'a Stats,
@@ -105,8 +108,10 @@ impl Services {
             config.key_pattern.as_str().to_string(),
         );
         let memory = MemoryGauge::new(config.maxmemory_bytes, store.growth().clone());
+        let replication = Replication::new(&config);
         let services = Arc::new(Services {
             persistence,
+            replication,
             memory,
             store,
             pubsub,
@@ -128,6 +133,7 @@ impl Services {
             pubsub: &self.pubsub,
             keyspace: &self.keyspace,
             persistence: &self.persistence,
+            replication: &self.replication,
             clients: &self.clients,
             memory: &self.memory,
             stats: &self.stats,

@@ -27,6 +27,19 @@ pub struct Session {
     pub watched: HashMap<Bytes, WatchedKey>,
     /// `CLIENT REPLY`: whether replies are sent.
     pub reply_mode: ReplyMode,
+    /// What a follower said in its handshake (`REPLCONF listening-port`, `capa`), and the
+    /// `PSYNC` that turns this connection into its replication link.
+    pub replica: ReplicaHandshake,
+}
+
+/// A follower's handshake, as the leader's connection collects it.
+#[derive(Debug, Default)]
+pub struct ReplicaHandshake {
+    pub listening_port: u16,
+    /// It announced `capa presenced-v1`: it reads presenced's stream.
+    pub reads_presenced_stream: bool,
+    /// `PSYNC <replid> <offset>`: the connection becomes the follower's link.
+    pub psync: Option<(String, i64)>,
 }
 
 /// `CLIENT REPLY ON | OFF | SKIP`.
@@ -71,6 +84,7 @@ impl Session {
             transaction: None,
             watched: HashMap::new(),
             reply_mode: ReplyMode::On,
+            replica: ReplicaHandshake::default(),
         }
     }
 
@@ -98,4 +112,7 @@ pub enum Flow {
     /// Write what is pending, then close for this reason (QUIT, CLIENT KILL of itself, a
     /// protocol error). `ShutdownCommand` also stops the server once the output is written.
     Close(CloseReason),
+    /// Write what is pending, then serve this connection as a follower's replication link
+    /// (`PSYNC`; the request is in `Session::replica`).
+    Replicate,
 }

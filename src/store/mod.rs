@@ -448,6 +448,46 @@ impl Store {
         self.lock(shard_index).drain_changes(max, out)
     }
 
+    /// Replication, on a leader: drains at most `max` changed users of shard `shard_index` into
+    /// replication records appended to `out` (their state now); returns how many.
+    pub fn encode_changes(&self, shard_index: usize, max: usize, out: &mut Vec<u8>) -> usize {
+        self.lock(shard_index).encode_changes(max, out)
+    }
+
+    /// Replication, on a follower: applies records a leader's shard `shard_index` encoded,
+    /// publishing their transitions as if they had happened here. Errors name the bad record;
+    /// records before it stay applied (each is a whole user's state, so that is consistent).
+    pub fn apply_changes(
+        &self,
+        shard_index: usize,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<usize, ImportError> {
+        if shard_index >= self.shards.len() {
+            return Err(ImportError(format!(
+                "shard {shard_index} does not exist here ({} shards)",
+                self.shards.len()
+            )));
+        }
+        let mut events = Vec::new();
+        let applied = {
+            let mut shard = self.lock(shard_index);
+            let applied = shard.apply_changes(bytes, self.capacity, now_ms, &mut events);
+            // Published while the shard is held, as every change's events are: in order.
+            self.emit(&events);
+            applied
+        };
+        applied
+    }
+
+    /// Replication, on a promoted follower: its wheels rebuilt from the users it holds, every
+    /// online user's deadline at least `grace_ms` away (see `Shard::rebuild_wheels`).
+    pub fn rebuild_wheels(&self, now_ms: u64, grace_ms: u64) {
+        for shard_index in 0..self.shards.len() {
+            self.lock(shard_index).rebuild_wheels(now_ms, grace_ms);
+        }
+    }
+
     pub fn online_count(&self) -> u64 {
         self.sum(|s| s.online_count())
     }

@@ -131,6 +131,11 @@ impl Shard {
         now_ms: u64,
         events: &mut Vec<Transition>,
     ) {
+        if slot.is_never_seen() {
+            // Forgotten on the leader (DEL, a past expiry): forgotten here, as it was there.
+            self.forget(key, now_ms, events);
+            return;
+        }
         let local = self.tables.slot(key);
         let slot = slot.with_armed(local.armed());
         let change = match extra {
@@ -173,6 +178,7 @@ impl Shard {
     pub(in crate::store) fn rebuild_wheels(&mut self, now_ms: u64, grace_ms: u64) {
         self.dense_wheel = TimingWheel::new(now_ms);
         self.side_wheel = TimingWheel::new(now_ms);
+        self.forgotten_wheel_entries.clear();
         let floor_ms = now_ms.saturating_add(grace_ms);
         let mut index = 0;
         while let Some(at) = self.next_touched(index) {
@@ -180,8 +186,10 @@ impl Shard {
             index = at + 1;
         }
         let mut position = 0;
-        while let Some(id) = self.tables.side_at(position).cloned() {
-            self.regrace_user(ShardKey::Side(&id), floor_ms);
+        while let Some(at) = self.tables.side_at(position) {
+            if let Some(id) = at.cloned() {
+                self.regrace_user(ShardKey::Side(&id), floor_ms);
+            }
             position += 1;
         }
         self.restore_users(now_ms);

@@ -1,0 +1,290 @@
+//! Replication: a leader ships its users' state to followers; Redis Sentinel decides who leads.
+//!
+//! The stream is not the clients' commands but the shards' changes: every tick the leader
+//! drains each shard's dirty users (`Store::encode_changes`) into `STATE` frames, appended to a
+//! backlog of `--repl-backlog-size` bytes, and each follower connection (`leader`) writes the
+//! backlog out from its offset. A follower (`follower`) connects with Redis's handshake,
+//! loads the full-sync snapshot, then applies frames through the same door every change goes
+//! through, so its subscribers see the leader's transitions. Offsets count stream bytes, as
+//! Redis's do, so Sentinel's view of who is most up to date holds. docs/design/replication.md
+//! has the stream's format (version 1) and what survives a failover.
+
+mod backlog;
+pub mod follower;
+pub mod leader;
+pub mod stream;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+pub use backlog::Backlog;
+
+/// What this process is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower { host: String, port: u16 },
+}
+
+/// The state of a follower's link to its leader (`INFO replication` on a follower).
+#[derive(Clone, Debug, Default)]
+pub struct Link {
+    pub up: bool,
+    pub sync_in_progress: bool,
+    pub last_io_ms: u64,
+    pub down_since_ms: u64,
+    /// Stream bytes applied (Redis's `slave_repl_offset`).
+    pub applied_offset: u64,
+}
+
+/// A follower as its leader sees it (`INFO replication` on a leader: `slaveN:`).
+#[derive(Clone, Debug)]
+pub struct FollowerInfo {
+    pub client_id: u64,
+    pub ip: String,
+    pub listening_port: u16,
+    /// `wait_bgsave`, `send_bulk` or `online`.
+    pub state: &'static str,
+    pub ack_offset: u64,
+    pub last_ack_ms: u64,
+}
+
+struct State {
+    role: Role,
+    /// Bumped at every role change: a follower link whose epoch is stale ends.
+    epoch: u64,
+    replid: String,
+    replid2: String,
+    /// The offset up to which `replid2` is valid, -1 without one (Redis's fields).
+    second_offset: i64,
+    link: Link,
+    followers: Vec<FollowerInfo>,
+    full_syncs: u64,
+    partial_syncs_ok: u64,
+    partial_syncs_err: u64,
+}
+
+pub struct Replication {
+    state: Mutex<State>,
+    /// The stream: held while frames are appended, so that frames keep the order of the
+    /// changes they carry (a FLUSHALL is a barrier between the changes before and after it).
+    backlog: Mutex<Backlog>,
+    /// The stream's end offset, watched by the connections feeding followers.
+    end_offset: watch::Sender<u64>,
+    /// Whether the shards track changes (turned on by the first follower; it stays on).
+    tracking: AtomicBool,
+    pub replica_priority: u64,
+    pub promotion_grace_s: u64,
+    pub masterauth: Option<String>,
+}
+
+/// A fresh 40-hex replication ID.
+pub fn new_replid() -> String {
+    crate::identity::random_hex_40()
+}
+
+impl Replication {
+    pub fn new(config: &crate::config::Config) -> Self {
+        let role = match &config.replicaof {
+            Some((host, port)) => Role::Follower {
+                host: host.clone(),
+                port: *port,
+            },
+            None => Role::Leader,
+        };
+        Self {
+            state: Mutex::new(State {
+                role,
+                epoch: 0,
+                replid: new_replid(),
+                replid2: "0".repeat(40),
+                second_offset: -1,
+                link: Link::default(),
+                followers: Vec::new(),
+                full_syncs: 0,
+                partial_syncs_ok: 0,
+                partial_syncs_err: 0,
+            }),
+            backlog: Mutex::new(Backlog::new(config.repl_backlog_bytes)),
+            end_offset: watch::channel(0).0,
+            tracking: AtomicBool::new(false),
+            replica_priority: config.replica_priority,
+            promotion_grace_s: config.promotion_grace_s,
+            masterauth: config.masterauth.clone(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn backlog(&self) -> MutexGuard<'_, Backlog> {
+        self.backlog.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn role(&self) -> Role {
+        self.state().role.clone()
+    }
+
+    pub fn is_follower(&self) -> bool {
+        matches!(self.state().role, Role::Follower { .. })
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.state().epoch
+    }
+
+    pub fn replid(&self) -> String {
+        self.state().replid.clone()
+    }
+
+    /// `(replid, replid2, second_offset)`.
+    pub fn ids(&self) -> (String, String, i64) {
+        let state = self.state();
+        (
+            state.replid.clone(),
+            state.replid2.clone(),
+            state.second_offset,
+        )
+    }
+
+    pub fn link(&self) -> Link {
+        self.state().link.clone()
+    }
+
+    pub fn update_link(&self, update: impl FnOnce(&mut Link)) {
+        update(&mut self.state().link);
+    }
+
+    pub fn followers(&self) -> Vec<FollowerInfo> {
+        self.state().followers.clone()
+    }
+
+    pub fn sync_counts(&self) -> (u64, u64, u64) {
+        let state = self.state();
+        (
+            state.full_syncs,
+            state.partial_syncs_ok,
+            state.partial_syncs_err,
+        )
+    }
+
+    /// Becomes a follower of `host:port` (REPLICAOF). Returns the new epoch, which the link
+    /// task started for it carries.
+    pub fn follow(&self, host: String, port: u16) -> u64 {
+        let mut state = self.state();
+        state.role = Role::Follower { host, port };
+        state.epoch += 1;
+        state.link = Link {
+            down_since_ms: crate::clock::now_ms(),
+            ..Link::default()
+        };
+        state.epoch
+    }
+
+    /// Becomes the leader (REPLICAOF NO ONE): a new replication ID, the old one kept as the
+    /// second so followers of the same old leader continue by offset. Returns false if this
+    /// was already the leader.
+    pub fn lead(&self) -> bool {
+        let mut state = self.state();
+        if state.role == Role::Leader {
+            return false;
+        }
+        state.role = Role::Leader;
+        state.epoch += 1;
+        state.replid2 = std::mem::replace(&mut state.replid, new_replid());
+        state.second_offset = self.end_offset() as i64 + 1;
+        true
+    }
+
+    /// After a full sync a follower takes its leader's ID and offset.
+    pub fn adopt(&self, replid: &str, offset: u64) {
+        self.state().replid = replid.to_string();
+        self.backlog().reset(offset);
+        self.end_offset.send_replace(offset);
+    }
+
+    /// A `+CONTINUE <id>` from a leader whose ID changed (it was promoted): the new ID, the
+    /// old one kept as the second, the offset going on.
+    pub fn adopt_id(&self, replid: &str) {
+        let end = self.end_offset();
+        let mut state = self.state();
+        if state.replid != replid {
+            state.replid2 = std::mem::replace(&mut state.replid, replid.to_string());
+            state.second_offset = end as i64 + 1;
+        }
+    }
+
+    pub fn end_offset(&self) -> u64 {
+        *self.end_offset.borrow()
+    }
+
+    pub fn watch_end(&self) -> watch::Receiver<u64> {
+        self.end_offset.subscribe()
+    }
+
+    /// Appends frames to the stream (their bytes) with the backlog held by the caller, and
+    /// wakes the followers' connections.
+    pub fn appended(&self, backlog: &Backlog) {
+        self.end_offset.send_replace(backlog.end_offset());
+    }
+
+    /// Turns change tracking on in every shard (idempotent): from now on every change is
+    /// marked for the stream.
+    pub fn ensure_tracking(&self, store: &crate::store::Store) {
+        if !self.tracking.swap(true, Ordering::AcqRel) {
+            store.track_changes(true);
+        }
+    }
+
+    pub fn tracking(&self) -> bool {
+        self.tracking.load(Ordering::Relaxed)
+    }
+
+    pub fn add_follower(&self, info: FollowerInfo) {
+        let mut state = self.state();
+        state.followers.retain(|f| f.client_id != info.client_id);
+        state.followers.push(info);
+    }
+
+    pub fn update_follower(&self, client_id: u64, update: impl FnOnce(&mut FollowerInfo)) {
+        if let Some(f) = self
+            .state()
+            .followers
+            .iter_mut()
+            .find(|f| f.client_id == client_id)
+        {
+            update(f);
+        }
+    }
+
+    pub fn remove_follower(&self, client_id: u64) {
+        self.state().followers.retain(|f| f.client_id != client_id);
+    }
+
+    pub fn count_sync(&self, full: bool, partial_ok: bool) {
+        let mut state = self.state();
+        if full {
+            state.full_syncs += 1;
+        }
+        if partial_ok {
+            state.partial_syncs_ok += 1;
+        } else if !full {
+            state.partial_syncs_err += 1;
+        }
+    }
+
+    /// Whether a follower asking to continue `replid` from `offset` (the first byte it lacks)
+    /// can: the ID is ours (or our previous one, up to where it was valid) and the backlog
+    /// still holds that byte.
+    pub fn can_continue(&self, replid: &str, offset: u64) -> bool {
+        let state = self.state();
+        let known = replid == state.replid
+            || (replid == state.replid2
+                && state.second_offset >= 0
+                && offset <= state.second_offset as u64);
+        known && self.backlog().holds(offset)
+    }
+}
