@@ -67,7 +67,11 @@ fn log_close(entry: &ClientEntry, reason: CloseReason) {
     }
 }
 
-async fn serve(services: &Services, socket: TcpStream, entry: &Arc<ClientEntry>) -> CloseReason {
+async fn serve(
+    services: &Arc<Services>,
+    socket: TcpStream,
+    entry: &Arc<ClientEntry>,
+) -> CloseReason {
     let mut session = Session::new(Arc::clone(entry), services.config.requirepass.is_some());
     let reason = serve_session(services, socket, entry, &mut session).await;
     // Whatever ended the connection, its subscriptions and watches must not outlive it.
@@ -85,7 +89,7 @@ fn io_failed(entry: &ClientEntry, err: &std::io::Error) -> CloseReason {
 // Longer than most: one loop is the whole life of a connection (run, push, write, close,
 // wait), and splitting it would scatter the order those steps must keep.
 async fn serve_session(
-    services: &Services,
+    services: &Arc<Services>,
     mut socket: TcpStream,
     entry: &Arc<ClientEntry>,
     session: &mut Session,
@@ -139,6 +143,16 @@ async fn serve_session(
             // Messages arrived while the output was long: they are not announced again (the
             // outbox wakes us only when it goes from empty to non-empty), so take them now.
             continue;
+        }
+        if flow == Flow::Replicate && out.is_empty() {
+            // PSYNC: from here on this connection is a follower's replication link.
+            let (replid, offset) = session.replica.psync.take().unwrap_or_default();
+            let request = crate::replication::leader::SyncRequest {
+                replid,
+                offset,
+                listening_port: session.replica.listening_port,
+            };
+            return crate::replication::leader::feed(services, socket, entry, request).await;
         }
         if let Flow::Close(reason) = flow
             && out.is_empty()

@@ -46,6 +46,8 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     );
 
     tokio::spawn(expiry_loop(Arc::clone(&server)));
+    tokio::spawn(replication_loop(Arc::clone(&server)));
+    tokio::spawn(follower_links(Arc::clone(&server)));
     tokio::spawn(memory_loop(Arc::clone(&server)));
     tokio::spawn(snapshot_loop(Arc::clone(&server)));
     let mut core_threads = Vec::new();
@@ -223,12 +225,27 @@ async fn expiry_loop(server: Arc<Services>) {
     let mut interval = tokio::time::interval(EXPIRY_PERIOD);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = server.shutdown_requested();
+    let mut epoch_seen = server.replication.epoch();
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = shutdown.changed() => return,
         }
         let now_ms = clock::now_ms();
+        if server.replication.is_follower() {
+            // A follower's users go offline when its leader says so, never by its own clock.
+            continue;
+        }
+        let epoch = server.replication.epoch();
+        if epoch != epoch_seen {
+            // Promoted: before any entry fires, the wheels are rebuilt from the users as the
+            // old leader last shipped them, each online one given the promotion grace.
+            epoch_seen = epoch;
+            let grace_ms = server.replication.promotion_grace_s * 1000;
+            let _gate = server.gate.shared();
+            server.store.rebuild_wheels(now_ms, grace_ms);
+            info!(grace_ms, "promoted to leader: offline detection starts");
+        }
         if server.clients.pause_at(now_ms).is_some() {
             // As in Redis, nothing expires while clients are paused (a failover in progress
             // must see no writes, the timer's included); users are declared at the end.
@@ -263,6 +280,47 @@ async fn memory_loop(server: Arc<Services>) {
         }
         if server.memory.maxmemory_bytes() != 0 {
             server.memory.refresh();
+        }
+    }
+}
+
+/// How often a leader drains its shards' changed users into the replication stream: a
+/// follower's view lags its leader's by about this much.
+const REPLICATION_PERIOD: Duration = Duration::from_millis(50);
+
+async fn replication_loop(server: Arc<Services>) {
+    let mut interval = tokio::time::interval(REPLICATION_PERIOD);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = server.shutdown_requested();
+    let mut last_frame_ms = clock::now_ms();
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let _gate = server.gate.shared();
+        server
+            .replication
+            .produce(&server.store, clock::now_ms(), &mut last_frame_ms);
+    }
+}
+
+/// Starts the link to the leader whenever this process becomes a follower (at start with
+/// `--replicaof`, or by REPLICAOF); a link ends by itself when the role changes again.
+async fn follower_links(server: Arc<Services>) {
+    let mut roles = server.replication.watch_role();
+    let mut shutdown = server.shutdown_requested();
+    loop {
+        if server.replication.is_follower() {
+            let epoch = server.replication.epoch();
+            tokio::spawn(crate::replication::follower::run(
+                Arc::clone(&server),
+                epoch,
+            ));
+        }
+        tokio::select! {
+            changed = roles.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
         }
     }
 }

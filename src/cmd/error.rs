@@ -31,6 +31,13 @@ pub enum CmdError {
     WrongArity(&'static str),
     NoAuth,
     NotAllowedWhileSubscribed(&'static str),
+    /// A write sent to a follower.
+    ReadOnly,
+    UnrecognizedReplconfOption(String),
+    /// `PSYNC` from something that does not read presenced's stream (a Redis replica).
+    ReplicaUnsupported,
+    /// `REPLICAOF` with a bad port.
+    InvalidMasterPort,
     MaxClientsReached,
     // Arguments.
     Syntax,
@@ -171,6 +178,15 @@ impl fmt::Display for CmdError {
             ),
             WrongArity(name) => write!(f, "ERR wrong number of arguments for '{name}' command"),
             NoAuth => f.write_str("NOAUTH Authentication required."),
+            ReadOnly => f.write_str("READONLY You can't write against a read only replica."),
+            ReplicaUnsupported => f.write_str(
+                "ERR presenced streams only to presenced followers (REPLCONF capa presenced-v1): \
+                 a Redis replica cannot load its snapshots",
+            ),
+            InvalidMasterPort => f.write_str("ERR Invalid master port"),
+            UnrecognizedReplconfOption(option) => {
+                write!(f, "ERR Unrecognized REPLCONF option: {option}")
+            }
             NotAllowedWhileSubscribed(name) => write!(
                 f,
                 "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"

@@ -8,6 +8,7 @@ use super::{Args, CmdResult, Ctx};
 use crate::clients::CloseReason;
 use crate::clock;
 use crate::metrics::Metrics;
+use crate::replication::Role;
 
 /// The Redis version presenced reports where tools expect one (`INFO redis_version`): the
 /// command surface it implements matches Redis 7.2 for the commands it has.
@@ -58,8 +59,8 @@ pub fn info(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
             "clients" => ("Clients", client_fields(ctx, &metrics)),
             "memory" => ("Memory", memory_fields(&metrics)),
             "persistence" => ("Persistence", persistence_fields(ctx, &metrics)),
-            "stats" => ("Stats", stats_fields(&metrics)),
-            "replication" => ("Replication", replication_fields()),
+            "stats" => ("Stats", stats_fields(ctx, &metrics)),
+            "replication" => ("Replication", replication_fields(ctx)),
             "cpu" => ("CPU", cpu_fields(&metrics)),
             "errorstats" => ("Errorstats", error_fields(&metrics)),
             "cluster" => ("Cluster", fields([("cluster_enabled", &0)])),
@@ -222,10 +223,11 @@ fn persistence_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
     ])
 }
 
-fn stats_fields(metrics: &Metrics) -> Fields {
+fn stats_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
     let clients = &metrics.clients;
     let traffic = &metrics.traffic;
     let closed = |reason: CloseReason| clients.closed_total[reason.index()];
+    let (full_syncs, partial_ok, partial_err) = ctx.shared.replication.sync_counts();
     let mut out = fields([
         (
             "total_connections_received",
@@ -238,6 +240,9 @@ fn stats_fields(metrics: &Metrics) -> Fields {
         ("total_net_input_bytes", &traffic.net_input_bytes_total),
         ("total_net_output_bytes", &traffic.net_output_bytes_total),
         ("rejected_connections", &clients.connections_rejected_total),
+        ("sync_full", &full_syncs),
+        ("sync_partial_ok", &partial_ok),
+        ("sync_partial_err", &partial_err),
         ("expired_keys", &metrics.presence.users_expired_total),
         ("evicted_keys", &0),
         ("pubsub_channels", &metrics.pubsub.channels),
@@ -266,8 +271,66 @@ fn stats_fields(metrics: &Metrics) -> Fields {
     out
 }
 
-fn replication_fields() -> Fields {
-    fields([("role", &"master"), ("connected_slaves", &0)])
+/// Redis's `# Replication` fields, in its order: what Sentinel reads to find followers, their
+/// offsets and their links.
+fn replication_fields(ctx: &Ctx<'_>) -> Fields {
+    let replication = ctx.shared.replication;
+    let (replid, replid2, second_offset) = replication.ids();
+    let end_offset = replication.end_offset();
+    let mut out = Fields::new();
+    let mut add = |name: &str, value: &dyn std::fmt::Display| {
+        out.push((name.to_string(), value.to_string()));
+    };
+    if let Role::Follower { host, port } = replication.role() {
+        let link = replication.link();
+        add("role", &"slave");
+        add("master_host", &host);
+        add("master_port", &port);
+        add("master_link_status", &if link.up { "up" } else { "down" });
+        let io_s = if link.up {
+            (ctx.now_ms.saturating_sub(link.last_io_ms) / 1000) as i64
+        } else {
+            -1
+        };
+        add("master_last_io_seconds_ago", &io_s);
+        add("master_sync_in_progress", &u8::from(link.sync_in_progress));
+        add("slave_read_repl_offset", &end_offset);
+        add("slave_repl_offset", &end_offset);
+        if !link.up {
+            let down_s = ctx.now_ms.saturating_sub(link.down_since_ms) / 1000;
+            add("master_link_down_since_seconds", &down_s);
+        }
+        add("slave_priority", &replication.replica_priority);
+        add("slave_read_only", &1);
+        add("replica_announced", &1);
+    } else {
+        add("role", &"master");
+    }
+    let followers = replication.followers();
+    add("connected_slaves", &followers.len());
+    for (i, f) in followers.iter().enumerate() {
+        let lag_s = ctx.now_ms.saturating_sub(f.last_ack_ms) / 1000;
+        let line = format!(
+            "ip={},port={},state={},offset={},lag={lag_s}",
+            f.ip, f.listening_port, f.state, f.ack_offset
+        );
+        add(&format!("slave{i}"), &line);
+    }
+    add("master_failover_state", &"no-failover");
+    add("master_replid", &replid);
+    add("master_replid2", &replid2);
+    add("master_repl_offset", &end_offset);
+    add("second_repl_offset", &second_offset);
+    let backlog = replication.backlog();
+    add(
+        "repl_backlog_active",
+        &u8::from(replication.tracking() || replication.is_follower()),
+    );
+    add("repl_backlog_size", &backlog.capacity());
+    add("repl_backlog_first_byte_offset", &backlog.first_offset());
+    add("repl_backlog_histlen", &backlog.len());
+    drop(backlog);
+    out
 }
 
 fn cpu_fields(metrics: &Metrics) -> Fields {

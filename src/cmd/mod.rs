@@ -15,6 +15,7 @@ mod introspection;
 mod keys;
 mod presence;
 mod pubsub;
+mod replication;
 mod server_admin;
 mod strings;
 mod transaction;
@@ -269,6 +270,12 @@ static COMMANDS: &[CommandSpec] = &[
     server_admin::DBSIZE,
     server_admin::CONFIG,
     server_admin::TIME,
+    replication::REPLCONF,
+    replication::PSYNC,
+    replication::SYNC,
+    replication::REPLICAOF,
+    replication::SLAVEOF,
+    replication::ROLE,
     server_admin::FLUSHALL,
     server_admin::FLUSHDB,
     server_admin::SHUTDOWN,
@@ -410,6 +417,10 @@ fn admit(
         && !pubsub::allowed_while_subscribed(spec.name)
     {
         return Err((CmdError::NotAllowedWhileSubscribed(spec.name), spec.name));
+    }
+    if spec.flags.contains(&"write") && ctx.shared.replication.is_follower() {
+        // A follower's users change only through its leader's stream.
+        return Err((CmdError::ReadOnly, spec.name));
     }
     let Some(sub_name) = args.get(1).filter(|_| !spec.subcommands.is_empty()) else {
         return Ok((spec, 1));

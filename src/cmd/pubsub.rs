@@ -319,7 +319,14 @@ pub fn unsubscribe_all(pubsub: &PubSub, session: &mut Session) {
 fn publish(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let channel = args.required()?;
     let message = args.required()?;
-    let receivers = ctx.shared.pubsub.publish(channel, message);
+    // Replicated as Redis replicates PUBLISH: a follower's subscribers receive it too.
+    let pubsub = ctx.shared.pubsub;
+    let receivers = ctx
+        .shared
+        .replication
+        .with_frame(&[b"PUBLISH", channel, message], || {
+            pubsub.publish(channel, message)
+        });
     ctx.out.integer(receivers as i64);
     Ok(())
 }

@@ -298,7 +298,14 @@ fn flushall(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     args.finish()?;
-    match ctx.shared.store.flush(ctx.now_ms) {
+    // Followers flush at the same point of the stream: changes before it on one side, after
+    // it on the other.
+    let (store, now_ms) = (ctx.shared.store, ctx.now_ms);
+    match ctx
+        .shared
+        .replication
+        .with_frame(&[b"FLUSHALL"], || store.flush(now_ms))
+    {
         Ok(()) => {
             // The slot pages and tables were just given back: the next command past a
             // maxmemory reached before must see the figure they leave.

@@ -48,8 +48,7 @@ impl Backlog {
         self.end_offset += frame.len() as u64;
         if frame.len() >= self.capacity {
             self.bytes.clear();
-            self.bytes
-                .extend(&frame[frame.len() - self.capacity..]);
+            self.bytes.extend(&frame[frame.len() - self.capacity..]);
             return;
         }
         let overflow = (self.bytes.len() + frame.len()).saturating_sub(self.capacity);

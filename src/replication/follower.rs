@@ -10,8 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
+use super::Role;
 use super::stream::{self, CAPA, Frame};
-use super::{Replication, Role};
 use crate::clock;
 use crate::resp::{DecodeLimits, RequestDecoder};
 use crate::services::Services;
@@ -33,8 +33,11 @@ pub async fn run(services: Arc<Services>, epoch: u64) {
         if services.replication.epoch() != epoch || *shutdown.borrow_and_update() {
             return;
         }
+        // A role change (REPLICAOF) ends this link at once, wherever it is: two links must
+        // never apply streams at the same time.
         let session = tokio::select! {
             result = follow_once(&services, &host, port, epoch) => result,
+            _ = role_changed(&services, epoch) => return,
             _ = shutdown.changed() => return,
         };
         if let Err(err) = session {
@@ -48,6 +51,17 @@ pub async fn run(services: Arc<Services>, epoch: u64) {
             link.sync_in_progress = false;
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Completes once the role's epoch is no longer `epoch`.
+async fn role_changed(services: &Services, epoch: u64) {
+    let mut roles = services.replication.watch_role();
+    while services.replication.epoch() == epoch {
+        if roles.changed().await.is_err() {
+            // The sender lives as long as the services: nothing will ever change.
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -80,16 +94,19 @@ async fn follow_once(
     command(
         &mut socket,
         &mut input,
-        &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2", b"capa", CAPA.as_bytes()],
+        &[
+            b"REPLCONF",
+            b"capa",
+            b"eof",
+            b"capa",
+            b"psync2",
+            b"capa",
+            CAPA.as_bytes(),
+        ],
     )
     .await?;
-    let (replid, _, _) = replication.ids();
     let applied = replication.end_offset();
-    let (psync_id, psync_offset) = if replication.link().applied_offset > 0 || applied > 0 {
-        (replid.clone(), (applied + 1).to_string())
-    } else {
-        ("?".to_string(), "-1".to_string())
-    };
+    let (psync_id, psync_offset) = replication.psync_request();
     let reply = command(
         &mut socket,
         &mut input,

@@ -42,7 +42,10 @@ impl Replication {
                     break;
                 }
                 frame.clear();
-                stream::frame(&mut frame, &[b"STATE", shard.to_string().as_bytes(), &records]);
+                stream::frame(
+                    &mut frame,
+                    &[b"STATE", shard.to_string().as_bytes(), &records],
+                );
                 backlog.push(&frame);
                 produced = true;
             }
@@ -102,8 +105,8 @@ pub async fn feed(
         ack_offset: 0,
         last_ack_ms: clock::now_ms(),
     };
-    let continues = request.offset > 0
-        && replication.can_continue(&request.replid, request.offset as u64);
+    let continues =
+        request.offset > 0 && replication.can_continue(&request.replid, request.offset as u64);
     let mut next_offset;
     if continues {
         next_offset = request.offset as u64;
@@ -114,7 +117,11 @@ pub async fn feed(
         }
         info.state = "online";
         replication.add_follower(info);
-        info!(client = entry.id, offset = next_offset, "follower continues by offset");
+        info!(
+            client = entry.id,
+            offset = next_offset,
+            "follower continues by offset"
+        );
     } else {
         if request.offset > 0 {
             replication.count_sync(false, false);
@@ -145,7 +152,12 @@ pub async fn feed(
             replication.remove_follower(entry.id);
             return CloseReason::IoError;
         }
-        info!(client = entry.id, bytes = payload.len(), offset = start_offset, "full sync sent");
+        info!(
+            client = entry.id,
+            bytes = payload.len(),
+            offset = start_offset,
+            "full sync sent"
+        );
         replication.update_follower(entry.id, |f| f.state = "online");
         next_offset = start_offset + 1;
     }
@@ -180,7 +192,10 @@ async fn stream_to(
             .read_from(*next_offset, FEED_CHUNK_BYTES, &mut chunk);
         match read {
             None => {
-                warn!(client = entry.id, "follower fell out of the backlog: disconnected");
+                warn!(
+                    client = entry.id,
+                    "follower fell out of the backlog: disconnected"
+                );
                 return CloseReason::PubsubOutputLimit;
             }
             Some(0) => {}
@@ -243,7 +258,10 @@ async fn full_sync_payload(services: &Arc<Services>, client_id: u64) -> Result<V
     std::thread::Builder::new()
         .name("presenced-fullsync".into())
         .spawn(move || {
-            let dir = services.config.dir.join(format!(".replication-{client_id}"));
+            let dir = services
+                .config
+                .dir
+                .join(format!(".replication-{client_id}"));
             let saved = crate::snapshot::save(
                 &services.store,
                 services.config.key_pattern.as_str(),
@@ -256,5 +274,7 @@ async fn full_sync_payload(services: &Arc<Services>, client_id: u64) -> Result<V
             let _ = done.send(saved);
         })
         .map_err(|e| e.to_string())?;
-    result.await.map_err(|_| "the snapshot thread ended".to_string())?
+    result
+        .await
+        .map_err(|_| "the snapshot thread ended".to_string())?
 }

@@ -35,8 +35,6 @@ pub struct Link {
     pub sync_in_progress: bool,
     pub last_io_ms: u64,
     pub down_since_ms: u64,
-    /// Stream bytes applied (Redis's `slave_repl_offset`).
-    pub applied_offset: u64,
 }
 
 /// A follower as its leader sees it (`INFO replication` on a leader: `slaveN:`).
@@ -60,6 +58,9 @@ struct State {
     /// The offset up to which `replid2` is valid, -1 without one (Redis's fields).
     second_offset: i64,
     link: Link,
+    /// Whether this process holds a stream it can continue: it synced from a leader, or led
+    /// with followers. A fresh follower asks for a full sync (`PSYNC ? -1`).
+    has_stream: bool,
     followers: Vec<FollowerInfo>,
     full_syncs: u64,
     partial_syncs_ok: u64,
@@ -75,6 +76,11 @@ pub struct Replication {
     end_offset: watch::Sender<u64>,
     /// Whether the shards track changes (turned on by the first follower; it stays on).
     tracking: AtomicBool,
+    /// Mirrors `Role::Follower`, for the write check on every command (no lock).
+    following: AtomicBool,
+    /// Bumped with `State::epoch` at every role change, for the task that starts and stops
+    /// the follower link and rebuilds the wheels at a promotion.
+    role_changes: watch::Sender<u64>,
     pub replica_priority: u64,
     pub promotion_grace_s: u64,
     pub masterauth: Option<String>,
@@ -94,7 +100,10 @@ impl Replication {
             },
             None => Role::Leader,
         };
+        let following = matches!(role, Role::Follower { .. });
         Self {
+            following: AtomicBool::new(following),
+            role_changes: watch::channel(0).0,
             state: Mutex::new(State {
                 role,
                 epoch: 0,
@@ -102,6 +111,7 @@ impl Replication {
                 replid2: "0".repeat(40),
                 second_offset: -1,
                 link: Link::default(),
+                has_stream: false,
                 followers: Vec::new(),
                 full_syncs: 0,
                 partial_syncs_ok: 0,
@@ -128,8 +138,13 @@ impl Replication {
         self.state().role.clone()
     }
 
+    /// One relaxed load: what every write command checks.
     pub fn is_follower(&self) -> bool {
-        matches!(self.state().role, Role::Follower { .. })
+        self.following.load(Ordering::Relaxed)
+    }
+
+    pub fn watch_role(&self) -> watch::Receiver<u64> {
+        self.role_changes.subscribe()
     }
 
     pub fn epoch(&self) -> u64 {
@@ -181,6 +196,8 @@ impl Replication {
             down_since_ms: crate::clock::now_ms(),
             ..Link::default()
         };
+        self.following.store(true, Ordering::Relaxed);
+        self.role_changes.send_replace(state.epoch);
         state.epoch
     }
 
@@ -196,12 +213,17 @@ impl Replication {
         state.epoch += 1;
         state.replid2 = std::mem::replace(&mut state.replid, new_replid());
         state.second_offset = self.end_offset() as i64 + 1;
+        self.following.store(false, Ordering::Relaxed);
+        self.role_changes.send_replace(state.epoch);
         true
     }
 
     /// After a full sync a follower takes its leader's ID and offset.
     pub fn adopt(&self, replid: &str, offset: u64) {
-        self.state().replid = replid.to_string();
+        let mut state = self.state();
+        state.replid = replid.to_string();
+        state.has_stream = true;
+        drop(state);
         self.backlog().reset(offset);
         self.end_offset.send_replace(offset);
     }
@@ -214,6 +236,17 @@ impl Replication {
         if state.replid != replid {
             state.replid2 = std::mem::replace(&mut state.replid, replid.to_string());
             state.second_offset = end as i64 + 1;
+        }
+    }
+
+    /// What this process asks its leader for: `PSYNC <our replid> <next offset>` to continue
+    /// the stream it holds (the leader decides whether it can), `PSYNC ? -1` if it holds none.
+    pub fn psync_request(&self) -> (String, String) {
+        let state = self.state();
+        if state.has_stream {
+            (state.replid.clone(), (self.end_offset() + 1).to_string())
+        } else {
+            ("?".to_string(), "-1".to_string())
         }
     }
 
@@ -234,6 +267,7 @@ impl Replication {
     /// Turns change tracking on in every shard (idempotent): from now on every change is
     /// marked for the stream.
     pub fn ensure_tracking(&self, store: &crate::store::Store) {
+        self.state().has_stream = true;
         if !self.tracking.swap(true, Ordering::AcqRel) {
             store.track_changes(true);
         }

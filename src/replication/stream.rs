@@ -29,9 +29,15 @@ pub fn frame(out: &mut Vec<u8>, parts: &[&[u8]]) {
 /// What a follower does with one decoded frame.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
-    State { shard: usize, records: &'a [u8] },
+    State {
+        shard: usize,
+        records: &'a [u8],
+    },
     FlushAll,
-    Publish { channel: &'a [u8], message: &'a [u8] },
+    Publish {
+        channel: &'a [u8],
+        message: &'a [u8],
+    },
     Ping,
     /// `REPLCONF GETACK *`: answer with the applied offset now.
     GetAck,
@@ -40,7 +46,10 @@ pub enum Frame<'a> {
 }
 
 pub fn parse(args: &[Bytes]) -> Result<Frame<'_>, String> {
-    let name = args.first().map(|n| n.to_ascii_uppercase()).unwrap_or_default();
+    let name = args
+        .first()
+        .map(|n| n.to_ascii_uppercase())
+        .unwrap_or_default();
     Ok(match (&name[..], args.len()) {
         (b"STATE", 3) => {
             let shard = std::str::from_utf8(&args[1])

@@ -470,13 +470,10 @@ impl Store {
             )));
         }
         let mut events = Vec::new();
-        let applied = {
-            let mut shard = self.lock(shard_index);
-            let applied = shard.apply_changes(bytes, self.capacity, now_ms, &mut events);
-            // Published while the shard is held, as every change's events are: in order.
-            self.emit(&events);
-            applied
-        };
+        let mut shard = self.lock(shard_index);
+        let applied = shard.apply_changes(bytes, self.capacity, now_ms, &mut events);
+        // Published while the shard is held, as every change's events are: in order.
+        self.emit(&events);
         applied
     }
 

@@ -17,9 +17,9 @@
 
 use std::sync::Arc;
 
+use super::event::{Transition, UserRef};
 use super::extra::{Device, Extra, Override, OwnedKey, ShardKey};
 use super::shard::Shard;
-use super::event::{Transition, UserRef};
 use super::side_shard;
 use super::slot::Slot;
 use super::status::{AppStatus, ManualStatus, State};

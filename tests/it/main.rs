@@ -14,6 +14,7 @@ mod pause;
 mod presence;
 mod protocol;
 mod pubsub;
+mod replication;
 mod smoke;
 mod snapshot;
 mod subscriber;

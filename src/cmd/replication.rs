@@ -1,0 +1,194 @@
+//! Replication commands: what a follower sends its leader (`REPLCONF`, `PSYNC`, `SYNC`), and
+//! what an operator or Sentinel sends to change or read a role (`REPLICAOF`, `SLAVEOF`,
+//! `ROLE`). The link itself is `replication::{leader, follower}`.
+
+use super::{Args, CmdError, CmdResult, CommandSpec, Ctx};
+use crate::replication::Role;
+use crate::session::Flow;
+
+const fn replication_command(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    summary: &'static str,
+    handler: super::Handler,
+) -> CommandSpec {
+    CommandSpec::new(name, arity, flags, "server", summary, handler).with_acl(&[
+        "@admin",
+        "@slow",
+        "@dangerous",
+    ])
+}
+
+pub const REPLCONF: CommandSpec = replication_command(
+    "replconf",
+    -1,
+    &["admin", "noscript", "loading", "stale", "allow_busy"],
+    "An internal command for configuring the replication stream.",
+    replconf,
+)
+.with_since("3.0.0");
+pub const PSYNC: CommandSpec = replication_command(
+    "psync",
+    -3,
+    &["admin", "noscript", "no_async_loading", "no_multi"],
+    "An internal command used in replication.",
+    psync,
+)
+.with_since("2.8.0");
+pub const SYNC: CommandSpec = replication_command(
+    "sync",
+    1,
+    &["admin", "noscript", "no_async_loading", "no_multi"],
+    "An internal command used in replication.",
+    sync,
+);
+pub const REPLICAOF: CommandSpec = replication_command(
+    "replicaof",
+    3,
+    &["admin", "noscript", "stale", "no_async_loading"],
+    "Configures a server as a follower of another, or promotes it to be the leader.",
+    replicaof,
+)
+.with_since("5.0.0");
+pub const SLAVEOF: CommandSpec = replication_command(
+    "slaveof",
+    3,
+    &["admin", "noscript", "stale", "no_async_loading"],
+    "Sets a server as a follower of another, or promotes it (deprecated: REPLICAOF).",
+    replicaof,
+);
+pub const ROLE: CommandSpec = replication_command(
+    "role",
+    1,
+    &["noscript", "loading", "stale", "fast"],
+    "Returns the replication role.",
+    role,
+)
+.with_acl(&["@admin", "@fast", "@dangerous"])
+.with_since("2.8.12");
+
+/// `REPLCONF listening-port <port> | capa <capability> ... | ack <offset> | getack *`: the
+/// handshake's options, remembered for this connection's `PSYNC`.
+fn replconf(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    if !args.remaining().is_multiple_of(2) {
+        return Err(CmdError::Syntax);
+    }
+    while let Some(option) = args.next() {
+        let value = args.required()?;
+        if option.eq_ignore_ascii_case(b"listening-port") {
+            ctx.session.replica.listening_port = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or(CmdError::NotAnInteger)?;
+        } else if option.eq_ignore_ascii_case(b"capa") {
+            if value.eq_ignore_ascii_case(crate::replication::stream::CAPA.as_bytes()) {
+                ctx.session.replica.reads_presenced_stream = true;
+            }
+        } else if option.eq_ignore_ascii_case(b"ack") || option.eq_ignore_ascii_case(b"getack") {
+            // ACKs are read by the link once it streams; before that there is nothing to do.
+            return Ok(());
+        } else if !option.eq_ignore_ascii_case(b"ip-address")
+            && !option.eq_ignore_ascii_case(b"rdb-only")
+        {
+            return Err(CmdError::UnrecognizedReplconfOption(super::printable(
+                option, 64,
+            )));
+        }
+    }
+    ctx.out.ok();
+    Ok(())
+}
+
+/// `PSYNC <replid> <offset>`: this connection becomes the follower's link once the reply so
+/// far is written (`Flow::Replicate`); `replication::leader::feed` answers FULLRESYNC or
+/// CONTINUE.
+fn psync(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let replid = String::from_utf8_lossy(args.required()?).into_owned();
+    let offset = args.integer()?;
+    begin_sync(ctx, replid, offset)
+}
+
+/// `SYNC`: the old full-sync request, a PSYNC that continues nothing.
+fn sync(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    begin_sync(ctx, "?".to_string(), -1)
+}
+
+fn begin_sync(ctx: &mut Ctx<'_>, replid: String, offset: i64) -> CmdResult {
+    if !ctx.session.replica.reads_presenced_stream {
+        return Err(CmdError::ReplicaUnsupported);
+    }
+    ctx.session.replica.psync = Some((replid, offset));
+    ctx.flow = Flow::Replicate;
+    Ok(())
+}
+
+/// `REPLICAOF <host> <port>` follows that leader; `REPLICAOF NO ONE` makes this process the
+/// leader. The link is started (or stopped) by the replication supervisor, watching the role.
+fn replicaof(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let host = args.required()?;
+    let port = args.required()?;
+    let replication = ctx.shared.replication;
+    if host.eq_ignore_ascii_case(b"no") && port.eq_ignore_ascii_case(b"one") {
+        replication.lead();
+        ctx.out.ok();
+        return Ok(());
+    }
+    let port: u16 = std::str::from_utf8(port)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .filter(|&p| p > 0)
+        .ok_or(CmdError::InvalidMasterPort)?;
+    let host = String::from_utf8_lossy(host).into_owned();
+    if replication.role()
+        == (Role::Follower {
+            host: host.clone(),
+            port,
+        })
+    {
+        ctx.out.simple("OK Already connected to specified master");
+        return Ok(());
+    }
+    replication.follow(host, port);
+    ctx.out.ok();
+    Ok(())
+}
+
+/// `ROLE`, in Redis's shapes: `[master, offset, [[ip, port, offset], ...]]` or
+/// `[slave, host, port, state, offset]`.
+fn role(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    let replication = ctx.shared.replication;
+    let offset = replication.end_offset() as i64;
+    match replication.role() {
+        Role::Leader => {
+            let followers = replication.followers();
+            ctx.out.array(3);
+            ctx.out.bulk(b"master");
+            ctx.out.integer(offset);
+            ctx.out.array(followers.len());
+            for follower in followers {
+                ctx.out.array(3);
+                ctx.out.bulk(follower.ip.as_bytes());
+                ctx.out.bulk(follower.listening_port.to_string().as_bytes());
+                ctx.out.bulk(follower.ack_offset.to_string().as_bytes());
+            }
+        }
+        Role::Follower { host, port } => {
+            let link = replication.link();
+            let state: &[u8] = if link.up {
+                b"connected"
+            } else if link.sync_in_progress {
+                b"sync"
+            } else {
+                b"connect"
+            };
+            ctx.out.array(5);
+            ctx.out.bulk(b"slave");
+            ctx.out.bulk(host.as_bytes());
+            ctx.out.integer(i64::from(port));
+            ctx.out.bulk(state);
+            ctx.out.integer(if link.up { offset } else { -1 });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! Replication between real processes: a leader and followers started with `--replicaof`,
+//! all talking over loopback with the handshake Redis replicas use.
+
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::support::{TestServer, error_text};
+use crate::util::{info, info_field, poll};
+
+/// Both shard counts and capacities must match between leader and followers.
+const COMMON: &[&str] = &["--shards", "2", "--threads", "2"];
+
+fn leader() -> TestServer {
+    TestServer::start_with(COMMON)
+}
+
+fn follower_of(leader_port: u16) -> TestServer {
+    let port = leader_port.to_string();
+    let args = [COMMON, &["--replicaof", "127.0.0.1", &port]].concat();
+    TestServer::start_with(&args)
+}
+
+fn offset(con: &mut redis::Connection) -> u64 {
+    info_field(&info(con, "replication"), "master_repl_offset")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the follower's link is up and it has applied everything the leader produced
+/// (the leader's offset stops moving once its last changes are drained).
+fn caught_up(leader: &mut redis::Connection, follower: &mut redis::Connection) {
+    let done = poll(Duration::from_secs(20), || {
+        let link = info_field(&info(follower, "replication"), "master_link_status");
+        let target = offset(leader);
+        std::thread::sleep(Duration::from_millis(120));
+        (link.as_deref() == Some("up") && target == offset(leader) && offset(follower) == target)
+            .then_some(())
+    });
+    assert!(done.is_some(), "the follower did not catch up within 20 s");
+}
+
+fn load(con: &mut redis::Connection) -> Vec<String> {
+    let mut users: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
+    let _: i64 = redis::cmd("MHEARTBEAT").arg(&users).query(con).unwrap();
+    for i in 0..200 {
+        let user = format!("user-{i:03}");
+        let _: i64 = redis::cmd("HEARTBEAT")
+            .arg(&user)
+            .arg("TTL")
+            .arg(60)
+            .arg("DEVICE")
+            .arg(if i % 2 == 0 { "phone" } else { "web" })
+            .query(con)
+            .unwrap();
+        users.push(user);
+    }
+    for i in 0..100 {
+        let _: Value = redis::cmd("SETSTATUS")
+            .arg(i * 7)
+            .arg(if i % 2 == 0 { "dnd" } else { "invisible" })
+            .query(con)
+            .unwrap();
+        let _: Value = redis::cmd("OFFLINE").arg(i * 11 + 1).query(con).unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("user:2999:presence")
+        .arg(r#"{"room":"lobby"}"#)
+        .arg("EX")
+        .arg(300)
+        .query(con)
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg("user:2998:presence")
+        .query(con)
+        .unwrap();
+    users.push("never-seen".into());
+    users
+}
+
+fn mstatus(con: &mut redis::Connection, users: &[String]) -> Value {
+    redis::cmd("MSTATUS").arg(users).query(con).unwrap()
+}
+
+/// After a load of dense and side-table users with devices, overrides, logouts, a value and a
+/// deletion, both followers answer MSTATUS (and GET) exactly as the leader does, refuse
+/// writes with Redis's READONLY error, and report Redis's replication fields.
+#[test]
+fn followers_match_their_leader() {
+    let leader = leader();
+    let mut l = leader.client();
+    let users = load(&mut l);
+    let one = follower_of(leader.port);
+    let two = follower_of(leader.port);
+    let (mut f1, mut f2) = (one.client(), two.client());
+    caught_up(&mut l, &mut f1);
+    // Changes after the full sync arrive through the stream.
+    let _: i64 = redis::cmd("HEARTBEAT").arg("late-1").query(&mut l).unwrap();
+    let _: Value = redis::cmd("OFFLINE").arg("5").query(&mut l).unwrap();
+    let mut users = users;
+    users.push("late-1".into());
+    caught_up(&mut l, &mut f1);
+    caught_up(&mut l, &mut f2);
+    let expected = mstatus(&mut l, &users);
+    assert_eq!(mstatus(&mut f1, &users), expected);
+    assert_eq!(mstatus(&mut f2, &users), expected);
+    let value: Option<String> = redis::cmd("GET")
+        .arg("user:2999:presence")
+        .query(&mut f2)
+        .unwrap();
+    assert_eq!(value.as_deref(), Some(r#"{"room":"lobby"}"#));
+
+    for mut write in [
+        redis::cmd("HEARTBEAT").arg("1").clone(),
+        redis::cmd("SET")
+            .arg("user:1:presence")
+            .arg("online")
+            .clone(),
+        redis::cmd("FLUSHALL").clone(),
+    ] {
+        assert_eq!(
+            error_text::<Value>(&mut f1, &mut write),
+            "READONLY You can't write against a read only replica."
+        );
+    }
+    let role: Value = redis::cmd("ROLE").query(&mut f1).unwrap();
+    assert!(format!("{role:?}").contains("slave"), "{role:?}");
+    let leader_info = info(&mut l, "replication");
+    assert_eq!(info_field(&leader_info, "role").as_deref(), Some("master"));
+    assert_eq!(
+        info_field(&leader_info, "connected_slaves").as_deref(),
+        Some("2")
+    );
+    assert!(
+        leader_info.contains("slave0:ip=127.0.0.1,port="),
+        "{leader_info}"
+    );
+    let follower_info = info(&mut f1, "replication");
+    assert_eq!(info_field(&follower_info, "role").as_deref(), Some("slave"));
+    assert_eq!(
+        info_field(&follower_info, "master_port"),
+        Some(leader.port.to_string())
+    );
+    assert_eq!(
+        info_field(&follower_info, "master_replid"),
+        info_field(&leader_info, "master_replid")
+    );
+    assert_eq!(
+        info_field(&info(&mut l, "stats"), "sync_full").as_deref(),
+        Some("2")
+    );
+}
+
+/// A subscriber on a follower receives the offline event of a user whose TTL ran out on the
+/// leader: the follower's events come from its leader's stream, not its own clock.
+#[test]
+fn follower_subscribers_see_the_leaders_expiry() {
+    let leader = leader();
+    let follower = follower_of(leader.port);
+    let mut l = leader.client();
+    let mut f = follower.client();
+    caught_up(&mut l, &mut f);
+    let mut subscriber = follower.client();
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("presence:77").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _: i64 = redis::cmd("HEARTBEAT")
+        .arg("77")
+        .arg("TTL")
+        .arg(1)
+        .query(&mut l)
+        .unwrap();
+    let states: Vec<String> = (0..2)
+        .map(|_| {
+            let message = pubsub.get_message().expect("an event within 10 s");
+            let payload: String = message.get_payload().unwrap();
+            let state = payload.split(r#""state":""#).nth(1).unwrap_or_default();
+            state.split('"').next().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(states, ["online", "offline"]);
+}
+
+/// `REPLICAOF NO ONE` promotes a follower: it takes writes, keeps the users it had online
+/// (the promotion grace), and the other follower, pointed at it with REPLICAOF, continues by
+/// offset without a full sync (`sync_partial_ok` on the new leader).
+#[test]
+fn a_promoted_follower_is_followed_by_offset() {
+    let leader = leader();
+    let mut l = leader.client();
+    let users = load(&mut l);
+    let one = follower_of(leader.port);
+    let two = follower_of(leader.port);
+    let (mut f1, mut f2) = (one.client(), two.client());
+    caught_up(&mut l, &mut f1);
+    caught_up(&mut l, &mut f2);
+    let before = mstatus(&mut f1, &users);
+
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut f1)
+        .unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(one.port)
+        .query(&mut f2)
+        .unwrap();
+    assert_eq!(mstatus(&mut f1, &users), before, "promotion changed nobody");
+    let _: i64 = redis::cmd("HEARTBEAT").arg("after").query(&mut f1).unwrap();
+    caught_up(&mut f1, &mut f2);
+    let status: Value = redis::cmd("STATUS").arg("after").query(&mut f2).unwrap();
+    assert!(format!("{status:?}").contains("online"), "{status:?}");
+    let stats = info(&mut f1, "stats");
+    assert_eq!(
+        info_field(&stats, "sync_partial_ok").as_deref(),
+        Some("1"),
+        "{stats}"
+    );
+    assert_eq!(
+        info_field(&stats, "sync_full").as_deref(),
+        Some("0"),
+        "{stats}"
+    );
+    let promoted = info(&mut f1, "replication");
+    assert_eq!(info_field(&promoted, "role").as_deref(), Some("master"));
+    assert_eq!(
+        info_field(&promoted, "master_replid2"),
+        info_field(&info(&mut l, "replication"), "master_replid")
+    );
+}
