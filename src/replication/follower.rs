@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::Role;
 use super::stream::{self, CAPA, Frame};
 use crate::clock;
-use crate::resp::{DecodeLimits, RequestDecoder};
+use crate::resp::{CRLF, DecodeLimits, RequestDecoder};
 use crate::services::Services;
 
 /// Longest a handshake reply line may be.
@@ -252,7 +252,7 @@ async fn command(
 
 async fn read_line(socket: &mut TcpStream, input: &mut BytesMut) -> Result<String, String> {
     loop {
-        if let Some(end) = input.windows(2).position(|w| w == b"\r\n") {
+        if let Some(end) = input.windows(2).position(|w| w == CRLF) {
             let line = input.split_to(end + 2);
             return Ok(String::from_utf8_lossy(&line[..end]).into_owned());
         }

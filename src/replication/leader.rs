@@ -13,7 +13,7 @@ use super::stream::{self, USERS_PER_FRAME};
 use super::{FollowerInfo, Replication};
 use crate::clients::{ClientEntry, CloseReason};
 use crate::clock;
-use crate::resp::{DecodeLimits, RequestDecoder};
+use crate::resp::{DecodeLimits, Protocol, ReplyBuf, RequestDecoder};
 use crate::services::Services;
 use crate::store::Store;
 
@@ -111,8 +111,9 @@ pub async fn feed(
     if continues {
         next_offset = request.offset as u64;
         replication.count_sync(false, true);
-        let reply = format!("+CONTINUE {}\r\n", replication.replid());
-        if socket.write_all(reply.as_bytes()).await.is_err() {
+        let mut reply = ReplyBuf::new(Protocol::Resp2);
+        reply.simple(&format!("CONTINUE {}", replication.replid()));
+        if socket.write_all(&reply.buf).await.is_err() {
             return CloseReason::IoError;
         }
         info.state = "online";
@@ -142,12 +143,10 @@ pub async fn feed(
             }
         };
         replication.update_follower(entry.id, |f| f.state = "send_bulk");
-        let header = format!(
-            "+FULLRESYNC {replid} {start_offset}\r\n${}\r\n",
-            payload.len()
-        );
-        if socket.write_all(header.as_bytes()).await.is_err()
-            || socket.write_all(&payload).await.is_err()
+        let mut header = ReplyBuf::new(Protocol::Resp2);
+        header.simple(&format!("FULLRESYNC {replid} {start_offset}"));
+        header.bulk_header(payload.len());
+        if socket.write_all(&header.buf).await.is_err() || socket.write_all(&payload).await.is_err()
         {
             replication.remove_follower(entry.id);
             return CloseReason::IoError;

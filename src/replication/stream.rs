@@ -10,6 +10,8 @@
 
 use bytes::Bytes;
 
+use crate::resp::{Protocol, ReplyBuf};
+
 /// The capability a follower announces (`REPLCONF capa presenced-v1`): the leader streams only
 /// to followers that read this version.
 pub const CAPA: &str = "presenced-v1";
@@ -17,13 +19,14 @@ pub const CAPA: &str = "presenced-v1";
 /// Users drained from one shard into one frame.
 pub const USERS_PER_FRAME: usize = 4096;
 
+/// Appends one frame, an array of bulk strings (`resp` writes the bytes).
 pub fn frame(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", parts.len()).as_bytes());
+    let mut encoded = ReplyBuf::new(Protocol::Resp2);
+    encoded.array(parts.len());
     for part in parts {
-        out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
-        out.extend_from_slice(part);
-        out.extend_from_slice(b"\r\n");
+        encoded.bulk(part);
     }
+    out.extend_from_slice(&encoded.buf);
 }
 
 /// What a follower does with one decoded frame.
@@ -80,7 +83,12 @@ mod tests {
     fn frames_round_trip() {
         let mut out = Vec::new();
         frame(&mut out, &[b"STATE", b"1", b"\x00abc"]);
-        assert_eq!(out, b"*3\r\n$5\r\nSTATE\r\n$1\r\n1\r\n$4\r\n\x00abc\r\n");
+        let mut expected = ReplyBuf::new(Protocol::Resp2);
+        expected.array(3);
+        for part in [&b"STATE"[..], b"1", b"\x00abc"] {
+            expected.bulk(part);
+        }
+        assert_eq!(out, expected.buf);
         let args: Vec<Bytes> = [&b"STATE"[..], b"1", b"\x00abc"]
             .iter()
             .map(|a| Bytes::copy_from_slice(a))

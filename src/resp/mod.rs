@@ -16,6 +16,9 @@ mod request;
 pub use inline::split_args;
 pub use push::PushFrame;
 pub use reply::{Protocol, ReplyBuf};
+
+/// The end of every RESP line, for code that reads lines (a replication handshake's replies).
+pub const CRLF: &[u8] = b"\r\n";
 pub use request::{
     DecodeLimits, ProtocolError, RequestDecoder, parse_redis_integer as parse_integer,
 };

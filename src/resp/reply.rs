@@ -78,6 +78,14 @@ impl ReplyBuf {
         self.buf.put_slice(b"\r\n");
     }
 
+    /// The length line of a bulk string whose body the caller sends itself, with no CRLF
+    /// after it: how a leader frames the full-sync payload, as Redis frames its RDB.
+    pub fn bulk_header(&mut self, len: usize) {
+        self.buf.put_u8(b'$');
+        self.put_decimal(len as i64);
+        self.buf.put_slice(b"\r\n");
+    }
+
     /// A missing value: `$-1` in RESP2, `_` in RESP3 (RESP3 clients do not expect `$-1`).
     pub fn null(&mut self) {
         match self.protocol {
