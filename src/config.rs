@@ -114,6 +114,18 @@ pub struct Args {
     /// client-query-buffer-limit); a client over it is disconnected.
     #[arg(long, default_value_t = limits::QUERY_BUFFER_MAX_DEFAULT)]
     pub client_query_buffer_limit: usize,
+
+    /// Microseconds a command must run to be kept in the slow log (SLOWLOG GET): 0 keeps every
+    /// command, -1 none. CONFIG SET slowlog-log-slower-than changes it at runtime.
+    #[arg(long, default_value_t = limits::SLOWLOG_SLOWER_THAN_US_DEFAULT,
+          allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
+    pub slowlog_log_slower_than: i64,
+
+    /// Most entries the slow log keeps, newest first (0..=100000). CONFIG SET slowlog-max-len
+    /// changes it at runtime.
+    #[arg(long, default_value_t = limits::SLOWLOG_LEN_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(0..=limits::SLOWLOG_LEN_MAX))]
+    pub slowlog_max_len: u64,
 }
 
 /// The runtime layout (`--runtime`).
@@ -145,6 +157,9 @@ pub struct Config {
     pub args_max: usize,
     pub query_buffer_max: usize,
     pub pubsub_output_max: usize,
+    /// The slow log's settings at start (`SlowLog` holds them once running: CONFIG SET).
+    pub slowlog_slower_than_us: i64,
+    pub slowlog_len_max: u64,
 }
 
 impl Config {
@@ -187,6 +202,8 @@ impl Config {
             args_max: args.proto_max_args,
             query_buffer_max: args.client_query_buffer_limit,
             pubsub_output_max: args.pubsub_output_limit,
+            slowlog_slower_than_us: args.slowlog_log_slower_than,
+            slowlog_len_max: args.slowlog_max_len,
         })
     }
 
@@ -223,5 +240,23 @@ mod tests {
         assert_eq!(config.capacity, 1 << 32);
         assert!(Args::try_parse_from(["presenced", "--ttl", "0"]).is_err());
         assert!(Args::try_parse_from(["presenced", "--ttl", "86401"]).is_err());
+        assert_eq!(config.slowlog_slower_than_us, 10_000);
+        assert_eq!(config.slowlog_len_max, 128);
+    }
+
+    /// The slow log's flags take Redis's ranges: -1 (off) and up for the threshold, and up to
+    /// SLOWLOG_LEN_MAX entries.
+    #[test]
+    fn slowlog_flags() {
+        let parse = |args: &[&str]| Args::try_parse_from([&["presenced"], args].concat());
+        let args =
+            parse(&["--slowlog-log-slower-than", "-1", "--slowlog-max-len", "0"]).expect("valid");
+        assert_eq!(
+            (args.slowlog_log_slower_than, args.slowlog_max_len),
+            (-1, 0)
+        );
+        assert!(parse(&["--slowlog-log-slower-than", "-2"]).is_err());
+        assert!(parse(&["--slowlog-max-len", "100001"]).is_err());
+        assert!(parse(&["--slowlog-max-len", "-1"]).is_err());
     }
 }

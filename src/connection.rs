@@ -210,6 +210,7 @@ impl Batch<'_, '_> {
         let mut last_command = None;
         let mut command_count = 0u64;
         let now_ms = clock::now_ms();
+        let mut meter = cmd::Meter::start(stats);
         let mut gate = Some(self.gate.shared());
         while out.len() < OUTPUT_PENDING_MAX {
             // Limits are re-read per request: AUTH earlier in the same batch lifts them.
@@ -242,12 +243,28 @@ impl Batch<'_, '_> {
                 // An EXEC: every other client is held off while it runs.
                 drop(gate.take());
                 let exclusive = self.gate.exclusive();
-                let ran = cmd::execute(self.shared, self.session, self.args, out, now_ms);
+                // Waiting for the other clients' batches is not the EXEC's own time.
+                meter.restart();
+                let ran = cmd::execute(
+                    self.shared,
+                    self.session,
+                    &mut meter,
+                    self.args,
+                    out,
+                    now_ms,
+                );
                 drop(exclusive);
                 gate = Some(self.gate.shared());
                 ran
             } else {
-                cmd::execute(self.shared, self.session, self.args, out, now_ms)
+                cmd::execute(
+                    self.shared,
+                    self.session,
+                    &mut meter,
+                    self.args,
+                    out,
+                    now_ms,
+                )
             };
             command_count += 1;
             last_command = name.or(last_command);

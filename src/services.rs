@@ -1,5 +1,6 @@
 //! What connections, commands and timers share: the store, pub/sub, the keyspace settings, the
-//! configuration, persistence, the client registry, the counters and the server's identity.
+//! configuration, persistence, the client registry, the counters, the slow log and the server's
+//! identity.
 //!
 //! `Services` owns them; `Shared` lends them out by reference, so a command sees the parts
 //! it uses and never the accept loop, the listeners or the timers (`server` owns those). This
@@ -16,6 +17,7 @@ use crate::config::Config;
 use crate::dropin::Keyspace;
 use crate::identity::Identity;
 use crate::pubsub::PubSub;
+use crate::slowlog::SlowLog;
 use crate::snapshot::Persistence;
 use crate::stats::Stats;
 use crate::store::Store;
@@ -28,6 +30,7 @@ pub struct Services {
     pub persistence: Persistence,
     pub clients: ClientRegistry,
     pub stats: Stats,
+    pub slowlog: SlowLog,
     pub identity: Identity,
     /// Held shared by every batch of requests and every expiry pass, exclusive by an `EXEC`.
     pub gate: Gate,
@@ -70,6 +73,7 @@ pub struct Shared<'a> {
     pub persistence: &'a Persistence,
     pub clients: &'a ClientRegistry,
     pub stats: &'a Stats,
+    pub slowlog: &'a SlowLog,
     pub identity: &'a Identity,
 }
 
@@ -105,6 +109,7 @@ impl Services {
             keyspace,
             clients: ClientRegistry::default(),
             stats: Stats::default(),
+            slowlog: SlowLog::new(config.slowlog_slower_than_us, config.slowlog_len_max),
             identity: Identity::new(listen_addr, now_ms),
             gate: Gate::default(),
             shutdown,
@@ -122,6 +127,7 @@ impl Services {
             persistence: &self.persistence,
             clients: &self.clients,
             stats: &self.stats,
+            slowlog: &self.slowlog,
             identity: &self.identity,
         }
     }
