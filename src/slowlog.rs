@@ -5,7 +5,7 @@
 //!
 //! It never reads the clock and never sees a client or a command table: the dispatcher hands it
 //! the arguments, the duration, the time and who sent them. Only slow commands take its lock;
-//! the dispatcher's per-command question, `threshold_us`, is one relaxed load.
+//! the dispatcher's per-command question, `threshold_ticks`, is one relaxed load.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
+use crate::clock;
 use crate::limits::{SLOWLOG_ARG_BYTES_MAX, SLOWLOG_ARGS_MAX};
 
 /// What an entry shows in place of a secret argument (an `AUTH` password), as Redis does.
@@ -55,6 +56,8 @@ struct Entries {
 pub struct SlowLog {
     /// `slowlog-log-slower-than`: negative logs nothing, 0 logs every command.
     slower_than_us: AtomicI64,
+    /// The same in `clock::ticks`, which the dispatcher measures in; `u64::MAX` when off.
+    slower_than_ticks: AtomicU64,
     /// `slowlog-max-len`.
     len_max: AtomicU64,
     entries: Mutex<Entries>,
@@ -64,15 +67,23 @@ impl SlowLog {
     pub fn new(slower_than_us: i64, len_max: u64) -> SlowLog {
         SlowLog {
             slower_than_us: AtomicI64::new(slower_than_us),
+            slower_than_ticks: AtomicU64::new(threshold_ticks(slower_than_us)),
             len_max: AtomicU64::new(len_max),
             entries: Mutex::new(Entries::default()),
         }
     }
 
     /// How long a command must run to be logged, or `None` when the log is off.
-    #[inline]
     pub fn threshold_us(&self) -> Option<u64> {
         u64::try_from(self.slower_than_us.load(Ordering::Relaxed)).ok()
+    }
+
+    /// The threshold in `clock::ticks`: a command that ran fewer is not slow (`u64::MAX` when
+    /// the log is off). The dispatcher asks after every command; `threshold_us` settles the
+    /// rounding of the few that pass.
+    #[inline]
+    pub fn threshold_ticks(&self) -> u64 {
+        self.slower_than_ticks.load(Ordering::Relaxed)
     }
 
     pub fn slower_than_us(&self) -> i64 {
@@ -86,6 +97,8 @@ impl SlowLog {
     /// `CONFIG SET slowlog-log-slower-than`.
     pub fn set_slower_than_us(&self, slower_than_us: i64) {
         self.slower_than_us.store(slower_than_us, Ordering::Relaxed);
+        self.slower_than_ticks
+            .store(threshold_ticks(slower_than_us), Ordering::Relaxed);
         self.trim();
     }
 
@@ -154,6 +167,15 @@ impl SlowLog {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn threshold_ticks(slower_than_us: i64) -> u64 {
+    match u64::try_from(slower_than_us) {
+        // One tick less than the threshold rounded up: a duration at the threshold passes this
+        // test whatever the rounding, and `threshold_us` decides.
+        Ok(us) => clock::ns_to_ticks(us.saturating_mul(1000)).saturating_sub(1),
+        Err(_) => u64::MAX,
     }
 }
 
@@ -268,6 +290,7 @@ mod tests {
 
         log.set_slower_than_us(-1);
         assert_eq!(log.threshold_us(), None);
+        assert_eq!(log.threshold_ticks(), u64::MAX);
         log.set_len_max(5);
         log.push(command(&args(&[b"f"])));
         log.push(command(&args(&[b"g"])));
@@ -275,6 +298,7 @@ mod tests {
         assert_eq!(log.len(), 3, "no trimming while the log is off");
         log.set_slower_than_us(10);
         assert_eq!(log.threshold_us(), Some(10));
+        assert!(clock::ticks_to_ns(log.threshold_ticks()) < 10_000);
         assert_eq!(log.len(), 1);
         log.set_len_max(0);
         assert!(log.is_empty());

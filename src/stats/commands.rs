@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use crate::clock;
 use crate::limits::{COMMAND_ROWS_MAX, COMMAND_TABLES_MAX};
 
 /// One command's counters in one thread's table. Atomics only so that `INFO`, on another
@@ -18,9 +19,19 @@ use crate::limits::{COMMAND_ROWS_MAX, COMMAND_TABLES_MAX};
 #[derive(Debug, Default)]
 struct RowCounters {
     calls: AtomicU64,
-    duration_ns: AtomicU64,
+    /// In `clock::ticks`, converted when read.
+    duration_ticks: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+}
+
+/// One row's raw sums over the threads, time in ticks.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sums {
+    calls: u64,
+    duration_ticks: u64,
+    rejected: u64,
+    failed: u64,
 }
 
 /// One row's counts, summed over every thread (less what `CONFIG RESETSTAT` took away).
@@ -67,7 +78,7 @@ pub struct CommandStats {
     claimed: AtomicUsize,
     /// The sums `CONFIG RESETSTAT` saw, subtracted from every later read. Zeroing the tables
     /// instead would race with their owners' plain load-and-store updates and lose the reset.
-    baseline: Mutex<Vec<CommandTotals>>,
+    baseline: Mutex<Vec<Sums>>,
 }
 
 impl Default for CommandStats {
@@ -76,7 +87,7 @@ impl Default for CommandStats {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             tables: (0..=COMMAND_TABLES_MAX).map(|_| OnceLock::new()).collect(),
             claimed: AtomicUsize::new(0),
-            baseline: Mutex::new(vec![CommandTotals::default(); COMMAND_ROWS_MAX]),
+            baseline: Mutex::new(vec![Sums::default(); COMMAND_ROWS_MAX]),
         }
     }
 }
@@ -117,16 +128,17 @@ impl CommandStats {
         self.tables.get(slot.0)?.get()?.get(row)
     }
 
-    /// A command that ran for `duration_ns`, and whether it answered an error.
+    /// A command that ran for `duration_ticks` (of `clock::ticks`), and whether it answered an
+    /// error.
     #[inline]
-    pub fn record_call(&self, slot: TableSlot, row: usize, duration_ns: u64, failed: bool) {
+    pub fn record_call(&self, slot: TableSlot, row: usize, duration_ticks: u64, failed: bool) {
         let Some(counters) = self.row(slot, row) else {
             debug_assert!(false, "row {row} of table {slot:?} does not exist");
             return;
         };
         let shared = slot.0 == SHARED_TABLE;
         bump(&counters.calls, 1, shared);
-        bump(&counters.duration_ns, duration_ns, shared);
+        bump(&counters.duration_ticks, duration_ticks, shared);
         if failed {
             bump(&counters.failed, 1, shared);
         }
@@ -141,40 +153,44 @@ impl CommandStats {
 
     /// Every row's counts since the start (or the last `reset`), summed over the threads.
     pub fn totals(&self) -> Vec<CommandTotals> {
-        let mut totals = self.raw_totals();
+        let sums = self.sums();
         let baseline = self
             .baseline
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (total, base) in totals.iter_mut().zip(baseline.iter()) {
-            total.calls = total.calls.saturating_sub(base.calls);
-            total.duration_ns = total.duration_ns.saturating_sub(base.duration_ns);
-            total.rejected = total.rejected.saturating_sub(base.rejected);
-            total.failed = total.failed.saturating_sub(base.failed);
-        }
-        totals
+        sums.iter()
+            .zip(baseline.iter())
+            .map(|(sum, base)| CommandTotals {
+                calls: sum.calls.saturating_sub(base.calls),
+                duration_ns: clock::ticks_to_ns(
+                    sum.duration_ticks.saturating_sub(base.duration_ticks),
+                ),
+                rejected: sum.rejected.saturating_sub(base.rejected),
+                failed: sum.failed.saturating_sub(base.failed),
+            })
+            .collect()
     }
 
     /// `CONFIG RESETSTAT`: every row reads zero from now on.
     pub fn reset(&self) {
-        let raw = self.raw_totals();
+        let sums = self.sums();
         *self
             .baseline
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = raw;
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = sums;
     }
 
-    fn raw_totals(&self) -> Vec<CommandTotals> {
-        let mut totals = vec![CommandTotals::default(); COMMAND_ROWS_MAX];
+    fn sums(&self) -> Vec<Sums> {
+        let mut sums = vec![Sums::default(); COMMAND_ROWS_MAX];
         for table in self.tables.iter().filter_map(OnceLock::get) {
-            for (total, row) in totals.iter_mut().zip(table.iter()) {
-                total.calls += row.calls.load(Ordering::Relaxed);
-                total.duration_ns += row.duration_ns.load(Ordering::Relaxed);
-                total.rejected += row.rejected.load(Ordering::Relaxed);
-                total.failed += row.failed.load(Ordering::Relaxed);
+            for (sum, row) in sums.iter_mut().zip(table.iter()) {
+                sum.calls += row.calls.load(Ordering::Relaxed);
+                sum.duration_ticks += row.duration_ticks.load(Ordering::Relaxed);
+                sum.rejected += row.rejected.load(Ordering::Relaxed);
+                sum.failed += row.failed.load(Ordering::Relaxed);
             }
         }
-        totals
+        sums
     }
 }
 
@@ -207,7 +223,7 @@ mod tests {
                 scope.spawn(|| {
                     for _ in 0..1000 {
                         let slot = stats.local();
-                        stats.record_call(slot, 3, 10, false);
+                        stats.record_call(slot, 3, clock::ns_to_ticks(10_000), false);
                     }
                     stats.record_call(stats.local(), 3, 0, true);
                     stats.record_rejected(stats.local(), 4);
@@ -216,14 +232,12 @@ mod tests {
         });
         let totals = stats.totals();
         assert_eq!(
-            totals[3],
-            CommandTotals {
-                calls: 4004,
-                duration_ns: 40_000,
-                rejected: 0,
-                failed: 4,
-            }
+            (totals[3].calls, totals[3].rejected, totals[3].failed),
+            (4004, 0, 4)
         );
+        let duration_ns = totals[3].duration_ns;
+        // Each conversion of 10 µs to ticks rounds down by up to a tick (a fraction of a ns).
+        assert!(duration_ns.abs_diff(40_000_000) < 10_000, "{duration_ns}");
         assert_eq!(totals[4].rejected, 4);
         assert!(!totals[5].any());
         assert_eq!(
@@ -233,9 +247,9 @@ mod tests {
         );
         stats.reset();
         assert!(stats.totals().iter().all(|t| !t.any()));
-        stats.record_call(stats.local(), 3, 5, false);
+        stats.record_call(stats.local(), 3, clock::ns_to_ticks(5_000), false);
         assert_eq!(stats.totals()[3].calls, 1);
-        assert_eq!(stats.totals()[3].duration_ns, 5);
+        assert!(stats.totals()[3].duration_ns.abs_diff(5_000) < 10);
     }
 
     /// Threads that come after every private table was claimed share the last one, and lose no
