@@ -210,8 +210,9 @@ impl Batch<'_, '_> {
         let mut last_command = None;
         let mut command_count = 0u64;
         let now_ms = clock::now_ms();
-        let mut meter = cmd::Meter::start(stats);
         let mut gate = Some(self.gate.shared());
+        // Started once the gate is held: waiting for another client's EXEC is no command's time.
+        let mut meter = cmd::Meter::start(stats);
         while out.len() < OUTPUT_PENDING_MAX {
             // Limits are re-read per request: AUTH earlier in the same batch lifts them.
             let limits = DecodeLimits {
@@ -255,6 +256,7 @@ impl Batch<'_, '_> {
                 );
                 drop(exclusive);
                 gate = Some(self.gate.shared());
+                meter.restart();
                 ran
             } else {
                 cmd::execute(

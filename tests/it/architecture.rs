@@ -18,6 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("dropin", &["dropin", "pubsub", "store"]),
     ("snapshot", &["snapshot", "store", "limits"]),
+    ("slowlog", &["slowlog", "clock", "limits"]),
 ];
 
 /// Modules `cmd` must never import: commands see the services they are lent, not the accept
