@@ -9,7 +9,7 @@ mod commands;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use commands::{CommandStats, CommandTotals, TableSlot};
+pub use commands::{CommandStats, CommandTotals, LocalTable};
 
 use crate::clients::CloseReason;
 

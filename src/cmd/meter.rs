@@ -13,15 +13,14 @@ use bytes::Bytes;
 
 use super::{Ctx, Entry};
 use crate::clock;
-use crate::services::Shared;
 use crate::slowlog::SlowCommand;
-use crate::stats::{Stats, TableSlot};
+use crate::stats::{LocalTable, Stats};
 
 /// Times and counts one batch of requests' commands.
 #[derive(Debug)]
 pub struct Meter {
     /// This thread's table of per-command counters.
-    slot: TableSlot,
+    table: LocalTable,
     /// When the previous command ended (`clock::ticks`): where the next one starts.
     last: u64,
 }
@@ -31,7 +30,7 @@ impl Meter {
     /// await happens inside one), so it looks up its thread's table once per batch.
     pub fn start(stats: &Stats) -> Meter {
         Meter {
-            slot: stats.commands.local(),
+            table: stats.commands.local(),
             last: clock::ticks(),
         }
     }
@@ -48,8 +47,8 @@ impl Meter {
     }
 
     /// A command refused before it ran: counted, not timed.
-    pub(super) fn rejected(&self, shared: &Shared<'_>, row: usize) {
-        shared.stats.commands.record_rejected(self.slot, row);
+    pub(super) fn rejected(&self, row: usize) {
+        self.table.record_rejected(row);
     }
 }
 
@@ -62,10 +61,9 @@ pub(super) fn finish(ctx: &mut Ctx<'_>, entry: Entry, started: u64, args: &[Byte
     ctx.meter.last = ended;
     // Saturating: readings on two CPUs may differ by a few ticks.
     let duration_ticks = ended.saturating_sub(started);
-    ctx.shared
-        .stats
-        .commands
-        .record_call(ctx.meter.slot, entry.row, duration_ticks, failed);
+    ctx.meter
+        .table
+        .record_call(entry.row, duration_ticks, failed);
     if duration_ticks >= ctx.shared.slowlog.threshold_ticks() {
         log_if_slow(ctx, entry, args, duration_ticks);
     }

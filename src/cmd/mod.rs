@@ -420,7 +420,7 @@ fn dispatch(
         Ok(admitted) => admitted,
         Err(refusal) => {
             if let Some(row) = refusal.row {
-                ctx.meter.rejected(&ctx.shared, row);
+                ctx.meter.rejected(row);
             }
             refuse_queueing(&mut ctx, refusal.err);
             return (Flow::Continue, Some(refusal.name));
@@ -431,7 +431,7 @@ fn dispatch(
     if ctx.session.transaction.is_some() && !transaction::runs_inside_transaction(spec.name) {
         // Queued, not run: counted (and timed, and maybe logged as slow) when EXEC runs it.
         if let Err(err) = transaction::queue(&mut ctx, args) {
-            ctx.meter.rejected(&ctx.shared, entry.row);
+            ctx.meter.rejected(entry.row);
             refuse(&mut ctx, err);
         }
         return (Flow::Continue, Some(spec.name));

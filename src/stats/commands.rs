@@ -54,9 +54,47 @@ impl CommandTotals {
     }
 }
 
-/// Which table a thread writes to: the one it claimed, or the shared last one.
-#[derive(Clone, Copy, Debug)]
-pub struct TableSlot(usize);
+/// The table a thread writes to: the one it claimed, or the shared last one. Tables are never
+/// freed (their counts outlive their threads), so a thread holds its own as `'static` and
+/// reaches a row with one bounds check.
+#[derive(Clone, Copy)]
+pub struct LocalTable {
+    rows: &'static [RowCounters],
+    /// The shared table: other threads write it too.
+    shared: bool,
+}
+
+impl std::fmt::Debug for LocalTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTable")
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalTable {
+    /// A command that ran for `duration_ticks` (of `clock::ticks`), and whether it answered an
+    /// error.
+    #[inline]
+    pub fn record_call(&self, row: usize, duration_ticks: u64, failed: bool) {
+        let Some(counters) = self.rows.get(row) else {
+            debug_assert!(false, "row {row} does not exist");
+            return;
+        };
+        bump(&counters.calls, 1, self.shared);
+        bump(&counters.duration_ticks, duration_ticks, self.shared);
+        if failed {
+            bump(&counters.failed, 1, self.shared);
+        }
+    }
+
+    /// A command refused before it could run.
+    pub fn record_rejected(&self, row: usize) {
+        if let Some(counters) = self.rows.get(row) {
+            bump(&counters.rejected, 1, self.shared);
+        }
+    }
+}
 
 /// The index of the table shared by threads that came after every private table was claimed.
 const SHARED_TABLE: usize = COMMAND_TABLES_MAX;
@@ -65,16 +103,19 @@ const SHARED_TABLE: usize = COMMAND_TABLES_MAX;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// The table this thread claimed, and in which `CommandStats` (by `id`); `(0, _)` before
-    /// the first command. A thread that serves another `CommandStats` claims a table there.
-    static CLAIMED: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+    /// The table this thread claimed, and in which `CommandStats` (by `id`); `(0, None)`
+    /// before the first command. A thread that serves another `CommandStats` claims a table
+    /// there.
+    static CLAIMED: Cell<(u64, Option<LocalTable>)> = const { Cell::new((0, None)) };
 }
 
 /// Every thread's table of per-command counters.
 pub struct CommandStats {
     id: u64,
-    /// `COMMAND_TABLES_MAX` private tables and the shared one, each allocated when claimed.
-    tables: Box<[OnceLock<Box<[RowCounters]>>]>,
+    /// `COMMAND_TABLES_MAX` private tables and the shared one, each allocated when claimed
+    /// and never freed: a process has one `CommandStats` (in-process tests a few), each with at
+    /// most `COMMAND_TABLES_MAX + 1` tables of 8 KiB.
+    tables: Box<[OnceLock<&'static [RowCounters]>]>,
     claimed: AtomicUsize,
     /// The sums `CONFIG RESETSTAT` saw, subtracted from every later read. Zeroing the tables
     /// instead would race with their owners' plain load-and-store updates and lose the reset.
@@ -100,55 +141,33 @@ impl std::fmt::Debug for CommandStats {
     }
 }
 
-fn new_table() -> Box<[RowCounters]> {
-    (0..COMMAND_ROWS_MAX)
+fn new_table() -> &'static [RowCounters] {
+    let table: Box<[RowCounters]> = (0..COMMAND_ROWS_MAX)
         .map(|_| RowCounters::default())
-        .collect()
+        .collect();
+    Box::leak(table)
 }
 
 impl CommandStats {
     /// This thread's table, claimed the first time the thread asks. Called once per batch of
     /// requests: a connection's task may move to another thread between batches, never within
     /// one (no await happens inside a batch).
-    pub fn local(&self) -> TableSlot {
-        let (id, slot) = CLAIMED.get();
-        if id == self.id {
-            return TableSlot(slot);
+    pub fn local(&self) -> LocalTable {
+        if let (id, Some(table)) = CLAIMED.get()
+            && id == self.id
+        {
+            return table;
         }
         let slot = self
             .claimed
             .fetch_add(1, Ordering::Relaxed)
             .min(SHARED_TABLE);
-        self.tables[slot].get_or_init(new_table);
-        CLAIMED.set((self.id, slot));
-        TableSlot(slot)
-    }
-
-    fn row(&self, slot: TableSlot, row: usize) -> Option<&RowCounters> {
-        self.tables.get(slot.0)?.get()?.get(row)
-    }
-
-    /// A command that ran for `duration_ticks` (of `clock::ticks`), and whether it answered an
-    /// error.
-    #[inline]
-    pub fn record_call(&self, slot: TableSlot, row: usize, duration_ticks: u64, failed: bool) {
-        let Some(counters) = self.row(slot, row) else {
-            debug_assert!(false, "row {row} of table {slot:?} does not exist");
-            return;
+        let table = LocalTable {
+            rows: self.tables[slot].get_or_init(new_table),
+            shared: slot == SHARED_TABLE,
         };
-        let shared = slot.0 == SHARED_TABLE;
-        bump(&counters.calls, 1, shared);
-        bump(&counters.duration_ticks, duration_ticks, shared);
-        if failed {
-            bump(&counters.failed, 1, shared);
-        }
-    }
-
-    /// A command refused before it could run.
-    pub fn record_rejected(&self, slot: TableSlot, row: usize) {
-        if let Some(counters) = self.row(slot, row) {
-            bump(&counters.rejected, 1, slot.0 == SHARED_TABLE);
-        }
+        CLAIMED.set((self.id, Some(table)));
+        table
     }
 
     /// Every row's counts since the start (or the last `reset`), summed over the threads.
@@ -222,11 +241,11 @@ mod tests {
             for _ in 0..4 {
                 scope.spawn(|| {
                     for _ in 0..1000 {
-                        let slot = stats.local();
-                        stats.record_call(slot, 3, clock::ns_to_ticks(10_000), false);
+                        let table = stats.local();
+                        table.record_call(3, clock::ns_to_ticks(10_000), false);
                     }
-                    stats.record_call(stats.local(), 3, 0, true);
-                    stats.record_rejected(stats.local(), 4);
+                    stats.local().record_call(3, 0, true);
+                    stats.local().record_rejected(4);
                 });
             }
         });
@@ -247,7 +266,9 @@ mod tests {
         );
         stats.reset();
         assert!(stats.totals().iter().all(|t| !t.any()));
-        stats.record_call(stats.local(), 3, clock::ns_to_ticks(5_000), false);
+        stats
+            .local()
+            .record_call(3, clock::ns_to_ticks(5_000), false);
         assert_eq!(stats.totals()[3].calls, 1);
         assert!(stats.totals()[3].duration_ns.abs_diff(5_000) < 10);
     }
@@ -261,10 +282,10 @@ mod tests {
         std::thread::scope(|scope| {
             for _ in 0..4 {
                 scope.spawn(|| {
-                    let slot = stats.local();
-                    assert_eq!(slot.0, SHARED_TABLE);
+                    let table = stats.local();
+                    assert!(table.shared);
                     for _ in 0..10_000 {
-                        stats.record_call(slot, 0, 1, false);
+                        table.record_call(0, 1, false);
                     }
                 });
             }
@@ -277,9 +298,9 @@ mod tests {
     #[test]
     fn separate_stats_on_one_thread() {
         let (a, b) = (CommandStats::default(), CommandStats::default());
-        a.record_call(a.local(), 1, 1, false);
-        b.record_call(b.local(), 1, 1, false);
-        a.record_call(a.local(), 1, 1, false);
+        a.local().record_call(1, 1, false);
+        b.local().record_call(1, 1, false);
+        a.local().record_call(1, 1, false);
         assert_eq!(a.totals()[1].calls, 2);
         assert_eq!(b.totals()[1].calls, 1);
     }
