@@ -14,6 +14,7 @@ mod pause;
 mod presence;
 mod protocol;
 mod pubsub;
+mod slowlog;
 mod smoke;
 mod snapshot;
 mod subscriber;
