@@ -301,19 +301,34 @@ pub type Verified = (Header, Vec<(RecordHeader, usize)>, u64);
 /// Checks a whole file — header, trailer, body CRC, every record's bounds and CRC — without
 /// changing anything. Returns the header and the records' positions.
 pub fn verify(path: &Path) -> Result<Verified, SnapshotError> {
+    let map = map_file(path)?;
+    verify_bytes(path, &map)
+}
+
+/// Maps a snapshot file for reading.
+fn map_file(path: &Path) -> Result<Mmap, SnapshotError> {
     let file = File::open(path).map_err(|e| error(path, "open", e.to_string()))?;
     let len = file
         .metadata()
         .map_err(|e| error(path, "open", e.to_string()))?
-        .len() as usize;
+        .len();
+    // An empty file cannot be mapped; say what it is rather than what mmap thinks of it.
     if len == 0 {
         return Err(error(path, "file", "empty file"));
     }
     // SAFETY: snapshot files are written once under a temporary name and renamed into place;
     // nothing writes to or truncates a file with a final name while it is mapped here.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| error(path, "map", e.to_string()))?;
-    let (header, header_len) =
-        format::Header::decode(&map).map_err(|p| error(path, "header", p))?;
+    unsafe { Mmap::map(&file) }.map_err(|e| error(path, "map", e.to_string()))
+}
+
+/// `verify` on a snapshot's bytes (`path` only names it in errors). Public so that the fuzz
+/// targets (`fuzz/`) reach the same checks without a file per input.
+pub fn verify_bytes(path: &Path, map: &[u8]) -> Result<Verified, SnapshotError> {
+    let len = map.len();
+    if len == 0 {
+        return Err(error(path, "file", "empty file"));
+    }
+    let (header, header_len) = format::Header::decode(map).map_err(|p| error(path, "header", p))?;
     if len < header_len + TRAILER_LEN {
         return Err(error(path, "trailer", "file truncated before the trailer"));
     }
@@ -408,7 +423,22 @@ pub fn load_newest(
 }
 
 fn load_file(store: &Store, path: &Path, now_ms: u64) -> Result<(u64, u64), SnapshotError> {
-    let (header, records, len) = verify(path)?;
+    // The file is verified and imported from one map: it is not modified while mapped.
+    let map = map_file(path)?;
+    load_bytes(store, path, &map, now_ms)
+}
+
+/// Verifies a snapshot's bytes, then imports them into `store`, which must be empty (`path`
+/// only names the file in errors). Returns the file's `created_ms` and length. After an error
+/// the store may hold part of the file: the caller flushes it, as `load_newest` does. Public
+/// for the fuzz targets (`fuzz/`), like `verify_bytes`.
+pub fn load_bytes(
+    store: &Store,
+    path: &Path,
+    map: &[u8],
+    now_ms: u64,
+) -> Result<(u64, u64), SnapshotError> {
+    let (header, records, len) = verify_bytes(path, map)?;
     if header.shard_count as usize != store.shard_count() {
         return Err(error(
             path,
@@ -432,9 +462,6 @@ fn load_file(store: &Store, path: &Path, now_ms: u64) -> Result<(u64, u64), Snap
             ),
         ));
     }
-    let file = File::open(path).map_err(|e| error(path, "open", e.to_string()))?;
-    // SAFETY: as in `verify`; the file was just verified and is not modified while mapped.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| error(path, "map", e.to_string()))?;
     for (record, payload_start) in &records {
         let payload = &map[*payload_start..*payload_start + record.payload_len as usize];
         let mut shard = store.lock(record.shard as usize);
