@@ -9,7 +9,8 @@
 //! - arguments never hold more bytes than the line, nor are more numerous;
 //! - quoting the arguments back (`"` with `\xHH` escapes) and splitting again gives them back;
 //! - the request decoder, given the line and CRLF, returns exactly these arguments, nothing
-//!   for a blank line, or the unbalanced-quotes protocol error.
+//!   for a blank line, or the unbalanced-quotes protocol error; past the inline limit, the
+//!   too-big-inline error.
 
 use bytes::BytesMut;
 use presenced::limits::{ARGS_MAX_DEFAULT, BULK_LEN_MAX_DEFAULT, INLINE_LINE_MAX};
@@ -177,9 +178,10 @@ pub fn check(line: &[u8]) -> String {
 }
 
 /// The decoder reads `line` CRLF as an inline request split exactly like `split_args` does,
-/// when it is one: no LF inside, not a multibulk (`*` first), within the inline limit.
+/// when it is one: no LF inside, not a multibulk (`*` first). Past the inline limit (the LF at
+/// an offset over `INLINE_LINE_MAX`) it refuses it instead.
 fn check_decoder_agrees(line: &[u8], split: Option<&[Vec<u8>]>) {
-    if line.contains(&b'\n') || line.first() == Some(&b'*') || line.len() > INLINE_LINE_MAX {
+    if line.contains(&b'\n') || line.first() == Some(&b'*') {
         return;
     }
     let limits = DecodeLimits {
@@ -190,6 +192,15 @@ fn check_decoder_agrees(line: &[u8], split: Option<&[Vec<u8>]>) {
     let mut buf = BytesMut::from(line);
     buf.extend_from_slice(b"\r\n");
     let decoded = RequestDecoder::new().decode(&mut buf, &limits);
+    if line.len() + 1 > INLINE_LINE_MAX {
+        assert_eq!(
+            decoded,
+            Err(ProtocolError::InlineTooBig),
+            "{} bytes",
+            line.len()
+        );
+        return;
+    }
     match split {
         None => assert_eq!(decoded, Err(ProtocolError::UnbalancedQuotes)),
         Some([]) => assert_eq!(decoded, Ok(None), "a blank line is skipped"),
