@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 static INPUT_PTR: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 static INPUT_LEN: AtomicUsize = AtomicUsize::new(0);
 static PATH: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+/// "aborted; input saved to <path>", formatted before the run: the handler cannot format.
+static MESSAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+static MESSAGE_LEN: AtomicUsize = AtomicUsize::new(0);
 static INSTALL: Once = Once::new();
-
-const MESSAGE: &[u8] =
-    b"presenced-fuzz: aborted; the input was saved (see the path printed at start)\n";
 
 extern "C" fn on_abort(_signal: libc::c_int) {
     let input = INPUT_PTR.load(Ordering::SeqCst);
@@ -23,9 +23,10 @@ extern "C" fn on_abort(_signal: libc::c_int) {
     if input.is_null() || path.is_null() {
         return;
     }
-    // SAFETY: `path` is a leaked, NUL-terminated CString; `input` points at `len` bytes kept
-    // alive by the runner for as long as it is armed (the abort happens during that run).
-    // open, write and close are async-signal-safe.
+    // SAFETY: `path` is a leaked, NUL-terminated CString and `message` a leaked buffer of
+    // `MESSAGE_LEN` bytes; `input` points at `len` bytes kept alive by the runner for as long
+    // as it is armed (the abort happens during that run). open, write and close are
+    // async-signal-safe.
     unsafe {
         let fd = libc::open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o644);
         if fd >= 0 {
@@ -39,7 +40,10 @@ extern "C" fn on_abort(_signal: libc::c_int) {
             }
             libc::close(fd);
         }
-        libc::write(2, MESSAGE.as_ptr().cast(), MESSAGE.len());
+        let message = MESSAGE.load(Ordering::SeqCst);
+        if !message.is_null() {
+            libc::write(2, message.cast(), MESSAGE_LEN.load(Ordering::SeqCst));
+        }
     }
 }
 
@@ -56,7 +60,16 @@ pub fn prepare(path: &Path) {
         }
     });
     if let Ok(c_path) = CString::new(path.as_os_str().as_encoded_bytes()) {
-        // Leaked on purpose: the handler may read it at any moment; one per target per run.
+        // Leaked on purpose, as the message: the handler may read them at any moment; one
+        // of each per target per run.
+        let message = format!(
+            "presenced-fuzz: aborted; input saved to {}\n",
+            path.display()
+        );
+        let message = Box::leak(message.into_bytes().into_boxed_slice());
+        MESSAGE.store(std::ptr::null_mut(), Ordering::SeqCst);
+        MESSAGE_LEN.store(message.len(), Ordering::SeqCst);
+        MESSAGE.store(message.as_mut_ptr(), Ordering::SeqCst);
         PATH.store(c_path.into_raw(), Ordering::SeqCst);
     }
 }
