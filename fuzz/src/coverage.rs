@@ -125,6 +125,11 @@ pub fn edges_seen() -> usize {
         .count()
 }
 
+/// Counters in the instrumented code, hit or not.
+pub fn counters_total() -> usize {
+    SEEN.lock().unwrap_or_else(|p| p.into_inner()).len()
+}
+
 /// Whether this binary was built with coverage instrumentation.
 pub fn instrumented() -> bool {
     !REGIONS.lock().unwrap_or_else(|p| p.into_inner()).is_empty()

@@ -100,7 +100,11 @@ fn main() -> ExitCode {
             report.seeds,
             report.corpus_len,
             if report.edges > 0 {
-                format!(", {} edges", report.edges)
+                format!(
+                    ", {} of {} coverage counters",
+                    report.edges,
+                    coverage::counters_total()
+                )
             } else {
                 String::new()
             },
