@@ -12,6 +12,8 @@ mod push;
 mod reply;
 mod request;
 
+// Public for the fuzz targets (`fuzz/`), which check it against Redis's own splitter.
+pub use inline::split_args;
 pub use push::PushFrame;
 pub use reply::{Protocol, ReplyBuf};
 pub use request::{
