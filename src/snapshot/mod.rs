@@ -713,11 +713,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("presenced-order-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let store = Store::new(1 << 16, 2, T0_MS).expect("store");
-        store.set_key(
+        let _ = store.set_key(
             UserKey::Side(b"bob"),
             KeyValue::Custom(b"hello"),
             KeyExpiry::Never,
             SetCondition::Always,
+            Room::Available,
             T0_MS,
         );
         let good = save(&store, "user:{id}:presence", &dir, T0_MS).expect("save");

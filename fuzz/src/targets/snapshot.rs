@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex};
 
 use presenced::snapshot::{self, Header, RecordHeader};
 use presenced::store::{
-    AppStatus, CHUNK_SLOTS, KeyExpiry, KeyValue, ManualStatus, SetCondition, Store, Transition,
-    UserKey,
+    AppStatus, CHUNK_SLOTS, KeyExpiry, KeyValue, ManualStatus, Room, SetCondition, Store,
+    Transition, UserKey,
 };
 
 pub const CAPACITY: u64 = 1024;
@@ -556,26 +556,54 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mixed = Store::new(CAPACITY, SHARDS, T0_MS).expect("store");
     let t = T0_MS;
     for id in (0..200u64).step_by(3) {
-        let _ = mixed.heartbeat(UserKey::Dense(id), 300, None, None, t);
+        let _ = mixed.heartbeat(UserKey::Dense(id), 300, None, None, Room::Available, t);
     }
-    let _ = mixed.heartbeat(UserKey::Dense(1000), 1, None, None, t);
-    let _ = mixed.heartbeat(UserKey::Dense(1023), 60, Some(AppStatus::Away), None, t);
+    let _ = mixed.heartbeat(UserKey::Dense(1000), 1, None, None, Room::Available, t);
+    let _ = mixed.heartbeat(
+        UserKey::Dense(1023),
+        60,
+        Some(AppStatus::Away),
+        None,
+        Room::Available,
+        t,
+    );
     let _ = mixed.heartbeat(
         UserKey::Dense(5),
         300,
         Some(AppStatus::Busy),
         Some(b"phone"),
+        Room::Available,
         t,
     );
-    let _ = mixed.heartbeat(UserKey::Dense(5), 30, None, Some(b"web"), t);
-    mixed.set_status(UserKey::Dense(9), Some(ManualStatus::Dnd), Some(3600), t);
-    mixed.set_status(UserKey::Dense(10), Some(ManualStatus::Invisible), None, t);
+    let _ = mixed.heartbeat(
+        UserKey::Dense(5),
+        30,
+        None,
+        Some(b"web"),
+        Room::Available,
+        t,
+    );
+    let _ = mixed.set_status(
+        UserKey::Dense(9),
+        Some(ManualStatus::Dnd),
+        Some(3600),
+        Room::Available,
+        t,
+    );
+    let _ = mixed.set_status(
+        UserKey::Dense(10),
+        Some(ManualStatus::Invisible),
+        None,
+        Room::Available,
+        t,
+    );
     let custom = |store: &Store, key, value: &[u8], expiry| {
-        store.set_key(
+        let _ = store.set_key(
             key,
             KeyValue::Custom(value),
             expiry,
             SetCondition::Always,
+            Room::Available,
             t,
         );
     };
@@ -586,11 +614,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         KeyExpiry::Never,
     );
     custom(&mixed, UserKey::Dense(13), b"v", KeyExpiry::At(t + 2_000));
-    mixed.set_key(
+    let _ = mixed.set_key(
         UserKey::Dense(14),
         KeyValue::Status(AppStatus::Dnd),
         KeyExpiry::At(t + 60_000),
         SetCondition::Always,
+        Room::Available,
         t,
     );
     mixed.offline(UserKey::Dense(3), None, t);
@@ -600,13 +629,14 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         b"042",
         b"99999",
     ] {
-        let _ = mixed.heartbeat(UserKey::Side(id), 300, None, None, t);
+        let _ = mixed.heartbeat(UserKey::Side(id), 300, None, None, Room::Available, t);
     }
     let _ = mixed.heartbeat(
         UserKey::Side(b"alice@example.com"),
         120,
         Some(AppStatus::Away),
         Some(b"laptop"),
+        Room::Available,
         t,
     );
     custom(
@@ -615,22 +645,38 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         b"hello",
         KeyExpiry::At(t + 60_000),
     );
-    mixed.set_status(
+    let _ = mixed.set_status(
         UserKey::Side(b"carol"),
         Some(ManualStatus::Busy),
         Some(60),
+        Room::Available,
         t,
     );
 
     let side_only = Store::new(CAPACITY, SHARDS, T0_MS).expect("store");
-    let _ = side_only.heartbeat(UserKey::Side(b"u-1"), 300, None, Some(b"d1"), t);
-    let _ = side_only.heartbeat(UserKey::Side(b"u-1"), 300, None, Some(b"d2"), t);
-    let _ = side_only.heartbeat(UserKey::Side(b"u-2"), 2, None, None, t);
+    let _ = side_only.heartbeat(
+        UserKey::Side(b"u-1"),
+        300,
+        None,
+        Some(b"d1"),
+        Room::Available,
+        t,
+    );
+    let _ = side_only.heartbeat(
+        UserKey::Side(b"u-1"),
+        300,
+        None,
+        Some(b"d2"),
+        Room::Available,
+        t,
+    );
+    let _ = side_only.heartbeat(UserKey::Side(b"u-2"), 2, None, None, Room::Available, t);
     custom(&side_only, UserKey::Side(b"u-3"), b"x", KeyExpiry::Never);
-    side_only.set_status(
+    let _ = side_only.set_status(
         UserKey::Side(b"u-4"),
         Some(ManualStatus::Invisible),
         None,
+        Room::Available,
         t,
     );
 
