@@ -140,6 +140,18 @@ pub struct Args {
     /// flight to the failed leader can reach it: a failover declares nobody offline at once
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub promotion_grace: u64,
+
+    /// Microseconds a command must run to be kept in the slow log (SLOWLOG GET): 0 keeps every
+    /// command, -1 none. CONFIG SET slowlog-log-slower-than changes it at runtime.
+    #[arg(long, default_value_t = limits::SLOWLOG_SLOWER_THAN_US_DEFAULT,
+          allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
+    pub slowlog_log_slower_than: i64,
+
+    /// Most entries the slow log keeps, newest first (0..=100000). CONFIG SET slowlog-max-len
+    /// changes it at runtime.
+    #[arg(long, default_value_t = limits::SLOWLOG_LEN_DEFAULT,
+          value_parser = clap::value_parser!(u64).range(0..=limits::SLOWLOG_LEN_MAX))]
+    pub slowlog_max_len: u64,
 }
 
 /// Redis's memory values (its `memtoull`): decimal digits, then nothing or `b` (bytes), `k`,
@@ -210,6 +222,9 @@ pub struct Config {
     pub repl_backlog_bytes: usize,
     pub replica_priority: u64,
     pub promotion_grace_s: u64,
+    /// The slow log's settings at start (`SlowLog` holds them once running: CONFIG SET).
+    pub slowlog_slower_than_us: i64,
+    pub slowlog_len_max: u64,
 }
 
 impl Config {
@@ -273,6 +288,8 @@ impl Config {
             repl_backlog_bytes,
             replica_priority: args.replica_priority,
             promotion_grace_s: args.promotion_grace,
+            slowlog_slower_than_us: args.slowlog_log_slower_than,
+            slowlog_len_max: args.slowlog_max_len,
         })
     }
 
@@ -310,6 +327,8 @@ mod tests {
         assert!(Args::try_parse_from(["presenced", "--ttl", "0"]).is_err());
         assert!(Args::try_parse_from(["presenced", "--ttl", "86401"]).is_err());
         assert_eq!(config.maxmemory_bytes, 0, "no memory limit by default");
+        assert_eq!(config.slowlog_slower_than_us, 10_000);
+        assert_eq!(config.slowlog_len_max, 128);
     }
 
     /// Memory values as Redis's config reads them (checked against redis-server 7.0.15's
@@ -340,5 +359,21 @@ mod tests {
         let args = Args::try_parse_from(["presenced", "--maxmemory", "64mb"]).expect("flag");
         assert_eq!(args.maxmemory, 64 << 20);
         assert!(Args::try_parse_from(["presenced", "--maxmemory", "64 MB"]).is_err());
+    }
+
+    /// The slow log's flags take Redis's ranges: -1 (off) and up for the threshold, and up to
+    /// SLOWLOG_LEN_MAX entries.
+    #[test]
+    fn slowlog_flags() {
+        let parse = |args: &[&str]| Args::try_parse_from([&["presenced"], args].concat());
+        let args =
+            parse(&["--slowlog-log-slower-than", "-1", "--slowlog-max-len", "0"]).expect("valid");
+        assert_eq!(
+            (args.slowlog_log_slower_than, args.slowlog_max_len),
+            (-1, 0)
+        );
+        assert!(parse(&["--slowlog-log-slower-than", "-2"]).is_err());
+        assert!(parse(&["--slowlog-max-len", "100001"]).is_err());
+        assert!(parse(&["--slowlog-max-len", "-1"]).is_err());
     }
 }

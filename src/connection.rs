@@ -245,6 +245,8 @@ impl Batch<'_, '_> {
         let mut command_count = 0u64;
         let now_ms = clock::now_ms();
         let mut gate = Some(self.gate.shared());
+        // Started once the gate is held: waiting for another client's EXEC is no command's time.
+        let mut meter = cmd::Meter::start(stats);
         while out.len() < OUTPUT_PENDING_MAX {
             // Limits are re-read per request: AUTH earlier in the same batch lifts them.
             let limits = DecodeLimits {
@@ -276,12 +278,29 @@ impl Batch<'_, '_> {
                 // An EXEC: every other client is held off while it runs.
                 drop(gate.take());
                 let exclusive = self.gate.exclusive();
-                let ran = cmd::execute(self.shared, self.session, self.args, out, now_ms);
+                // Waiting for the other clients' batches is not the EXEC's own time.
+                meter.restart();
+                let ran = cmd::execute(
+                    self.shared,
+                    self.session,
+                    &mut meter,
+                    self.args,
+                    out,
+                    now_ms,
+                );
                 drop(exclusive);
                 gate = Some(self.gate.shared());
+                meter.restart();
                 ran
             } else {
-                cmd::execute(self.shared, self.session, self.args, out, now_ms)
+                cmd::execute(
+                    self.shared,
+                    self.session,
+                    &mut meter,
+                    self.args,
+                    out,
+                    now_ms,
+                )
             };
             command_count += 1;
             last_command = name.or(last_command);

@@ -29,6 +29,7 @@ pub mod resp;
 pub mod server;
 pub mod services;
 pub mod session;
+pub mod slowlog;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

@@ -125,3 +125,36 @@ pub const EVENTS_PENDING_MAX: u64 = 262_144;
 /// the last one, so what can pass the limit unseen is only other allocations of one period
 /// (connection buffers, queued messages), and the next read corrects the figure.
 pub const MEMORY_REFRESH_MS: u64 = 100;
+
+/// Default `slowlog-log-slower-than` (Redis's): a command that runs 10 ms or longer is logged.
+pub const SLOWLOG_SLOWER_THAN_US_DEFAULT: i64 = 10_000;
+
+/// Default `slowlog-max-len` (Redis's): the slow log keeps its 128 newest entries.
+pub const SLOWLOG_LEN_DEFAULT: u64 = 128;
+
+/// Largest `slowlog-max-len`. Redis accepts any `long`; an entry here is at most 32 arguments of
+/// at most 128 bytes plus the truncation notes (~5 KB) and typically a few short arguments, an
+/// address and a name (~150 bytes): 100,000 entries hold ~15 MB typically and ~500 MB at worst,
+/// where Redis's bound leaves the memory to the operator's care.
+pub const SLOWLOG_LEN_MAX: u64 = 100_000;
+
+/// A slow log entry keeps at most this many arguments; past it the last one kept says how many
+/// more there were (Redis's `SLOWLOG_ENTRY_MAX_ARGC`).
+pub const SLOWLOG_ARGS_MAX: usize = 32;
+
+/// A slow log entry keeps at most this many bytes of an argument, then says how many more there
+/// were (Redis's `SLOWLOG_ENTRY_MAX_STRING`).
+pub const SLOWLOG_ARG_BYTES_MAX: usize = 128;
+
+/// Rows of the per-command statistics (`INFO commandstats`): one per command and subcommand of
+/// the table. presenced has about 120; the table asserts it fits. A row is 32 bytes, so a
+/// thread's table is 8 KiB.
+pub const COMMAND_ROWS_MAX: usize = 256;
+
+/// Threads that may each keep a private table of per-command counters. A thread claims a table
+/// the first time it runs a command and keeps it for its life (its counts outlive it): per-core
+/// runtimes have `--threads` (at most 1,024) threads; the work-stealing runtime may bring in a
+/// replacement worker each time a SAVE blocks one. Threads past this share one more table whose
+/// counters are updated with atomic additions: slower, still exact. 4,096 tables reserve 32 KiB
+/// of pointers; only claimed ones are allocated.
+pub const COMMAND_TABLES_MAX: usize = 4096;

@@ -8,7 +8,7 @@ use crate::clients::CloseReason;
 use crate::expiry::LagHistogram;
 use crate::services::Shared;
 use crate::snapshot::PersistenceStatus;
-use crate::stats::Stats;
+use crate::stats::{CommandTotals, Stats};
 use crate::store::ShardCounters;
 
 /// Everything, as plain numbers (and the persistence status, which is mostly reports).
@@ -24,6 +24,9 @@ pub struct Metrics {
     pub cpu: CpuTimes,
     /// Error replies by first word, in `stats::ERROR_PREFIXES` order.
     pub errors_by_prefix: Vec<(&'static str, u64)>,
+    /// Calls, time, rejections and failures of each command, by the command table's row
+    /// (`cmd::command_rows` names them).
+    pub commands: Vec<CommandTotals>,
 }
 
 /// CPU time used, in seconds, from `/proc` (Linux's clock ticks are 1/100 s there).
@@ -136,6 +139,7 @@ impl Metrics {
                 .zip(&shared.stats.errors_by_prefix)
                 .map(|(prefix, count)| (*prefix, Stats::get(count)))
                 .collect(),
+            commands: shared.stats.commands.totals(),
         }
     }
 }

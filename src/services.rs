@@ -1,6 +1,6 @@
 //! What connections, commands and timers share: the store, pub/sub, the keyspace settings, the
 //! configuration, persistence, the client registry, the memory gauge (`maxmemory`), the
-//! counters and the server's identity.
+//! counters, the slow log and the server's identity.
 //!
 //! `Services` owns them; `Shared` lends them out by reference, so a command sees the parts
 //! it uses and never the accept loop, the listeners or the timers (`server` owns those). This
@@ -19,6 +19,7 @@ use crate::identity::Identity;
 use crate::memory::MemoryGauge;
 use crate::pubsub::PubSub;
 use crate::replication::Replication;
+use crate::slowlog::SlowLog;
 use crate::snapshot::Persistence;
 use crate::stats::Stats;
 use crate::store::Store;
@@ -34,6 +35,7 @@ pub struct Services {
     /// The `maxmemory` limit and the used-memory figure it is compared with.
     pub memory: MemoryGauge,
     pub stats: Stats,
+    pub slowlog: SlowLog,
     pub identity: Identity,
     /// Held shared by every batch of requests and every expiry pass, exclusive by an `EXEC`.
     pub gate: Gate,
@@ -78,6 +80,7 @@ pub struct Shared<'a> {
     pub clients: &'a ClientRegistry,
     pub memory: &'a MemoryGauge,
     pub stats: &'a Stats,
+    pub slowlog: &'a SlowLog,
     pub identity: &'a Identity,
 }
 
@@ -118,6 +121,7 @@ impl Services {
             keyspace,
             clients: ClientRegistry::default(),
             stats: Stats::default(),
+            slowlog: SlowLog::new(config.slowlog_slower_than_us, config.slowlog_len_max),
             identity: Identity::new(listen_addr, now_ms),
             gate: Gate::default(),
             shutdown,
@@ -137,6 +141,7 @@ impl Services {
             clients: &self.clients,
             memory: &self.memory,
             stats: &self.stats,
+            slowlog: &self.slowlog,
             identity: &self.identity,
         }
     }

@@ -2,9 +2,14 @@
 //! statistics, not synchronisation, and nothing reads one counter to decide about another.
 //! Every counter only grows (except through `CONFIG RESETSTAT`, as in Redis), so a scraper
 //! may take differences. `metrics::Metrics` reads them together with the other components'
-//! counters; nothing renders them from here.
+//! counters; nothing renders them from here. The per-command counters (`commands`) are kept
+//! per thread instead, since they are bumped on every command.
+
+mod commands;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use commands::{CommandStats, CommandTotals, LocalTable};
 
 use crate::clients::CloseReason;
 
@@ -26,6 +31,8 @@ pub struct Stats {
     pub connections_closed: [AtomicU64; CloseReason::COUNT],
     /// Error replies by their first word (`INFO errorstats`), by `ERROR_PREFIXES` index.
     pub errors_by_prefix: [AtomicU64; ERROR_PREFIXES.len()],
+    /// Calls, time, rejections and failures of each command (`INFO commandstats`).
+    pub commands: CommandStats,
 }
 
 /// The first words presenced's error replies start with, as Redis groups them in
@@ -65,8 +72,10 @@ impl Stats {
         Self::add(&self.connections_closed[reason.index()], 1);
     }
 
-    /// `CONFIG RESETSTAT`: every counter back to zero.
+    /// `CONFIG RESETSTAT`: every counter back to zero, the per-command ones included (as
+    /// Redis resets its command and error tables). The slow log is not a statistic: it stays.
     pub fn reset(&self) {
+        self.commands.reset();
         let counters = [
             &self.connections_received,
             &self.connections_rejected,

@@ -28,6 +28,17 @@ impl<'a> Args<'a> {
         self.name
     }
 
+    /// The whole request as the client sent it, the command's name first (for error texts
+    /// that quote what was typed).
+    pub fn request(&self) -> &'a [Bytes] {
+        self.all
+    }
+
+    /// Where the next argument is in the request (0 is the command's name).
+    pub fn position(&self) -> usize {
+        self.at
+    }
+
     /// The next argument, if any.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<&'a Bytes> {

@@ -145,7 +145,10 @@ fn pause(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         None => return Err(CmdError::PauseTimeoutNotInteger),
     };
     if args.remaining() > 1 {
-        return Err(CmdError::SubcommandArguments("PAUSE", "CLIENT"));
+        return Err(CmdError::SubcommandArguments {
+            sub: "PAUSE".to_string(),
+            command: "CLIENT".to_string(),
+        });
     }
     let writes_only = match args.next() {
         None => false,

@@ -82,8 +82,12 @@ pub enum CmdError {
     GetKeysUnknownCommand,
     GetKeysWrongArity,
     GetKeysNoKeys,
-    /// Redis's text for a subcommand given too many arguments: (subcommand, command).
-    SubcommandArguments(&'static str, &'static str),
+    /// Redis's text for a subcommand given too many arguments, naming the subcommand as typed
+    /// and the command in capitals.
+    SubcommandArguments {
+        sub: String,
+        command: String,
+    },
     InvalidClientId,
     ClientIdNotPositive,
     NoSuchClient,
@@ -111,12 +115,20 @@ pub enum CmdError {
     MemoryValueInvalid,
     /// `CONFIG SET maxmemory-policy` other than `noeviction`: presenced evicts nothing.
     EvictionPolicyUnsupported,
-    /// The same parameter twice in one `CONFIG SET`.
-    ConfigDuplicate(String),
     // Server and persistence.
     NotifyEventsInvalid,
     ConfigImmutable(String),
     ConfigUnknown(String),
+    /// The same parameter twice in one CONFIG SET (as typed).
+    ConfigDuplicate(String),
+    /// A CONFIG SET value that is not an integer, for the parameter named.
+    ConfigNotInteger(&'static str),
+    ConfigOutOfRange {
+        name: &'static str,
+        min: i64,
+        max: i64,
+    },
+    SlowlogCount,
     FlushFailed(String),
     NoShutdownInProgress,
     ShutdownFailed,
@@ -226,10 +238,6 @@ impl fmt::Display for CmdError {
             EvictionPolicyUnsupported => f.write_str(
                 "ERR CONFIG SET failed (possibly related to argument 'maxmemory-policy') - argument(s) must be one of the following: noeviction",
             ),
-            ConfigDuplicate(name) => write!(
-                f,
-                "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
-            ),
             InvalidAppStatus(status) => write!(
                 f,
                 "ERR invalid status '{status}': must be online, away or busy"
@@ -301,7 +309,7 @@ impl fmt::Display for CmdError {
                 f.write_str("ERR Invalid number of arguments specified for command")
             }
             GetKeysNoKeys => f.write_str("ERR The command has no key arguments"),
-            SubcommandArguments(sub, command) => write!(
+            SubcommandArguments { sub, command } => write!(
                 f,
                 "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try {command} HELP."
             ),
@@ -350,6 +358,19 @@ impl fmt::Display for CmdError {
                 f,
                 "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
             ),
+            ConfigDuplicate(name) => write!(
+                f,
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - duplicate parameter"
+            ),
+            ConfigNotInteger(name) => write!(
+                f,
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
+            ),
+            ConfigOutOfRange { name, min, max } => write!(
+                f,
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be between {min} and {max} inclusive"
+            ),
+            SlowlogCount => f.write_str("ERR count should be greater than or equal to -1"),
             FlushFailed(err) => write!(f, "ERR FLUSHALL failed: {err}"),
             NoShutdownInProgress => f.write_str("ERR No shutdown in progress."),
             ShutdownFailed => f.write_str("ERR Errors trying to SHUTDOWN. Check logs."),

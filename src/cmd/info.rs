@@ -15,20 +15,22 @@ use crate::replication::Role;
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
 /// Every section, in the order Redis lists its own (presenced's `presence` before
-/// `keyspace`). `INFO`, `INFO default`, `all` and `everything` show them all: presenced has no
-/// modules, command or latency statistics to leave out.
-const DEFAULT_SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "errorstats",
-    "cluster",
-    "presence",
-    "keyspace",
+/// `keyspace`), and whether `INFO` alone (and `INFO default`) shows it: as in Redis 7,
+/// `commandstats` only comes with `all`, `everything` or its own name. presenced has no modules
+/// or latency statistics.
+const SECTIONS: &[(&str, bool)] = &[
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("commandstats", false),
+    ("errorstats", true),
+    ("cluster", true),
+    ("presence", true),
+    ("keyspace", true),
 ];
 
 type Fields = Vec<(String, String)>;
@@ -39,14 +41,13 @@ pub fn info(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let everything = wanted.is_empty()
-        || wanted
-            .iter()
-            .any(|w| w == "default" || w == "all" || w == "everything");
-    let sections: Vec<&str> = DEFAULT_SECTIONS
+    let asked = |word: &str| wanted.iter().any(|w| w == word);
+    let all = asked("all") || asked("everything");
+    let defaults = wanted.is_empty() || asked("default");
+    let sections: Vec<&str> = SECTIONS
         .iter()
-        .copied()
-        .filter(|s| everything || wanted.iter().any(|w| w == s))
+        .filter(|(name, default)| all || (defaults && *default) || asked(name))
+        .map(|(name, _)| *name)
         .collect();
     let metrics = Metrics::collect(&ctx.shared, ctx.now_ms);
     let mut text = String::new();
@@ -62,6 +63,7 @@ pub fn info(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
             "stats" => ("Stats", stats_fields(ctx, &metrics)),
             "replication" => ("Replication", replication_fields(ctx)),
             "cpu" => ("CPU", cpu_fields(&metrics)),
+            "commandstats" => ("Commandstats", command_fields(&metrics)),
             "errorstats" => ("Errorstats", error_fields(&metrics)),
             "cluster" => ("Cluster", fields([("cluster_enabled", &0)])),
             "presence" => ("Presence", presence_fields(ctx, &metrics)),
@@ -356,6 +358,32 @@ fn cpu_fields(metrics: &Metrics) -> Fields {
             seconds(cpu.main_thread_user_s),
         ),
     ]
+}
+
+/// Redis's `cmdstat_<name>:calls=N,usec=N,usec_per_call=F,rejected_calls=N,failed_calls=N`
+/// for each command and subcommand (`client|list`) that was called, rejected or failed, in the
+/// command table's order (Redis's is its hash table's).
+fn command_fields(metrics: &Metrics) -> Fields {
+    super::command_rows()
+        .iter()
+        .zip(&metrics.commands)
+        .filter(|(_, totals)| totals.any())
+        .map(|(spec, totals)| {
+            let usec_per_call = if totals.calls == 0 {
+                0.0
+            } else {
+                totals.duration_ns as f64 / 1000.0 / totals.calls as f64
+            };
+            let value = format!(
+                "calls={},usec={},usec_per_call={usec_per_call:.2},rejected_calls={},failed_calls={}",
+                totals.calls,
+                totals.duration_ns / 1000,
+                totals.rejected,
+                totals.failed,
+            );
+            (format!("cmdstat_{}", spec.name), value)
+        })
+        .collect()
 }
 
 /// Redis lists only the kinds of error that happened.

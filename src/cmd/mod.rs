@@ -13,10 +13,12 @@ mod error;
 mod info;
 mod introspection;
 mod keys;
+mod meter;
 mod presence;
 mod pubsub;
 mod replication;
 mod server_admin;
+mod slowlog;
 mod strings;
 mod transaction;
 
@@ -27,6 +29,7 @@ use hashbrown::HashMap;
 
 pub use args::Args;
 pub use error::{CmdError, printable};
+pub use meter::Meter;
 pub use pubsub::unsubscribe_all;
 pub use transaction::{abandon as abandon_transaction, needs_exclusive};
 
@@ -43,12 +46,26 @@ pub struct Ctx<'a> {
     pub out: &'a mut ReplyBuf,
     pub now_ms: u64,
     pub flow: Flow,
+    /// What times and counts this batch's commands (an `EXEC` hands it to what it runs).
+    pub meter: &'a mut Meter,
+    /// Bit `i` set: argument `i` is a secret the slow log shows as `(redacted)` (`redact`).
+    pub redacted_args: u64,
 }
 
 impl Ctx<'_> {
     /// Asks the connection to close once this reply is written.
     pub fn close(&mut self, reason: CloseReason) {
         self.flow = Flow::Close(reason);
+    }
+
+    /// Marks argument `position` (0 is the command's name) as a secret: a password never
+    /// reaches the slow log. Handlers mark arguments as they parse them, as Redis's do, so a
+    /// request refused before its secret was reached is logged as sent. Only the first
+    /// `SLOWLOG_ARGS_MAX` arguments are ever logged, so positions past 63 need no mark.
+    pub fn redact(&mut self, position: usize) {
+        if position < 64 {
+            self.redacted_args |= 1 << position;
+        }
     }
 }
 
@@ -284,15 +301,57 @@ static COMMANDS: &[CommandSpec] = &[
     server_admin::LASTSAVE,
     server_admin::MEMORY,
     server_admin::LATENCY,
+    slowlog::SLOWLOG,
 ];
 
-fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
-    static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
-    TABLE.get_or_init(|| COMMANDS.iter().map(|c| (c.name, c)).collect())
+/// A command as the dispatcher finds it: its spec and its row in the per-command statistics
+/// (`INFO commandstats`).
+#[derive(Clone, Copy)]
+struct Entry {
+    spec: &'static CommandSpec,
+    row: usize,
+}
+
+/// Rows are numbered in table order, each command followed by its subcommands: a
+/// subcommand's row is its parent's plus one plus its place among the parent's subcommands.
+fn table() -> &'static HashMap<&'static str, Entry> {
+    static TABLE: OnceLock<HashMap<&'static str, Entry>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut row = 0;
+        let table = COMMANDS
+            .iter()
+            .map(|spec| {
+                let entry = Entry { spec, row };
+                row += 1 + spec.subcommands.len();
+                (spec.name, entry)
+            })
+            .collect();
+        assert!(
+            row <= crate::limits::COMMAND_ROWS_MAX,
+            "{row} commands and subcommands: raise COMMAND_ROWS_MAX"
+        );
+        table
+    })
+}
+
+/// Every command and subcommand in the order of their statistics rows: what names the rows of
+/// `metrics::Metrics::commands`.
+pub fn command_rows() -> &'static [&'static CommandSpec] {
+    static ROWS: OnceLock<Vec<&'static CommandSpec>> = OnceLock::new();
+    ROWS.get_or_init(|| {
+        COMMANDS
+            .iter()
+            .flat_map(|spec| std::iter::once(spec).chain(spec.subcommands))
+            .collect()
+    })
 }
 
 /// Case-insensitive lookup without allocating: command names are short ASCII words.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    lookup_entry(name).map(|entry| entry.spec)
+}
+
+fn lookup_entry(name: &[u8]) -> Option<Entry> {
     let mut lower = [0u8; 32];
     let lower = lower.get_mut(..name.len())?;
     for (dst, src) in lower.iter_mut().zip(name) {
@@ -309,18 +368,31 @@ fn lookup_subcommand(parent: &'static CommandSpec, name: &[u8]) -> Option<&'stat
         .find(|s| s.short_name().as_bytes().eq_ignore_ascii_case(name))
 }
 
-/// Runs one request and writes its reply. Returns what the connection should do next and
-/// the name of the command that ran (for `CLIENT LIST`).
+fn lookup_subcommand_entry(parent: Entry, name: &[u8]) -> Option<Entry> {
+    let place = parent
+        .spec
+        .subcommands
+        .iter()
+        .position(|s| s.short_name().as_bytes().eq_ignore_ascii_case(name))?;
+    Some(Entry {
+        spec: &parent.spec.subcommands[place],
+        row: parent.row + 1 + place,
+    })
+}
+
+/// Runs one request and writes its reply, timing and counting it with `meter`. Returns what
+/// the connection should do next and the name of the command that ran (for `CLIENT LIST`).
 pub fn execute(
     shared: &Shared<'_>,
     session: &mut Session,
+    meter: &mut Meter,
     args: &[Bytes],
     out: &mut ReplyBuf,
     now_ms: u64,
 ) -> (Flow, Option<&'static str>) {
     let mode_before = session.reply_mode;
     let written_before = out.len();
-    let ran = dispatch(shared, session, args, out, now_ms);
+    let ran = dispatch(shared, session, meter, args, out, now_ms);
     // CLIENT REPLY OFF|SKIP: the reply is computed (the command ran) and dropped.
     match (mode_before, session.reply_mode) {
         (ReplyMode::Off, ReplyMode::Off) => out.buf.truncate(written_before),
@@ -339,6 +411,7 @@ pub fn execute(
 fn dispatch(
     shared: &Shared<'_>,
     session: &mut Session,
+    meter: &mut Meter,
     args: &[Bytes],
     out: &mut ReplyBuf,
     now_ms: u64,
@@ -352,18 +425,25 @@ fn dispatch(
         out,
         now_ms,
         flow: Flow::Continue,
+        meter,
+        redacted_args: 0,
     };
-    let Some(spec) = lookup(first) else {
+    let Some(entry) = lookup_entry(first) else {
+        // As in Redis, an unknown command is no command: no statistics row counts it.
         refuse_queueing(&mut ctx, CmdError::unknown_command(args));
         return (Flow::Continue, None);
     };
-    let (spec, start) = match admit(&ctx, spec, args) {
+    let (entry, start) = match admit(&ctx, entry, args) {
         Ok(admitted) => admitted,
-        Err((err, name)) => {
-            refuse_queueing(&mut ctx, err);
-            return (Flow::Continue, Some(name));
+        Err(refusal) => {
+            if let Some(row) = refusal.row {
+                ctx.meter.rejected(row);
+            }
+            refuse_queueing(&mut ctx, refusal.err);
+            return (Flow::Continue, Some(refusal.name));
         }
     };
+    let spec = entry.spec;
     let written_before = ctx.out.len();
     if ctx.session.transaction.is_some()
         && transaction::refused_in_multi_past_maxmemory(spec.name)
@@ -375,13 +455,18 @@ fn dispatch(
         return (Flow::Continue, Some(spec.name));
     }
     if ctx.session.transaction.is_some() && !transaction::runs_inside_transaction(spec.name) {
+        // Queued, not run: counted (and timed, and maybe logged as slow) when EXEC runs it.
         if let Err(err) = transaction::queue(&mut ctx, args) {
+            ctx.meter.rejected(entry.row);
             refuse(&mut ctx, err);
         }
         return (Flow::Continue, Some(spec.name));
     }
+    let started = ctx.meter.command_start();
     let mut cursor = Args::new(spec.name, args, start);
-    if let Err(err) = (spec.handler)(&mut ctx, &mut cursor) {
+    let result = (spec.handler)(&mut ctx, &mut cursor);
+    let failed = result.is_err();
+    if let Err(err) = result {
         // A refusal is the whole reply: a handler that wrote part of one first would leave the
         // client reading two replies for one request.
         debug_assert_eq!(
@@ -392,48 +477,76 @@ fn dispatch(
         );
         refuse(&mut ctx, err);
     }
+    meter::finish(&mut ctx, entry, started, args, failed);
     (ctx.flow, Some(spec.name))
 }
 
+/// Why `admit` refused a command: the error, the name `CLIENT LIST` shows, and the statistics
+/// row charged with the rejection (none for an unknown subcommand, which is no command).
+struct Refusal {
+    err: CmdError,
+    name: &'static str,
+    row: Option<usize>,
+}
+
 /// The checks every command passes before its handler runs: arity, authentication, the
-/// subscribed-RESP2 rule, then the subcommand and its arity. On refusal, the error and the
-/// name `CLIENT LIST` shows; admitted, the command to run and where its arguments start.
-fn admit(
-    ctx: &Ctx<'_>,
-    spec: &'static CommandSpec,
-    args: &[Bytes],
-) -> Result<(&'static CommandSpec, usize), (CmdError, &'static str)> {
+/// subscribed-RESP2 rule, then the subcommand and its arity. Admitted, the command to run and
+/// where its arguments start.
+fn admit(ctx: &Ctx<'_>, entry: Entry, args: &[Bytes]) -> Result<(Entry, usize), Refusal> {
+    let spec = entry.spec;
     if !spec.arity_ok(args.len()) {
-        return Err((CmdError::WrongArity(spec.name), spec.name));
+        return Err(Refusal {
+            err: CmdError::WrongArity(spec.name),
+            name: spec.name,
+            row: Some(entry.row),
+        });
     }
+    // Redis finds the subcommand before these checks, so it is the one a refusal is counted
+    // against (`cmdstat_client|list`, not `cmdstat_client`).
+    let refused = |err| Refusal {
+        err,
+        name: spec.name,
+        row: match args.get(1).filter(|_| !spec.subcommands.is_empty()) {
+            Some(sub_name) => lookup_subcommand_entry(entry, sub_name).map(|sub| sub.row),
+            None => Some(entry.row),
+        },
+    };
     if !ctx.session.authenticated && !spec.allowed_before_auth() {
-        return Err((CmdError::NoAuth, spec.name));
+        return Err(refused(CmdError::NoAuth));
     }
     if ctx.session.transaction.is_some() && spec.flags.contains(&"no_multi") {
-        return Err((CmdError::NotAllowedInTransaction, spec.name));
+        return Err(refused(CmdError::NotAllowedInTransaction));
     }
     if ctx.out.protocol == crate::resp::Protocol::Resp2
         && ctx.session.subscribed()
         && !pubsub::allowed_while_subscribed(spec.name)
     {
-        return Err((CmdError::NotAllowedWhileSubscribed(spec.name), spec.name));
+        return Err(refused(CmdError::NotAllowedWhileSubscribed(spec.name)));
     }
     if spec.flags.contains(&"write") && ctx.shared.replication.is_follower() {
         // A follower's users change only through its leader's stream.
-        return Err((CmdError::ReadOnly, spec.name));
+        return Err(refused(CmdError::ReadOnly));
     }
     let Some(sub_name) = args.get(1).filter(|_| !spec.subcommands.is_empty()) else {
-        return Ok((spec, 1));
+        return Ok((entry, 1));
     };
-    let Some(sub) = lookup_subcommand(spec, sub_name) else {
+    let Some(sub) = lookup_subcommand_entry(entry, sub_name) else {
         let err = CmdError::UnknownSubcommand {
             sub: printable(sub_name, 128),
             command: spec.name,
         };
-        return Err((err, spec.name));
+        return Err(Refusal {
+            err,
+            name: spec.name,
+            row: None,
+        });
     };
-    if !sub.arity_ok(args.len()) {
-        return Err((CmdError::WrongArity(sub.name), sub.name));
+    if !sub.spec.arity_ok(args.len()) {
+        return Err(Refusal {
+            err: CmdError::WrongArity(sub.spec.name),
+            name: sub.spec.name,
+            row: Some(sub.row),
+        });
     }
     Ok((sub, 2))
 }
@@ -519,4 +632,28 @@ pub fn reply_help(out: &mut ReplyBuf, lines: &[&str]) -> CmdResult {
         out.simple(line);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command and subcommand has one statistics row, the one `command_rows` names it
+    /// by, and the rows fit the per-thread tables.
+    #[test]
+    fn rows_match_the_lookup() {
+        let rows = command_rows();
+        assert!(rows.len() <= crate::limits::COMMAND_ROWS_MAX);
+        for spec in commands() {
+            let entry = lookup_entry(spec.name.as_bytes()).expect("a command is found");
+            assert_eq!(rows[entry.row].name, spec.name);
+            for sub in spec.subcommands {
+                let found = lookup_subcommand_entry(entry, sub.short_name().as_bytes())
+                    .expect("a subcommand is found");
+                assert_eq!(rows[found.row].name, sub.name);
+            }
+        }
+        let names: hashbrown::HashSet<&str> = rows.iter().map(|s| s.name).collect();
+        assert_eq!(names.len(), rows.len(), "row names are unique");
+    }
 }

@@ -347,12 +347,20 @@ mod tests {
         let mut out = ReplyBuf::new(Protocol::Resp2);
         let mut run = |input: &mut BytesMut, out: &mut ReplyBuf| {
             let mut replies = 0;
+            let mut meter = crate::cmd::Meter::start(&services.stats);
             while replies < 10_000
                 && decoder
                     .decode_into(input, &limits, &mut args)
                     .expect("valid requests")
             {
-                crate::cmd::execute(&shared, &mut session, &args, out, clock::now_ms());
+                crate::cmd::execute(
+                    &shared,
+                    &mut session,
+                    &mut meter,
+                    &args,
+                    out,
+                    clock::now_ms(),
+                );
                 replies += 1;
             }
             replies
@@ -384,6 +392,16 @@ mod tests {
         assert_eq!(
             allocated, 0,
             "allocations on the heartbeat path past maxmemory"
+        );
+        let row = crate::cmd::command_rows()
+            .iter()
+            .position(|spec| spec.name == "heartbeat")
+            .expect("a heartbeat row");
+        let counted = services.stats.commands.totals()[row];
+        assert_eq!(
+            (counted.calls, counted.failed),
+            (30_000, 0),
+            "INFO commandstats counts every heartbeat"
         );
     }
 }

@@ -341,7 +341,7 @@ fn spublish(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 
 fn channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     if args.remaining() > 1 {
-        return Err(CmdError::SubcommandArguments("CHANNELS", "PUBSUB"));
+        return Err(typed_arguments_error(args));
     }
     let names = ctx.shared.pubsub.channels(args.next().map(|p| &p[..]));
     ctx.out.array(names.len());
@@ -361,9 +361,19 @@ fn numsub(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     Ok(())
 }
 
+/// Redis's text for a subcommand with too many arguments names it and its command as typed.
+fn typed_arguments_error(args: &Args<'_>) -> CmdError {
+    let request = args.request();
+    let typed = |i: usize| request.get(i).map_or(String::new(), |w| printable(w, 128));
+    CmdError::SubcommandArguments {
+        sub: typed(1),
+        command: typed(0).to_ascii_uppercase(),
+    }
+}
+
 fn shard_channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     if args.remaining() > 1 {
-        return Err(CmdError::SubcommandArguments("SHARDCHANNELS", "PUBSUB"));
+        return Err(typed_arguments_error(args));
     }
     let names = ctx
         .shared

@@ -5,6 +5,7 @@ use super::{Args, CmdError, CmdResult, CommandSpec, Ctx, printable, reply_help};
 use crate::clients::CloseReason;
 use crate::clock;
 use crate::dropin::NotifyFlags;
+use crate::limits::SLOWLOG_LEN_MAX;
 use crate::snapshot::run_blocking;
 
 const fn admin(
@@ -448,7 +449,87 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("cluster-enabled", "no".to_string()),
         ("hz", "10".to_string()),
         ("loglevel", config.log_level.clone()),
+        (
+            "slowlog-log-slower-than",
+            ctx.shared.slowlog.slower_than_us().to_string(),
+        ),
+        ("slowlog-max-len", ctx.shared.slowlog.len_max().to_string()),
     ]
+}
+
+/// The parameters `CONFIG SET` may change; every other one is fixed at start.
+const SETTABLE: &[&str] = &[
+    "notify-keyspace-events",
+    "maxmemory",
+    "maxmemory-policy",
+    "slowlog-log-slower-than",
+    "slowlog-max-len",
+];
+
+/// Parameters whose value is a secret: never shown in the slow log, however `CONFIG SET` ends
+/// (Redis's sensitive configs).
+const SENSITIVE: &[&str] = &["requirepass"];
+
+/// A new value for a parameter `CONFIG SET` may change, checked.
+enum Setting {
+    Notify(NotifyFlags),
+    MaxMemory(u64),
+    /// `noeviction`, the only policy: presenced evicts nothing.
+    NoEviction,
+    SlowerThanUs(i64),
+    LenMax(u64),
+}
+
+impl Setting {
+    /// Checks `value` for the parameter `name` (one of `SETTABLE`), with Redis's words.
+    fn parse(name: &'static str, value: &[u8]) -> Result<Setting, CmdError> {
+        let integer = || crate::resp::parse_integer(value).ok_or(CmdError::ConfigNotInteger(name));
+        match name {
+            "notify-keyspace-events" => NotifyFlags::parse(value)
+                .map(Setting::Notify)
+                .ok_or(CmdError::NotifyEventsInvalid),
+            "maxmemory" => crate::config::parse_memory_bytes(value)
+                .map(Setting::MaxMemory)
+                .ok_or(CmdError::MemoryValueInvalid),
+            "maxmemory-policy" if value.eq_ignore_ascii_case(b"noeviction") => {
+                Ok(Setting::NoEviction)
+            }
+            "maxmemory-policy" => Err(CmdError::EvictionPolicyUnsupported),
+            "slowlog-log-slower-than" => match integer()? {
+                n if n >= -1 => Ok(Setting::SlowerThanUs(n)),
+                _ => Err(CmdError::ConfigOutOfRange {
+                    name,
+                    min: -1,
+                    max: i64::MAX,
+                }),
+            },
+            _ => match u64::try_from(integer()?) {
+                Ok(n) if n <= SLOWLOG_LEN_MAX => Ok(Setting::LenMax(n)),
+                _ => Err(CmdError::ConfigOutOfRange {
+                    name,
+                    min: 0,
+                    max: SLOWLOG_LEN_MAX as i64,
+                }),
+            },
+        }
+    }
+
+    fn apply(self, ctx: &Ctx<'_>) {
+        match self {
+            Setting::Notify(flags) => ctx.shared.keyspace.set_flags(flags),
+            Setting::MaxMemory(bytes) => {
+                ctx.shared.memory.set_maxmemory_bytes(bytes);
+                tracing::info!(
+                    client = ctx.session.id(),
+                    maxmemory_bytes = bytes,
+                    "CONFIG SET maxmemory"
+                );
+            }
+            Setting::NoEviction => {}
+            Setting::SlowerThanUs(us) => ctx.shared.slowlog.set_slower_than_us(us),
+            Setting::LenMax(len) => ctx.shared.slowlog.set_len_max(len),
+        }
+    }
 }
 
 /// Replies with every parameter matching any of the patterns, each once (a map in RESP3).
@@ -471,60 +552,54 @@ fn config_get(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// `notify-keyspace-events`, `maxmemory` and `maxmemory-policy` (which takes only
-/// `noeviction`: presenced evicts nothing) change at runtime; every other setting is fixed at
-/// start. All pairs are checked before any is applied, and a parameter named twice is refused,
-/// as Redis does.
+/// `SETTABLE` parameters change at runtime; every other setting is fixed at start. As in
+/// Redis, every name is looked at first (the first unknown, immutable or repeated one is the
+/// error, and every secret value is redacted whatever the error), then every value is checked,
+/// and only then are they all applied.
 fn config_set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let first_pair_at = args.position();
     let pairs = args.rest();
     if !pairs.len().is_multiple_of(2) {
-        return Err(CmdError::WrongArity("config|set"));
+        return Err(CmdError::Syntax);
     }
     let params = config_params(ctx);
-    let mut notify = None;
-    let mut maxmemory_bytes = None;
-    for (at, pair) in pairs.chunks_exact(2).enumerate() {
+    let mut first_error = None;
+    let mut named: Vec<(&'static str, &[u8])> = Vec::with_capacity(pairs.len() / 2);
+    for (i, pair) in pairs.chunks_exact(2).enumerate() {
         let [name, value] = pair else {
             continue;
         };
-        if pairs.chunks_exact(2).take(at).any(|earlier| {
-            earlier
-                .first()
-                .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        }) {
-            return Err(CmdError::ConfigDuplicate(
-                printable(name, 128).to_ascii_lowercase(),
-            ));
-        }
-        if name.eq_ignore_ascii_case(b"notify-keyspace-events") {
-            notify = Some(NotifyFlags::parse(value).ok_or(CmdError::NotifyEventsInvalid)?);
-        } else if name.eq_ignore_ascii_case(b"maxmemory") {
-            let bytes =
-                crate::config::parse_memory_bytes(value).ok_or(CmdError::MemoryValueInvalid)?;
-            maxmemory_bytes = Some(bytes);
-        } else if name.eq_ignore_ascii_case(b"maxmemory-policy") {
-            if !value.eq_ignore_ascii_case(b"noeviction") {
-                return Err(CmdError::EvictionPolicyUnsupported);
-            }
-        } else if params
+        let Some(canonical) = params
             .iter()
-            .any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
-        {
-            return Err(CmdError::ConfigImmutable(printable(name, 128)));
+            .map(|(n, _)| *n)
+            .find(|n| n.as_bytes().eq_ignore_ascii_case(name))
+        else {
+            first_error.get_or_insert(CmdError::ConfigUnknown(printable(name, 128)));
+            continue;
+        };
+        if SENSITIVE.contains(&canonical) {
+            ctx.redact(first_pair_at + 2 * i + 1);
+        }
+        if first_error.is_some() {
+            continue;
+        }
+        if !SETTABLE.contains(&canonical) {
+            first_error = Some(CmdError::ConfigImmutable(printable(name, 128)));
+        } else if named.iter().any(|(n, _)| *n == canonical) {
+            first_error = Some(CmdError::ConfigDuplicate(printable(name, 128)));
         } else {
-            return Err(CmdError::ConfigUnknown(printable(name, 128)));
+            named.push((canonical, value));
         }
     }
-    if let Some(flags) = notify {
-        ctx.shared.keyspace.set_flags(flags);
+    if let Some(err) = first_error {
+        return Err(err);
     }
-    if let Some(bytes) = maxmemory_bytes {
-        ctx.shared.memory.set_maxmemory_bytes(bytes);
-        tracing::info!(
-            client = ctx.session.id(),
-            maxmemory_bytes = bytes,
-            "CONFIG SET maxmemory"
-        );
+    let settings = named
+        .into_iter()
+        .map(|(name, value)| Setting::parse(name, value))
+        .collect::<Result<Vec<_>, _>>()?;
+    for setting in settings {
+        setting.apply(ctx);
     }
     ctx.out.ok();
     Ok(())
@@ -545,7 +620,7 @@ fn config_help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
             "    Return parameters matching the glob-like <pattern> and their values.",
             "SET <directive> <value>",
             "    Set the configuration <directive> to <value> (notify-keyspace-events, maxmemory,",
-            "    maxmemory-policy; the others are fixed at start).",
+            "    maxmemory-policy and the slowlog-* ones; the others are fixed at start).",
             "RESETSTAT",
             "    Reset statistics reported by the INFO command.",
             "HELP",

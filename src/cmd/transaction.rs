@@ -181,7 +181,14 @@ fn exec(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     ctx.out.array(transaction.queued.len());
     ctx.session.in_exec = true;
     for args in &transaction.queued {
-        let (flow, _) = super::execute(&ctx.shared, ctx.session, args, ctx.out, ctx.now_ms);
+        let (flow, _) = super::execute(
+            &ctx.shared,
+            ctx.session,
+            ctx.meter,
+            args,
+            ctx.out,
+            ctx.now_ms,
+        );
         // A queued CLIENT KILL of this very client closes it after the whole reply, as in
         // Redis; the commands after it still run.
         if flow != crate::session::Flow::Continue {

@@ -8,7 +8,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut args = Vec::new();
     let mut i = 0;
     loop {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_c_space(line[i]) {
             i += 1;
         }
         if i >= line.len() {
@@ -42,7 +42,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     i += 2;
                 } else if c == b'"' {
                     // A closing quote must be followed by a space or the end of the line.
-                    if i + 1 < line.len() && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < line.len() && !is_c_space(line[i + 1]) {
                         return None;
                     }
                     in_double = false;
@@ -58,7 +58,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                     current.push(b'\'');
                     i += 2;
                 } else if c == b'\'' {
-                    if i + 1 < line.len() && !line[i + 1].is_ascii_whitespace() {
+                    if i + 1 < line.len() && !is_c_space(line[i + 1]) {
                         return None;
                     }
                     in_single = false;
@@ -71,7 +71,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
             } else {
                 match line.get(i) {
                     None => break,
-                    Some(c) if c.is_ascii_whitespace() => break,
+                    Some(&c) if ends_unquoted(c) => break,
                     Some(b'"') => {
                         in_double = true;
                         i += 1;
@@ -90,6 +90,19 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         debug_assert!(!in_double && !in_single);
         args.push(current);
     }
+}
+
+/// C's `isspace` in the "C" locale, which `sdssplitargs` uses to skip blanks between
+/// arguments and to check what follows a closing quote. Unlike Rust's `is_ascii_whitespace`
+/// it includes 0x0b (vertical tab).
+fn is_c_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// What ends an unquoted argument in `sdssplitargs`: only these four (and the end of the
+/// line). A vertical tab or form feed after the first byte is part of the argument.
+fn ends_unquoted(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t')
 }
 
 fn hex_value(c: u8) -> Option<u8> {
@@ -128,5 +141,19 @@ mod tests {
         check("ECHO \"a\"b", None);
         check("ECHO 'a'b", None);
         check("ECHO a\"b\"", Some(&["ECHO", "ab"]));
+    }
+
+    /// Vertical tab and form feed, as real Redis 7.0 splits them (found by the inline fuzz
+    /// target's sdssplitargs oracle): skipped between arguments, accepted after a closing
+    /// quote, but part of an unquoted argument.
+    #[test]
+    fn c_whitespace_like_redis() {
+        check("ECHO a\x0bb", Some(&["ECHO", "a\x0bb"]));
+        check("ECHO a\x0cb", Some(&["ECHO", "a\x0cb"]));
+        check("\x0bECHO x", Some(&["ECHO", "x"]));
+        check("\x0c\x0bECHO\x0b z", Some(&["ECHO\x0b", "z"]));
+        check("ECHO \"a\"\x0b", Some(&["ECHO", "a"]));
+        check("ECHO 'a'\x0b", Some(&["ECHO", "a"]));
+        check("ECHO \"a\"\x0c", Some(&["ECHO", "a"]));
     }
 }

@@ -92,12 +92,17 @@ impl Header {
         if 42 + pattern_len + 4 != len {
             return Err("key pattern length does not match the header length".to_string());
         }
+        // Writers store a `String`; a pattern that is not UTF-8 is damage the CRC missed (or a
+        // foreign writer). Decoding it lossily would change its length, and `encoded_len`
+        // would then disagree with where the records start.
+        let key_pattern = String::from_utf8(bytes[42..42 + pattern_len].to_vec())
+            .map_err(|_| "key pattern is not UTF-8".to_string())?;
         let header = Header {
             created_ms: u64_at(16),
             capacity: u64_at(24),
             shard_count: u32_at(32),
             chunk_slots: u32_at(36),
-            key_pattern: String::from_utf8_lossy(&bytes[42..42 + pattern_len]).into_owned(),
+            key_pattern,
         };
         Ok((header, len))
     }
@@ -203,5 +208,28 @@ mod tests {
         };
         assert_eq!(RecordHeader::decode(&r.encode()), r);
         assert_eq!(decode_trailer(&encode_trailer(9, 77)), Ok((9, 77)));
+    }
+
+    /// A key pattern that is not UTF-8 is refused even under a valid CRC (found by the
+    /// snapshot-crc fuzz target: decoded lossily, its length no longer matched the header's).
+    #[test]
+    fn non_utf8_key_pattern_is_refused() {
+        let header = Header {
+            created_ms: 1,
+            capacity: 1024,
+            shard_count: 2,
+            chunk_slots: 8192,
+            key_pattern: "user:{id}".to_string(),
+        };
+        let mut bytes = vec![0u8; header.encoded_len()];
+        header.encode(&mut bytes);
+        bytes[42] = 0xf5;
+        let len = bytes.len();
+        let crc = crc32fast::hash(&bytes[..len - 4]);
+        bytes[len - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            Header::decode(&bytes),
+            Err("key pattern is not UTF-8".to_string())
+        );
     }
 }

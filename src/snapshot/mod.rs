@@ -386,7 +386,60 @@ pub fn verify_bytes(path: &Path, map: &[u8]) -> Result<Verified, SnapshotError> 
     if crc32fast::hash(&map[..body_end]) != body_crc {
         return Err(error(path, "trailer", "body CRC mismatch"));
     }
+    check_order(path, &header, &records)?;
     Ok((header, records, len as u64))
+}
+
+/// Records must come in the order `save` writes them: shard by shard, each shard's dense
+/// chunks by ascending index, then its side table, then its extras. Import relies on it: a
+/// user's slot is written once, before the extras entry that sets its `EXTRA` flag. (A second
+/// side table after the extras could clear the flag and leave an entry no read consults but
+/// the next save writes back; found by the snapshot-crc fuzz target.) Checked after every
+/// CRC, so damage is still reported as damage.
+fn check_order(
+    path: &Path,
+    header: &Header,
+    records: &[(RecordHeader, usize)],
+) -> Result<(), SnapshotError> {
+    let mut shard = 0u32;
+    let mut side_seen = false;
+    let mut last_chunk: Option<u64> = None;
+    for (record, _) in records {
+        let in_order = record.shard == shard
+            && match record.tag {
+                TAG_DENSE => !side_seen && last_chunk.is_none_or(|last| record.index > last),
+                TAG_SIDE => !side_seen,
+                _ => side_seen,
+            };
+        if !in_order {
+            return Err(error(
+                path,
+                &record.region(),
+                "out of order (expected each shard's dense chunks by index, then its side \
+                 table, then its extras, shard by shard)",
+            ));
+        }
+        match record.tag {
+            TAG_DENSE => last_chunk = Some(record.index),
+            TAG_SIDE => side_seen = true,
+            _ => {
+                shard += 1;
+                side_seen = false;
+                last_chunk = None;
+            }
+        }
+    }
+    if shard != header.shard_count {
+        return Err(error(
+            path,
+            "trailer",
+            format!(
+                "records of {shard} shards, the header says {}",
+                header.shard_count
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Loads the newest good snapshot of `dir` into `store` (which must be empty). Damaged files
@@ -649,6 +702,81 @@ mod tests {
             verify(path).is_ok(),
             "the rewritten file passes every CRC check"
         );
+    }
+
+    /// A shard's side table written again after its extras, with a user's `EXTRA` flag
+    /// cleared (CRCs all valid), is refused before import and the older snapshot loads.
+    /// Imported, it left an extras entry that no read consulted but the next save wrote back
+    /// (found by the snapshot-crc fuzz target).
+    #[test]
+    fn records_out_of_order_are_refused() {
+        let dir = std::env::temp_dir().join(format!("presenced-order-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = Store::new(1 << 16, 2, T0_MS).expect("store");
+        let _ = store.set_key(
+            UserKey::Side(b"bob"),
+            KeyValue::Custom(b"hello"),
+            KeyExpiry::Never,
+            SetCondition::Always,
+            Room::Available,
+            T0_MS,
+        );
+        let good = save(&store, "user:{id}:presence", &dir, T0_MS).expect("save");
+        let crafted = save(&store, "user:{id}:presence", &dir, T0_MS + 1).expect("save");
+        let (header, records, _) = verify(&crafted.file).expect("a good snapshot");
+        let bytes = fs::read(&crafted.file).expect("read");
+        let bob_shard = crate::store::side_shard(b"bob", 2) as u32;
+        let extras = records
+            .iter()
+            .position(|(r, _)| r.tag == TAG_EXTRAS && r.shard == bob_shard)
+            .expect("bob's shard's extras");
+        // The shard's side table holds bob alone: `id_len: u16, id, slot: u64`.
+        let (side, start) = records
+            .iter()
+            .find(|(r, _)| r.tag == TAG_SIDE && r.shard == bob_shard)
+            .expect("bob's shard's side table");
+        let entry = &bytes[*start..*start + side.payload_len as usize];
+        assert_eq!(&entry[..5], b"\x03\x00bob");
+        let slot = Slot(u64::from_le_bytes(
+            entry[5..13].try_into().expect("8 bytes"),
+        ));
+        assert!(slot.has_extra());
+        let payload = side_entry(b"bob", slot.with_extra(false).0);
+        let again = RecordHeader {
+            tag: TAG_SIDE,
+            shard: bob_shard,
+            index: 0,
+            payload_len: payload.len() as u64,
+            payload_crc: crc32fast::hash(&payload),
+        };
+        let mut out = bytes[..header.encoded_len()].to_vec();
+        for (i, (record, start)) in records.iter().enumerate() {
+            out.extend_from_slice(
+                &bytes[start - RECORD_HEADER_LEN..start + record.payload_len as usize],
+            );
+            if i == extras {
+                out.extend_from_slice(&again.encode());
+                out.extend_from_slice(&payload);
+            }
+        }
+        let trailer = format::encode_trailer(records.len() as u64 + 1, crc32fast::hash(&out));
+        out.extend_from_slice(&trailer);
+        fs::write(&crafted.file, out).expect("write");
+        let err = verify(&crafted.file).expect_err("a side table after the extras");
+        assert_eq!(err.region, format!("side table of shard {bob_shard}"));
+        assert!(err.problem.starts_with("out of order"), "{}", err.problem);
+
+        let loaded = Store::new(1 << 16, 2, T0_MS + 10).expect("store");
+        let (load, rejected) = load_newest(&loaded, &dir, T0_MS + 10).expect("load");
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert_eq!(load.expect("the older snapshot").file, good.file);
+        assert_eq!(
+            loaded
+                .key_value(UserKey::Side(b"bob"), T0_MS + 10)
+                .as_deref(),
+            Some(&b"hello"[..])
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     /// A side-table entry as `persist` encodes it.

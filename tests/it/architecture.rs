@@ -19,6 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("dropin", &["dropin", "pubsub", "store"]),
     ("snapshot", &["snapshot", "store", "limits"]),
     ("memory", &["memory", "store"]),
+    ("slowlog", &["slowlog", "clock", "limits"]),
 ];
 
 /// Modules `cmd` must never import: commands see the services they are lent, not the accept
