@@ -94,7 +94,10 @@ pub async fn run(config: Config) -> std::io::Result<()> {
                 if server.persistence.enabled() {
                     let saver = Arc::clone(&server);
                     let saved = tokio::task::spawn_blocking(move || {
-                        saver.persistence.save_for_shutdown(&saver.store, clock::now_ms())
+                        let mark = saver.replication.mark();
+                        saver
+                            .persistence
+                            .save_for_shutdown(&saver.store, clock::now_ms(), mark)
                     })
                     .await;
                     if !matches!(saved, Ok(Ok(_))) {
@@ -183,6 +186,15 @@ fn restore(server: &Services) -> std::io::Result<()> {
         }
         None => info!(dir = %dir.display(), "no snapshot to load: starting empty"),
     }
+    if let Some(mark) = loaded
+        .as_ref()
+        .and_then(|report| report.replication.as_ref())
+    {
+        // A follower restarted from this file asks to continue from here (PSYNC replid
+        // offset+1), and a leader keeps its ID, so its followers may continue too.
+        server.replication.restore_mark(mark);
+        info!(replid = %mark.replid, offset = mark.offset, "replication position restored");
+    }
     server.persistence.record_load(loaded, rejected);
     Ok(())
 }
@@ -215,7 +227,7 @@ async fn snapshot_loop(server: Arc<Services>) {
         let _ = tokio::task::spawn_blocking(move || {
             saver
                 .persistence
-                .save_claimed(&saver.store, clock::now_ms())
+                .save_claimed(&saver.store, clock::now_ms(), saver.replication.mark())
         })
         .await;
     }

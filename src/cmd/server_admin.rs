@@ -349,9 +349,11 @@ fn shutdown(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     tracing::info!(client = ctx.session.id(), "SHUTDOWN requested");
     if (save || ctx.shared.persistence.enabled()) && !nosave {
         let saved = run_blocking(|| {
-            ctx.shared
-                .persistence
-                .save_for_shutdown(ctx.shared.store, clock::now_ms())
+            ctx.shared.persistence.save_for_shutdown(
+                ctx.shared.store,
+                clock::now_ms(),
+                ctx.shared.replication.mark(),
+            )
         });
         if saved.is_err() && !force {
             return Err(CmdError::ShutdownFailed);
@@ -368,9 +370,11 @@ fn save(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
         return Err(CmdError::SaveInProgress);
     }
     run_blocking(|| {
-        ctx.shared
-            .persistence
-            .save_claimed(ctx.shared.store, clock::now_ms())
+        ctx.shared.persistence.save_claimed(
+            ctx.shared.store,
+            clock::now_ms(),
+            ctx.shared.replication.mark(),
+        )
     })
     .map_err(|err| CmdError::SnapshotFailed(err.to_string()))?;
     ctx.out.ok();

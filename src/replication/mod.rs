@@ -239,6 +239,31 @@ impl Replication {
         }
     }
 
+    /// Where a follower stands in its leader's stream, for a snapshot's header; read before
+    /// the snapshot copies anything, so the state saved is at that offset or later. `None` on
+    /// a leader: its users may be ahead of its stream by changes not yet drained, which a
+    /// restarted leader would never ship, so it starts a new stream (its followers then sync
+    /// in full) rather than claim an offset its state does not match.
+    pub fn mark(&self) -> Option<crate::snapshot::ReplicationMark> {
+        let state = self.state();
+        let following = matches!(state.role, Role::Follower { .. });
+        (following && state.has_stream).then(|| crate::snapshot::ReplicationMark {
+            replid: state.replid.clone(),
+            offset: self.end_offset(),
+        })
+    }
+
+    /// After a snapshot with a mark was loaded at start: this process holds that stream up to
+    /// that offset, and a follower asks its leader to continue from there.
+    pub fn restore_mark(&self, mark: &crate::snapshot::ReplicationMark) {
+        let mut state = self.state();
+        state.replid = mark.replid.clone();
+        state.has_stream = true;
+        drop(state);
+        self.backlog().reset(mark.offset);
+        self.end_offset.send_replace(mark.offset);
+    }
+
     /// What this process asks its leader for: `PSYNC <our replid> <next offset>` to continue
     /// the stream it holds (the leader decides whether it can), `PSYNC ? -1` if it holds none.
     pub fn psync_request(&self) -> (String, String) {

@@ -13,7 +13,10 @@
 
 pub const MAGIC: &[u8; 8] = b"PRESNAP\0";
 pub const END_MAGIC: &[u8; 8] = b"PRESNAPE";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+
+/// The oldest version this build still reads: version 1 has no replication mark.
+pub const VERSION_MIN: u32 = 1;
 
 pub const TAG_DENSE: u8 = b'D';
 pub const TAG_SIDE: u8 = b'S';
@@ -32,11 +35,25 @@ pub struct Header {
     pub shard_count: u32,
     pub chunk_slots: u32,
     pub key_pattern: String,
+    /// Where the saving process stood in a replication stream (version 2): a follower
+    /// restarted from this file continues from that offset instead of a full sync.
+    pub replication: Option<ReplicationMark>,
 }
+
+/// A replication ID (40 hexadecimal characters) and the stream offset the state is at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicationMark {
+    pub replid: String,
+    pub offset: u64,
+}
+
+/// Bytes of a replication ID.
+pub const REPLID_LEN: usize = 40;
 
 impl Header {
     pub fn encoded_len(&self) -> usize {
-        8 + 4 + 4 + 8 + 8 + 4 + 4 + 2 + self.key_pattern.len() + 4
+        let mark = 1 + self.replication.as_ref().map_or(0, |_| REPLID_LEN + 8);
+        8 + 4 + 4 + 8 + 8 + 4 + 4 + 2 + self.key_pattern.len() + mark + 4
     }
 
     pub fn encode(&self, out: &mut [u8]) {
@@ -55,6 +72,20 @@ impl Header {
         put(&self.chunk_slots.to_le_bytes());
         put(&(self.key_pattern.len() as u16).to_le_bytes());
         put(self.key_pattern.as_bytes());
+        match &self.replication {
+            None => put(&[0]),
+            Some(mark) => {
+                put(&[1]);
+                // `replication` writes 40 ASCII hex characters; anything else is padded or cut
+                // so the layout holds, and will not match any leader's ID.
+                let mut id = [b'0'; REPLID_LEN];
+                let given = mark.replid.as_bytes();
+                id[..given.len().min(REPLID_LEN)]
+                    .copy_from_slice(&given[..given.len().min(REPLID_LEN)]);
+                put(&id);
+                put(&mark.offset.to_le_bytes());
+            }
+        }
         let crc = crc32fast::hash(&out[..len - 4]);
         out[len - 4..len].copy_from_slice(&crc.to_le_bytes());
     }
@@ -72,9 +103,9 @@ impl Header {
             return Err("bad magic: not a presenced snapshot".to_string());
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().map_err(|_| "version")?);
-        if version != VERSION {
+        if !(VERSION_MIN..=VERSION).contains(&version) {
             return Err(format!(
-                "format version {version}, this build reads {VERSION}"
+                "format version {version}, this build reads {VERSION_MIN} to {VERSION}"
             ));
         }
         let len = u32::from_le_bytes(bytes[12..16].try_into().map_err(|_| "length")?) as usize;
@@ -89,7 +120,34 @@ impl Header {
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or([0; 4]));
         let pattern_len =
             u16::from_le_bytes(bytes[40..42].try_into().map_err(|_| "pattern")?) as usize;
-        if 42 + pattern_len + 4 != len {
+        let after_pattern = 42 + pattern_len;
+        let replication = if version >= 2 {
+            match bytes.get(after_pattern) {
+                Some(0) => None,
+                Some(1) if after_pattern + 1 + REPLID_LEN + 8 + 4 <= len => {
+                    let id = &bytes[after_pattern + 1..after_pattern + 1 + REPLID_LEN];
+                    if !id.iter().all(u8::is_ascii_hexdigit) {
+                        return Err("replication id is not 40 hexadecimal characters".to_string());
+                    }
+                    let at = after_pattern + 1 + REPLID_LEN;
+                    Some(ReplicationMark {
+                        replid: String::from_utf8_lossy(id).into_owned(),
+                        offset: u64::from_le_bytes(
+                            bytes[at..at + 8].try_into().map_err(|_| "offset")?,
+                        ),
+                    })
+                }
+                _ => return Err("bad replication mark".to_string()),
+            }
+        } else {
+            None
+        };
+        let mark_len = match (version, &replication) {
+            (1, _) => 0,
+            (_, None) => 1,
+            (_, Some(_)) => 1 + REPLID_LEN + 8,
+        };
+        if after_pattern + mark_len + 4 != len {
             return Err("key pattern length does not match the header length".to_string());
         }
         // Writers store a `String`; a pattern that is not UTF-8 is damage the CRC missed (or a
@@ -103,6 +161,7 @@ impl Header {
             shard_count: u32_at(32),
             chunk_slots: u32_at(36),
             key_pattern,
+            replication,
         };
         Ok((header, len))
     }
@@ -190,14 +249,24 @@ mod tests {
             shard_count: 2,
             chunk_slots: 8192,
             key_pattern: "user:{id}:presence".to_string(),
+            replication: None,
         };
-        let mut bytes = vec![0u8; header.encoded_len()];
-        header.encode(&mut bytes);
-        assert_eq!(Header::decode(&bytes), Ok((header, bytes.len())));
-        for at in 0..bytes.len() {
-            let mut damaged = bytes.clone();
-            damaged[at] ^= 0x40;
-            assert!(Header::decode(&damaged).is_err(), "byte {at}");
+        let marked = Header {
+            replication: Some(ReplicationMark {
+                replid: "f1ad62a5b2b6bbf7fe34f6bf81a1d6cc28dbf687".to_string(),
+                offset: 6449,
+            }),
+            ..header.clone()
+        };
+        for header in [header, marked] {
+            let mut bytes = vec![0u8; header.encoded_len()];
+            header.encode(&mut bytes);
+            assert_eq!(Header::decode(&bytes), Ok((header.clone(), bytes.len())));
+            for at in 0..bytes.len() {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= 0x40;
+                assert!(Header::decode(&damaged).is_err(), "byte {at}");
+            }
         }
         let r = RecordHeader {
             tag: TAG_DENSE,
@@ -220,6 +289,7 @@ mod tests {
             shard_count: 2,
             chunk_slots: 8192,
             key_pattern: "user:{id}".to_string(),
+            replication: None,
         };
         let mut bytes = vec![0u8; header.encoded_len()];
         header.encode(&mut bytes);
@@ -231,5 +301,28 @@ mod tests {
             Header::decode(&bytes),
             Err("key pattern is not UTF-8".to_string())
         );
+    }
+
+    /// A version-1 header (no replication mark: what earlier builds wrote) still reads.
+    #[test]
+    fn version_one_headers_still_read() {
+        let header = Header {
+            created_ms: 5,
+            capacity: 1024,
+            shard_count: 1,
+            chunk_slots: 8192,
+            key_pattern: "{id}".to_string(),
+            replication: None,
+        };
+        let mut v2 = vec![0u8; header.encoded_len()];
+        header.encode(&mut v2);
+        // Version 1: the same fields without the mark's flag byte.
+        let mut v1 = v2[..v2.len() - 5].to_vec();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let len = (v1.len() + 4) as u32;
+        v1[12..16].copy_from_slice(&len.to_le_bytes());
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(Header::decode(&v1), Ok((header, v1.len())));
     }
 }

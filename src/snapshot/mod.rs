@@ -10,7 +10,7 @@
 mod format;
 mod persistence;
 
-pub use format::{Header, RecordHeader};
+pub use format::{Header, RecordHeader, ReplicationMark};
 pub use persistence::{Persistence, PersistenceStatus, SaveError, run_blocking};
 
 use std::fs::{self, File, OpenOptions};
@@ -77,6 +77,8 @@ pub struct LoadReport {
     pub duration_ms: u64,
     /// Files newer than the one loaded that were found damaged, with why.
     pub rejected: Vec<String>,
+    /// The replication stream the file's state is at, if the saving process had one.
+    pub replication: Option<format::ReplicationMark>,
 }
 
 /// Snapshot files in `dir`, newest first.
@@ -115,6 +117,19 @@ pub fn save(
     dir: &Path,
     started_ms: u64,
 ) -> Result<SaveReport, SnapshotError> {
+    save_marked(store, key_pattern, dir, started_ms, None)
+}
+
+/// `save`, with where this process stands in a replication stream (taken before the copy
+/// starts: the state saved is at that offset or later, and records are whole states, so a
+/// follower continuing from it converges).
+pub fn save_marked(
+    store: &Store,
+    key_pattern: &str,
+    dir: &Path,
+    started_ms: u64,
+    replication: Option<format::ReplicationMark>,
+) -> Result<SaveReport, SnapshotError> {
     let clock = Instant::now();
     fs::create_dir_all(dir).map_err(|e| error(dir, "directory", e.to_string()))?;
     let plans = plan(store);
@@ -124,6 +139,7 @@ pub fn save(
         shard_count: plans.len() as u32,
         chunk_slots: CHUNK_SLOTS as u32,
         key_pattern: key_pattern.to_string(),
+        replication,
     };
     let mut total = header.encoded_len() + TRAILER_LEN;
     let mut records = 0u64;
@@ -453,7 +469,7 @@ pub fn load_newest(
     for path in list(dir)? {
         let clock = Instant::now();
         match load_file(store, &path, now_ms) {
-            Ok((created_ms, bytes)) => {
+            Ok((created_ms, bytes, replication)) => {
                 return Ok((
                     Some(LoadReport {
                         file: path,
@@ -461,6 +477,7 @@ pub fn load_newest(
                         bytes,
                         duration_ms: clock.elapsed().as_millis() as u64,
                         rejected: rejected.clone(),
+                        replication,
                     }),
                     rejected,
                 ));
@@ -475,10 +492,19 @@ pub fn load_newest(
     Ok((None, rejected))
 }
 
-fn load_file(store: &Store, path: &Path, now_ms: u64) -> Result<(u64, u64), SnapshotError> {
+fn load_file(
+    store: &Store,
+    path: &Path,
+    now_ms: u64,
+) -> Result<(u64, u64, Option<format::ReplicationMark>), SnapshotError> {
     // The file is verified and imported from one map: it is not modified while mapped.
     let map = map_file(path)?;
-    load_bytes(store, path, &map, now_ms)
+    let (created_ms, bytes) = load_bytes(store, path, &map, now_ms)?;
+    // Verified by the load: the header decodes.
+    let replication = format::Header::decode(&map)
+        .ok()
+        .and_then(|(header, _)| header.replication);
+    Ok((created_ms, bytes, replication))
 }
 
 /// Verifies a snapshot's bytes, then imports them into `store`, which must be empty (`path`

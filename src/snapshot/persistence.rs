@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::{LoadReport, SaveReport, SnapshotError};
+use super::{LoadReport, ReplicationMark, SaveReport, SnapshotError};
 use crate::store::Store;
 
 #[derive(Debug, Default, Clone)]
@@ -90,8 +90,14 @@ impl Persistence {
 
     /// Saves now on this thread (the caller claimed `try_begin`), records the outcome, and
     /// releases the claim.
-    pub fn save_claimed(&self, store: &Store, started_ms: u64) -> Result<SaveReport, SaveError> {
-        let result = super::save(store, &self.key_pattern, &self.dir, started_ms);
+    pub fn save_claimed(
+        &self,
+        store: &Store,
+        started_ms: u64,
+        replication: Option<ReplicationMark>,
+    ) -> Result<SaveReport, SaveError> {
+        let result =
+            super::save_marked(store, &self.key_pattern, &self.dir, started_ms, replication);
         let mut status = self.status();
         let outcome = match result {
             Ok(report) => {
@@ -143,11 +149,16 @@ impl Persistence {
     }
 
     /// Waits for a running save, then saves (SHUTDOWN and the signal handlers).
-    pub fn save_for_shutdown(&self, store: &Store, now_ms: u64) -> Result<SaveReport, SaveError> {
+    pub fn save_for_shutdown(
+        &self,
+        store: &Store,
+        now_ms: u64,
+        replication: Option<ReplicationMark>,
+    ) -> Result<SaveReport, SaveError> {
         if !self.begin_waiting(Duration::from_secs(600)) {
             return Err(SaveError::StillRunning);
         }
-        self.save_claimed(store, now_ms)
+        self.save_claimed(store, now_ms, replication)
     }
 
     pub fn record_load(&self, loaded: Option<LoadReport>, rejected: Vec<String>) {

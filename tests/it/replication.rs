@@ -231,3 +231,88 @@ fn a_promoted_follower_is_followed_by_offset() {
         info_field(&info(&mut l, "replication"), "master_replid")
     );
 }
+
+/// Stops a server with `SHUTDOWN SAVE` (its snapshot then holds its replication position).
+fn shutdown_saving(server: &mut TestServer) {
+    use std::io::Write;
+    let mut stream = server.raw();
+    stream
+        .write_all(b"SHUTDOWN SAVE\r\n")
+        .expect("write SHUTDOWN");
+    let _ = crate::util::read_until_closed(&mut stream);
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("the follower exits after SHUTDOWN");
+    assert!(status.success(), "SHUTDOWN SAVE exits with {status}");
+}
+
+fn sync_counts(con: &mut redis::Connection) -> (String, String) {
+    let stats = info(con, "stats");
+    (
+        info_field(&stats, "sync_full").unwrap_or_default(),
+        info_field(&stats, "sync_partial_ok").unwrap_or_default(),
+    )
+}
+
+/// A follower stopped and restarted from its own snapshot continues by offset while the
+/// leader's backlog still holds what it missed (`sync_partial_ok`), and syncs in full once the
+/// backlog has moved past it (`sync_full`); either way it ends up matching its leader.
+#[test]
+fn a_restarted_follower_continues_within_the_backlog() {
+    let leader = TestServer::start_with(&[COMMON, &["--repl-backlog-size", "64kb"]].concat());
+    let mut l = leader.client();
+    let users = load(&mut l);
+    let dir = crate::support::unique_temp_dir();
+    let dir = dir.to_string_lossy().into_owned();
+    let port = leader.port.to_string();
+    let follower_args = [
+        COMMON,
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+            "--snapshot-interval",
+            "3600",
+        ],
+    ]
+    .concat();
+    let mut follower = TestServer::start_in(&dir, &follower_args);
+    caught_up(&mut l, &mut follower.client());
+    assert_eq!(sync_counts(&mut l), ("1".into(), "0".into()));
+
+    // Within the backlog: a few changes while it is down.
+    shutdown_saving(&mut follower);
+    let _: i64 = redis::cmd("MHEARTBEAT")
+        .arg(&users[..50])
+        .query(&mut l)
+        .unwrap();
+    let _: Value = redis::cmd("OFFLINE").arg("7").query(&mut l).unwrap();
+    let mut follower = TestServer::start_in(&dir, &follower_args);
+    let mut f = follower.client();
+    caught_up(&mut l, &mut f);
+    assert_eq!(
+        sync_counts(&mut l),
+        ("1".into(), "1".into()),
+        "continued by offset"
+    );
+    assert_eq!(mstatus(&mut f, &users), mstatus(&mut l, &users));
+
+    // Past the backlog: more changes than it holds while the follower is down.
+    shutdown_saving(&mut follower);
+    for round in 0..4 {
+        let batch: Vec<String> = (0..2000)
+            .map(|i| format!("{}", 100_000 + round * 2000 + i))
+            .collect();
+        let _: i64 = redis::cmd("MHEARTBEAT").arg(&batch).query(&mut l).unwrap();
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    let follower = TestServer::start_in(&dir, &follower_args);
+    let mut f = follower.client();
+    caught_up(&mut l, &mut f);
+    assert_eq!(
+        sync_counts(&mut l),
+        ("2".into(), "1".into()),
+        "a full sync again"
+    );
+    assert_eq!(mstatus(&mut f, &users), mstatus(&mut l, &users));
+}
