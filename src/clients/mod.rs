@@ -34,6 +34,9 @@ pub struct ClientMeta {
     pub channel_subscriptions: usize,
     pub pattern_subscriptions: usize,
     pub shard_subscriptions: usize,
+    /// This connection is a follower's replication link (after `PSYNC`): `CLIENT LIST` flag
+    /// `S`, `CLIENT KILL TYPE replica`, never `TYPE normal`.
+    pub replica: bool,
     /// Commands queued in an open transaction, -1 outside one (`CLIENT LIST`'s `multi=`).
     pub multi: i64,
     /// The socket's file descriptor.
@@ -128,7 +131,13 @@ impl ClientEntry {
             meta.name,
             now_ms.saturating_sub(self.connected_ms) / 1000,
             now_ms.saturating_sub(meta.last_interaction_ms) / 1000,
-            if meta.subscribed() { "P" } else { "N" },
+            if meta.replica {
+                "S"
+            } else if meta.subscribed() {
+                "P"
+            } else {
+                "N"
+            },
             meta.channel_subscriptions,
             meta.pattern_subscriptions,
             meta.shard_subscriptions,

@@ -319,8 +319,8 @@ struct KillFilter {
     id: Option<u64>,
     addr: Option<String>,
     laddr: Option<String>,
-    /// `normal` or `pubsub` (presenced has no master or replica connections yet, so those
-    /// types match nobody).
+    /// `normal`, `pubsub` or `replica` (`slave` is read as `replica`; `master` matches nobody:
+    /// a follower's link to its leader is not a client of its own).
     kind: Option<Vec<u8>>,
     /// Clients connected at least this long ago.
     max_age_s: Option<u64>,
@@ -398,15 +398,20 @@ impl KillFilter {
 fn client_type(value: &[u8]) -> Result<Vec<u8>, CmdError> {
     let lower = value.to_ascii_lowercase();
     match &lower[..] {
-        b"normal" | b"pubsub" | b"master" | b"replica" | b"slave" => Ok(lower),
+        b"slave" => Ok(b"replica".to_vec()),
+        b"normal" | b"pubsub" | b"master" | b"replica" => Ok(lower),
         _ => Err(CmdError::UnknownClientType(printable(value, 128))),
     }
 }
 
-/// Redis lists a connection with subscriptions as `pubsub`, others as `normal`.
+/// Redis lists a follower's link as `replica`, a connection with subscriptions as `pubsub`,
+/// others as `normal`: Sentinel's `CLIENT KILL TYPE normal` after a failover must not cut the
+/// replication links.
 fn kind_of(client: &ClientEntry) -> &'static [u8] {
     let meta = client.meta();
-    if meta.subscribed() {
+    if meta.replica {
+        b"replica"
+    } else if meta.subscribed() {
         b"pubsub"
     } else {
         b"normal"

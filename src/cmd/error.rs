@@ -118,6 +118,8 @@ pub enum CmdError {
     // Server and persistence.
     NotifyEventsInvalid,
     ConfigImmutable(String),
+    /// `CONFIG REWRITE` with no config file.
+    NoConfigFile,
     ConfigUnknown(String),
     /// The same parameter twice in one CONFIG SET (as typed).
     ConfigDuplicate(String),
@@ -354,6 +356,7 @@ impl fmt::Display for CmdError {
                 f,
                 "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
             ),
+            NoConfigFile => f.write_str("ERR The server is running without a config file"),
             ConfigUnknown(name) => write!(
                 f,
                 "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"

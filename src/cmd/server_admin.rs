@@ -133,6 +133,14 @@ pub const CONFIG: CommandSpec = CommandSpec::container(
             config_resetstat,
         ),
         admin(
+            "config|rewrite",
+            2,
+            &["admin", "noscript", "loading", "stale"],
+            "Persists the effective configuration to file.",
+            "O(1)",
+            config_rewrite,
+        ),
+        admin(
             "config|help",
             2,
             &["loading", "stale"],
@@ -607,6 +615,14 @@ fn config_set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     }
     ctx.out.ok();
     Ok(())
+}
+
+/// `CONFIG REWRITE`: presenced runs from flags, without a config file, and answers as Redis
+/// does then. Sentinel sends it inside the transaction that reconfigures a server after a
+/// failover and ignores the reply: it must be a runtime error, not an unknown subcommand
+/// (which would abort the whole transaction, `SLAVEOF` included).
+fn config_rewrite(_ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    Err(CmdError::NoConfigFile)
 }
 
 fn config_resetstat(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {

@@ -41,7 +41,13 @@ pub async fn run(services: Arc<Services>, epoch: u64) {
             _ = shutdown.changed() => return,
         };
         if let Err(err) = session {
-            warn!(leader = %format!("{host}:{port}"), "replication link: {err}");
+            let leader = format!("{host}:{port}");
+            if is_link_loss(&err) {
+                // The leader stopped or the network failed: Sentinel's business, retried here.
+                info!(%leader, "replication link lost: {err}");
+            } else {
+                warn!(%leader, "replication link: {err}");
+            }
         }
         services.replication.update_link(|link| {
             if link.up {
@@ -52,6 +58,21 @@ pub async fn run(services: Arc<Services>, epoch: u64) {
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Whether a link error is the connection going away (the leader stopped, the network failed),
+/// as opposed to a leader that refused or sent something wrong.
+fn is_link_loss(err: &str) -> bool {
+    [
+        "connect:",
+        "read:",
+        "ack:",
+        "handshake:",
+        "the leader closed",
+        "the leader did not answer",
+    ]
+    .iter()
+    .any(|prefix| err.starts_with(prefix))
 }
 
 /// Completes once the role's epoch is no longer `epoch`.

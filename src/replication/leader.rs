@@ -96,6 +96,7 @@ pub async fn feed(
 ) -> CloseReason {
     let replication = &services.replication;
     replication.ensure_tracking(&services.store);
+    entry.meta().replica = true;
     let ip = entry.addr.ip().to_string();
     let mut info = FollowerInfo {
         client_id: entry.id,

@@ -316,3 +316,68 @@ fn a_restarted_follower_continues_within_the_backlog() {
     );
     assert_eq!(mstatus(&mut f, &users), mstatus(&mut l, &users));
 }
+
+/// The transaction Redis Sentinel sends to reconfigure servers after a failover (Redis 7.0's
+/// sentinel.c: `MULTI; SLAVEOF …; CONFIG REWRITE; CLIENT KILL TYPE normal; CLIENT KILL TYPE
+/// pubsub; EXEC`) runs whole: SLAVEOF takes effect although CONFIG REWRITE fails (there is no
+/// config file), and killing the normal clients leaves the replication links alone.
+#[test]
+fn sentinels_reconfiguration_transaction_runs() {
+    let leader = leader();
+    let one = follower_of(leader.port);
+    let two = follower_of(leader.port);
+    caught_up(&mut leader.client(), &mut one.client());
+    caught_up(&mut leader.client(), &mut two.client());
+    let reconfigure = |server: &TestServer, target: &[&str]| {
+        let mut raw = server.raw();
+        let mut request = crate::support::resp_command(&[b"MULTI"]);
+        let mut slaveof: Vec<&[u8]> = vec![b"SLAVEOF"];
+        slaveof.extend(target.iter().map(|t| t.as_bytes()));
+        request.extend(crate::support::resp_command(&slaveof));
+        request.extend(crate::support::resp_command(&[b"CONFIG", b"REWRITE"]));
+        for kind in [&b"normal"[..], b"pubsub"] {
+            request.extend(crate::support::resp_command(&[
+                b"CLIENT", b"KILL", b"TYPE", kind,
+            ]));
+        }
+        request.extend(crate::support::resp_command(&[b"EXEC"]));
+        crate::support::exchange(&mut raw, &request)
+    };
+    let promoted = reconfigure(&one, &["NO", "ONE"]);
+    let text = String::from_utf8_lossy(&promoted).into_owned();
+    assert!(
+        text.ends_with(
+            "*4\r\n+OK\r\n-ERR The server is running without a config file\r\n:0\r\n:0\r\n"
+        ),
+        "{text}"
+    );
+    let port = one.port.to_string();
+    let demoted = reconfigure(&leader, &["127.0.0.1", &port]);
+    assert!(String::from_utf8_lossy(&demoted).contains("*4\r\n+OK\r\n-ERR"));
+    let _ = reconfigure(&two, &["127.0.0.1", &port]);
+    let mut new_leader = one.client();
+    let _: i64 = redis::cmd("HEARTBEAT")
+        .arg("after-failover")
+        .query(&mut new_leader)
+        .unwrap();
+    for follower in [&leader, &two] {
+        let mut f = follower.client();
+        caught_up(&mut new_leader, &mut f);
+        let status: Value = redis::cmd("STATUS")
+            .arg("after-failover")
+            .query(&mut f)
+            .unwrap();
+        assert!(format!("{status:?}").contains("online"), "{status:?}");
+    }
+    let info = info(&mut new_leader, "replication");
+    assert_eq!(
+        info_field(&info, "connected_slaves").as_deref(),
+        Some("2"),
+        "{info}"
+    );
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut new_leader)
+        .unwrap();
+    assert_eq!(clients.matches("flags=S").count(), 2, "{clients}");
+}
