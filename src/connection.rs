@@ -311,6 +311,9 @@ impl Batch<'_, '_> {
         }
         Stats::add(&stats.commands_processed, command_count);
         if command_count > 0 {
+            self.shared.replication.nudge();
+        }
+        if command_count > 0 {
             let mut meta = self.entry.meta();
             meta.last_interaction_ms = now_ms;
             meta.query_buffer_bytes = input.len();

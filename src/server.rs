@@ -296,9 +296,13 @@ async fn memory_loop(server: Arc<Services>) {
     }
 }
 
-/// How often a leader drains its shards' changed users into the replication stream: a
-/// follower's view lags its leader's by about this much.
+/// How often a leader drains its shards' changed users into the replication stream when no
+/// connection asked for it sooner (connections ring `Replication::nudge` after each batch).
 const REPLICATION_PERIOD: Duration = Duration::from_millis(50);
+
+/// The least time between two drains asked for by connections: changes of many batches are
+/// coalesced into one drain, so a busy leader drains at most a thousand times a second.
+const REPLICATION_COALESCE: Duration = Duration::from_millis(1);
 
 async fn replication_loop(server: Arc<Services>) {
     let mut interval = tokio::time::interval(REPLICATION_PERIOD);
@@ -306,14 +310,20 @@ async fn replication_loop(server: Arc<Services>) {
     let mut shutdown = server.shutdown_requested();
     let mut last_frame_ms = clock::now_ms();
     loop {
-        tokio::select! {
-            _ = interval.tick() => {}
+        let nudged = tokio::select! {
+            _ = interval.tick() => false,
+            _ = server.replication.produce_wanted() => true,
             _ = shutdown.changed() => return,
+        };
+        {
+            let _gate = server.gate.shared();
+            server
+                .replication
+                .produce(&server.store, clock::now_ms(), &mut last_frame_ms);
         }
-        let _gate = server.gate.shared();
-        server
-            .replication
-            .produce(&server.store, clock::now_ms(), &mut last_frame_ms);
+        if nudged {
+            tokio::time::sleep(REPLICATION_COALESCE).await;
+        }
     }
 }
 

@@ -19,7 +19,7 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// The program's path in `PATH`, or a failed test saying how to install it.
-fn require_tool(program: &str) -> PathBuf {
+pub fn require_tool(program: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(program))
@@ -32,7 +32,7 @@ fn require_tool(program: &str) -> PathBuf {
     })
 }
 
-fn require_redis_py() {
+pub fn require_redis_py() {
     let python = require_tool("python3");
     let probe = Command::new(python)
         .args([

@@ -381,3 +381,37 @@ fn sentinels_reconfiguration_transaction_runs() {
         .unwrap();
     assert_eq!(clients.matches("flags=S").count(), 2, "{clients}");
 }
+
+/// Failover under three real Redis Sentinels (`down-after-milliseconds 1000`): the leader is
+/// killed with SIGKILL while a redis-py client heartbeats through Sentinel; a follower is
+/// promoted, writes resume, the restarted old leader rejoins as a follower, and no subscriber
+/// on a follower sees a false offline event. tests/failover/sentinel_failover.py drives it and
+/// prints the timings and how many acknowledged heartbeats were lost (docs/BENCHMARKS.md).
+#[test]
+fn sentinel_failover_under_load() {
+    let _heavy = crate::support::heavy_test_lock();
+    crate::clients::require_redis_py();
+    let sentinel = crate::clients::require_tool("redis-sentinel");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/failover/sentinel_failover.py");
+    let run = std::process::Command::new(crate::clients::require_tool("python3"))
+        .arg(&script)
+        .args(["--presenced", env!("CARGO_BIN_EXE_presenced")])
+        .arg("--sentinel")
+        .arg(&sentinel)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("python3 starts");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    // The figures, for whoever runs the suite with --nocapture.
+    eprintln!("{stdout}");
+    assert!(
+        run.status.success() && stdout.contains("sentinel failover: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("false offline events seen by follower subscribers: 0 "),
+        "{stdout}"
+    );
+}

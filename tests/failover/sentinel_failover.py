@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Failover under Redis Sentinel: a presenced leader, two followers and three real
+redis-sentinel processes (down-after-milliseconds 1000) on loopback ports. A redis-py client
+heartbeats through Sentinel (`Sentinel.master_for`), each heartbeat to a user of its own, so
+each acknowledged heartbeat is one user that must be online afterwards; subscribers on both
+followers count offline events (every user has a 120 s TTL: any offline event is false). The
+leader is killed with SIGKILL under that load.
+
+Prints the time to promotion, the time until writes succeed again, the acknowledged heartbeats
+lost out of how many (each counted) beside the replication lag the leader last reported, the
+false offline events, and the time until the restarted old leader is a follower again. Exits 1
+if no follower is promoted, writes never resume, the old leader never rejoins, or a subscriber
+sees a false offline event; lost heartbeats are reported, not judged.
+
+Usage: sentinel_failover.py --presenced PATH [--sentinel redis-sentinel] [--load-s 3]
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+try:
+    import redis
+    from redis.sentinel import Sentinel
+except ImportError as err:
+    print(f"sentinel_failover: redis-py is missing ({err}); run scripts/install-test-deps",
+          file=sys.stderr)
+    sys.exit(2)
+
+TTL_S = 120
+MASTER = "mymaster"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(check, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (redis.RedisError, OSError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def state_of(status):
+    """A STATUS entry's state: a map in RESP3 (redis-py 8's default), a pair in RESP2."""
+    state = status.get(b"state", status.get("state")) if isinstance(status, dict) else status[0]
+    return state.decode() if isinstance(state, bytes) else state
+
+
+class Cluster:
+    def __init__(self, presenced, sentinel):
+        self.presenced = presenced
+        self.sentinel_bin = sentinel
+        self.root = tempfile.mkdtemp(prefix="presenced-failover-")
+        self.procs = {}
+        self.ports = [free_port() for _ in range(3)]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+
+    def start_node(self, i, replicaof=None):
+        port = self.ports[i]
+        args = [self.presenced, "--port", str(port), "--dir", os.path.join(self.root, f"d{i}"),
+                "--snapshot-interval", "0", "--shards", "2", "--ttl", str(TTL_S),
+                "--log-level", "warn"]
+        if replicaof is not None:
+            args += ["--replicaof", "127.0.0.1", str(replicaof)]
+        log = open(os.path.join(self.root, f"node{i}.log"), "ab")
+        self.procs[f"node{i}"] = subprocess.Popen(args, stdout=log, stderr=log)
+        wait_for(lambda: redis.Redis(host="127.0.0.1", port=port).ping(), 20, f"node {i} to answer")
+
+    def start_sentinels(self):
+        for i, port in enumerate(self.sentinel_ports):
+            conf = os.path.join(self.root, f"sentinel{i}.conf")
+            with open(conf, "w") as f:
+                f.write(f"port {port}\nbind 127.0.0.1\ndaemonize no\n"
+                        f"logfile {os.path.join(self.root, f'sentinel{i}.log')}\n"
+                        f"sentinel monitor {MASTER} 127.0.0.1 {self.ports[0]} 2\n"
+                        f"sentinel down-after-milliseconds {MASTER} 1000\n"
+                        f"sentinel failover-timeout {MASTER} 5000\n"
+                        f"sentinel parallel-syncs {MASTER} 1\n")
+            self.procs[f"sentinel{i}"] = subprocess.Popen(
+                [self.sentinel_bin, conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Heartbeats(threading.Thread):
+    """Heartbeats a new user per call through Sentinel, remembering each acknowledged one."""
+
+    def __init__(self, sentinel):
+        super().__init__(daemon=True)
+        self.master = sentinel.master_for(MASTER, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.acked = []  # (user, monotonic times the request was sent and acknowledged)
+        self.errors = 0
+        self.next_user = 0
+
+    def run(self):
+        while not self.stop.is_set():
+            user = f"hb-{self.next_user}"
+            sent_at = time.monotonic()
+            try:
+                self.master.execute_command("HEARTBEAT", user, "TTL", TTL_S)
+            except (redis.RedisError, OSError):
+                self.errors += 1
+                time.sleep(0.02)
+                continue
+            with self.lock:
+                self.acked.append((user, sent_at, time.monotonic()))
+            self.next_user += 1
+
+    def acked_before(self, t):
+        with self.lock:
+            return [u for u, _, at in self.acked if at <= t]
+
+    def first_ack_sent_after(self, t):
+        """When the first heartbeat sent after `t` was acknowledged (a reply already on its way
+        from the old leader when it died does not count)."""
+        with self.lock:
+            return next((at for _, sent, at in self.acked if sent > t), None)
+
+
+class OfflineCounter(threading.Thread):
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.pubsub = redis.Redis(host="127.0.0.1", port=port).pubsub()
+        self.pubsub.psubscribe("presence:*")
+        self.offline = 0
+        self.events = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                message = self.pubsub.get_message(timeout=0.2)
+            except (redis.RedisError, OSError):
+                return
+            if message and message["type"] == "pmessage":
+                self.events += 1
+                if b'"state":"offline"' in message["data"]:
+                    self.offline += 1
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--presenced", required=True)
+    parser.add_argument("--sentinel", default="redis-sentinel")
+    parser.add_argument("--load-s", type=float, default=3.0)
+    args = parser.parse_args()
+    cluster = Cluster(args.presenced, args.sentinel)
+    failures = []
+    try:
+        cluster.start_node(0)
+        cluster.start_node(1, replicaof=cluster.ports[0])
+        cluster.start_node(2, replicaof=cluster.ports[0])
+        cluster.start_sentinels()
+        probe = redis.Redis(host="127.0.0.1", port=cluster.sentinel_ports[0], decode_responses=True)
+        wait_for(lambda: int(probe.sentinel_master(MASTER)["num-slaves"]) == 2
+                 and int(probe.sentinel_master(MASTER)["num-other-sentinels"]) == 2,
+                 30, "the sentinels to see two followers and each other")
+        sentinel = Sentinel([("127.0.0.1", p) for p in cluster.sentinel_ports], socket_timeout=0.5)
+        counters = [OfflineCounter(cluster.ports[i]) for i in (1, 2)]
+        for c in counters:
+            c.start()
+        load = Heartbeats(sentinel)
+        load.start()
+        time.sleep(args.load_s)
+
+        leader = redis.Redis(host="127.0.0.1", port=cluster.ports[0])
+        repl = leader.info("replication")
+        leader_offset = repl["master_repl_offset"]
+        lags = [(repl[k]["offset"], repl[k]["lag"]) for k in sorted(repl) if k.startswith("slave")
+                and isinstance(repl[k], dict)]
+        killed_at = time.monotonic()
+        cluster.procs["node0"].send_signal(signal.SIGKILL)
+        cluster.procs["node0"].wait()
+        old = ("127.0.0.1", cluster.ports[0])
+
+        def promoted():
+            addr = probe.sentinel_get_master_addr_by_name(MASTER)
+            return addr if addr and (addr[0], int(addr[1])) != old else None
+        new_addr = wait_for(promoted, 30, "Sentinel to promote a follower")
+        promotion_s = time.monotonic() - killed_at
+        first_write = wait_for(lambda: load.first_ack_sent_after(killed_at), 30,
+                               "writes to resume")
+        writes_s = first_write - killed_at
+        time.sleep(2.0)
+        load.stop.set()
+        load.join()
+
+        acked = load.acked_before(killed_at)
+        new_leader = redis.Redis(host="127.0.0.1", port=int(new_addr[1]))
+        lost = 0
+        for start in range(0, len(acked), 1000):
+            batch = acked[start:start + 1000]
+            states = new_leader.execute_command("MSTATUS", *batch)
+            lost += sum(1 for s in states if state_of(s) == "offline")
+
+        restarted_at = time.monotonic()
+        cluster.start_node(0)
+        rejoin = wait_for(lambda: redis.Redis(host="127.0.0.1", port=cluster.ports[0]).info("replication")
+                          .get("master_link_status") == "up", 60,
+                          "the old leader to come back as a follower")
+        rejoin_s = time.monotonic() - restarted_at if rejoin else None
+        for c in counters:
+            c.stop.set()
+        false_offline = sum(c.offline for c in counters)
+
+        print(f"promotion announced {promotion_s:.2f} s after SIGKILL "
+              f"(new leader 127.0.0.1:{new_addr[1]})")
+        print(f"writes through Sentinel succeeded again {writes_s:.2f} s after SIGKILL "
+              f"({load.errors} failed attempts meanwhile)")
+        print(f"acknowledged heartbeats lost: {lost} of {len(acked)} "
+              f"(leader's last report: master_repl_offset {leader_offset}, "
+              f"followers at (offset, lag s) {lags})")
+        print(f"false offline events seen by follower subscribers: {false_offline} "
+              f"(of {sum(c.events for c in counters)} events)")
+        print(f"restarted old leader back as a follower after {rejoin_s:.2f} s")
+        if false_offline:
+            failures.append(f"{false_offline} false offline events")
+    except RuntimeError as err:
+        failures.append(str(err))
+    finally:
+        cluster.stop()
+    for failure in failures:
+        print(f"FAIL {failure}")
+    print(f"sentinel failover: {'ok' if not failures else 'failed'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
