@@ -12,7 +12,12 @@ false offline events, and the time until the restarted old leader is a follower 
 if no follower is promoted, writes never resume, the old leader never rejoins, or a subscriber
 sees a false offline event; lost heartbeats are reported, not judged.
 
-Usage: sentinel_failover.py --presenced PATH [--sentinel redis-sentinel] [--load-s 3]
+With `--server redis`, the same run against real redis-server processes (heartbeats are
+`SET user:<id>:presence online EX 120`, a lost one is a key missing on the new master; no
+subscribers), for the side-by-side figures in docs/BENCHMARKS.md.
+
+Usage: sentinel_failover.py --presenced PATH [--server presenced|redis] [--sentinel PATH]
+       [--load-s 3]
 """
 
 import argparse
@@ -66,8 +71,9 @@ def state_of(status):
 
 
 class Cluster:
-    def __init__(self, presenced, sentinel):
+    def __init__(self, presenced, sentinel, redis_mode):
         self.presenced = presenced
+        self.redis_mode = redis_mode
         self.sentinel_bin = sentinel
         self.root = tempfile.mkdtemp(prefix="presenced-failover-")
         self.procs = {}
@@ -76,6 +82,16 @@ class Cluster:
 
     def start_node(self, i, replicaof=None):
         port = self.ports[i]
+        if self.redis_mode:
+            args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", "--dir", self.root, "--dbfilename", f"d{i}.rdb"]
+            if replicaof is not None:
+                args += ["--replicaof", "127.0.0.1", str(replicaof)]
+            log = open(os.path.join(self.root, f"node{i}.log"), "ab")
+            self.procs[f"node{i}"] = subprocess.Popen(args, stdout=log, stderr=log)
+            wait_for(lambda: redis.Redis(host="127.0.0.1", port=port).ping(), 20,
+                     f"node {i} to answer")
+            return
         args = [self.presenced, "--port", str(port), "--dir", os.path.join(self.root, f"d{i}"),
                 "--snapshot-interval", "0", "--shards", "2", "--ttl", str(TTL_S),
                 "--log-level", "warn"]
@@ -109,8 +125,9 @@ class Cluster:
 class Heartbeats(threading.Thread):
     """Heartbeats a new user per call through Sentinel, remembering each acknowledged one."""
 
-    def __init__(self, sentinel):
+    def __init__(self, sentinel, redis_mode):
         super().__init__(daemon=True)
+        self.redis_mode = redis_mode
         self.master = sentinel.master_for(MASTER, socket_timeout=0.5, socket_connect_timeout=0.5)
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -123,7 +140,10 @@ class Heartbeats(threading.Thread):
             user = f"hb-{self.next_user}"
             sent_at = time.monotonic()
             try:
-                self.master.execute_command("HEARTBEAT", user, "TTL", TTL_S)
+                if self.redis_mode:
+                    self.master.set(f"user:{user}:presence", "online", ex=TTL_S)
+                else:
+                    self.master.execute_command("HEARTBEAT", user, "TTL", TTL_S)
             except (redis.RedisError, OSError):
                 self.errors += 1
                 time.sleep(0.02)
@@ -169,8 +189,10 @@ def main():
     parser.add_argument("--presenced", required=True)
     parser.add_argument("--sentinel", default="redis-sentinel")
     parser.add_argument("--load-s", type=float, default=3.0)
+    parser.add_argument("--server", choices=["presenced", "redis"], default="presenced")
     args = parser.parse_args()
-    cluster = Cluster(args.presenced, args.sentinel)
+    redis_mode = args.server == "redis"
+    cluster = Cluster(args.presenced, args.sentinel, redis_mode)
     failures = []
     try:
         cluster.start_node(0)
@@ -182,10 +204,10 @@ def main():
                  and int(probe.sentinel_master(MASTER)["num-other-sentinels"]) == 2,
                  30, "the sentinels to see two followers and each other")
         sentinel = Sentinel([("127.0.0.1", p) for p in cluster.sentinel_ports], socket_timeout=0.5)
-        counters = [OfflineCounter(cluster.ports[i]) for i in (1, 2)]
+        counters = [] if redis_mode else [OfflineCounter(cluster.ports[i]) for i in (1, 2)]
         for c in counters:
             c.start()
-        load = Heartbeats(sentinel)
+        load = Heartbeats(sentinel, redis_mode)
         load.start()
         time.sleep(args.load_s)
 
@@ -216,10 +238,15 @@ def main():
         lost = 0
         for start in range(0, len(acked), 1000):
             batch = acked[start:start + 1000]
-            states = new_leader.execute_command("MSTATUS", *batch)
-            lost += sum(1 for s in states if state_of(s) == "offline")
+            if redis_mode:
+                values = new_leader.mget([f"user:{u}:presence" for u in batch])
+                lost += sum(1 for v in values if v is None)
+            else:
+                states = new_leader.execute_command("MSTATUS", *batch)
+                lost += sum(1 for s in states if state_of(s) == "offline")
 
         restarted_at = time.monotonic()
+        # Restarted as it was first started: a leader; Sentinel makes it a follower.
         cluster.start_node(0)
         rejoin = wait_for(lambda: redis.Redis(host="127.0.0.1", port=cluster.ports[0]).info("replication")
                           .get("master_link_status") == "up", 60,
@@ -229,6 +256,7 @@ def main():
             c.stop.set()
         false_offline = sum(c.offline for c in counters)
 
+        print(f"server: {args.server}")
         print(f"promotion announced {promotion_s:.2f} s after SIGKILL "
               f"(new leader 127.0.0.1:{new_addr[1]})")
         print(f"writes through Sentinel succeeded again {writes_s:.2f} s after SIGKILL "
