@@ -340,10 +340,30 @@ fn spublish(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 }
 
 fn channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    list_channels(ctx, args, Kind::Channel)
+}
+
+fn shard_channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    list_channels(ctx, args, Kind::Shard)
+}
+
+fn numsub(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    count_subscribers(ctx, args, Kind::Channel)
+}
+
+fn shard_numsub(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    count_subscribers(ctx, args, Kind::Shard)
+}
+
+/// `PUBSUB CHANNELS|SHARDCHANNELS [pattern]`.
+fn list_channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>, kind: Kind) -> CmdResult {
     if args.remaining() > 1 {
         return Err(typed_arguments_error(args));
     }
-    let names = ctx.shared.pubsub.channels(args.next().map(|p| &p[..]));
+    let names = ctx
+        .shared
+        .pubsub
+        .channels(kind, args.next().map(|p| &p[..]));
     ctx.out.array(names.len());
     for name in names {
         ctx.out.bulk(&name);
@@ -351,12 +371,14 @@ fn channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     Ok(())
 }
 
-fn numsub(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+/// `PUBSUB NUMSUB|SHARDNUMSUB [channel ...]`: each channel with its subscriber count.
+fn count_subscribers(ctx: &mut Ctx<'_>, args: &mut Args<'_>, kind: Kind) -> CmdResult {
     let channels = args.rest();
     ctx.out.array(channels.len() * 2);
     for channel in channels {
         ctx.out.bulk(channel);
-        ctx.out.integer(ctx.shared.pubsub.numsub(channel) as i64);
+        ctx.out
+            .integer(ctx.shared.pubsub.numsub(kind, channel) as i64);
     }
     Ok(())
 }
@@ -369,32 +391,6 @@ fn typed_arguments_error(args: &Args<'_>) -> CmdError {
         sub: typed(1),
         command: typed(0).to_ascii_uppercase(),
     }
-}
-
-fn shard_channels(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
-    if args.remaining() > 1 {
-        return Err(typed_arguments_error(args));
-    }
-    let names = ctx
-        .shared
-        .pubsub
-        .shard_channels(args.next().map(|p| &p[..]));
-    ctx.out.array(names.len());
-    for name in names {
-        ctx.out.bulk(&name);
-    }
-    Ok(())
-}
-
-fn shard_numsub(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
-    let channels = args.rest();
-    ctx.out.array(channels.len() * 2);
-    for channel in channels {
-        ctx.out.bulk(channel);
-        ctx.out
-            .integer(ctx.shared.pubsub.shard_numsub(channel) as i64);
-    }
-    Ok(())
 }
 
 fn numpat(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {

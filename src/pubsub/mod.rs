@@ -132,34 +132,35 @@ impl PubSub {
     /// how many subscriptions will receive it (as Redis's PUBLISH counts). Never waits: the
     /// caller's connection held the request while the fan-out was backlogged.
     pub fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
-        self.messages_published.fetch_add(1, Ordering::Relaxed);
-        if !self.has_subscribers() {
-            return 0;
-        }
-        let registry = self.registry();
-        let mut jobs = Vec::new();
-        let receivers = resolve(&registry, channel, payload, &mut jobs);
-        if !jobs.is_empty() {
-            self.fanout
-                .deliveries_pending
-                .fetch_add(receivers as u64, Ordering::Relaxed);
-            // Sent before the registry lock is released: publications of one channel reach
-            // the fan-out thread in the order they were resolved.
-            let _ = self.jobs.send(Publication::Resolved(jobs));
-        }
-        receivers
+        self.publish_now(false, channel, payload)
     }
 
     /// `SPUBLISH`: queues `payload` for the subscribers of the shard channel `channel` (only
     /// them: channel and pattern subscribers never see it, as in Redis); returns how many.
     pub fn spublish(&self, channel: &[u8], payload: &[u8]) -> usize {
+        self.publish_now(true, channel, payload)
+    }
+
+    /// Resolves a publication under the registry lock and queues its jobs before letting go
+    /// of it, so publications of one channel reach the fan-out thread in the order they were
+    /// resolved.
+    fn publish_now(&self, shard: bool, channel: &[u8], payload: &[u8]) -> usize {
         self.messages_published.fetch_add(1, Ordering::Relaxed);
-        if !self.has_shard_subscribers() {
+        let listening = if shard {
+            self.has_shard_subscribers()
+        } else {
+            self.has_subscribers()
+        };
+        if !listening {
             return 0;
         }
         let registry = self.registry();
         let mut jobs = Vec::new();
-        let receivers = resolve_shard(&registry, channel, payload, &mut jobs);
+        let receivers = if shard {
+            resolve_shard(&registry, channel, payload, &mut jobs)
+        } else {
+            resolve(&registry, channel, payload, &mut jobs)
+        };
         if !jobs.is_empty() {
             self.fanout
                 .deliveries_pending
@@ -229,33 +230,21 @@ impl PubSub {
         self.registry().patterns.len()
     }
 
-    /// Channels with at least one subscriber, optionally matching `pattern`.
-    pub fn channels(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
+    /// Channels (`Kind::Channel`) or shard channels (`Kind::Shard`) with at least one
+    /// subscriber, optionally matching `pattern`.
+    pub fn channels(&self, kind: Kind, pattern: Option<&[u8]>) -> Vec<Bytes> {
         self.registry()
-            .channels
+            .lists(kind)
             .keys()
             .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
             .cloned()
             .collect()
     }
 
-    pub fn numsub(&self, channel: &[u8]) -> usize {
-        self.registry().channels.get(channel).map_or(0, |l| l.len())
-    }
-
-    /// Shard channels with at least one subscriber, optionally matching `pattern`.
-    pub fn shard_channels(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
+    /// Subscribers of one channel or shard channel.
+    pub fn numsub(&self, kind: Kind, channel: &[u8]) -> usize {
         self.registry()
-            .shard_channels
-            .keys()
-            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
-            .cloned()
-            .collect()
-    }
-
-    pub fn shard_numsub(&self, channel: &[u8]) -> usize {
-        self.registry()
-            .shard_channels
+            .lists(kind)
             .get(channel)
             .map_or(0, |l| l.len())
     }

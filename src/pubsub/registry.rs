@@ -82,6 +82,15 @@ impl Registry {
         }
     }
 
+    /// The subscriber lists of one kind, to read.
+    pub fn lists(&self, kind: Kind) -> &HashMap<Bytes, SubscriberList> {
+        match kind {
+            Kind::Channel => &self.channels,
+            Kind::Pattern => &self.patterns,
+            Kind::Shard => &self.shard_channels,
+        }
+    }
+
     fn count(&mut self, kind: Kind) -> &mut usize {
         match kind {
             Kind::Channel | Kind::Pattern => &mut self.subscription_count,
