@@ -562,9 +562,18 @@ pub fn load_bytes(
 pub fn check_report(path: &Path) -> std::process::ExitCode {
     match verify(path) {
         Ok((header, records, len)) => {
+            // The header ends where its first record starts (a version-1 header is shorter
+            // than what this build writes for the same fields).
+            let header_end = records
+                .first()
+                .map_or(len as usize - TRAILER_LEN, |(_, start)| {
+                    start - RECORD_HEADER_LEN
+                });
+            let mark = header.replication.as_ref().map_or(String::new(), |m| {
+                format!(" replid={} repl_offset={}", m.replid, m.offset)
+            });
             println!(
-                "header bytes=0..{} created_ms={} capacity={} shards={} chunk_slots={} key_pattern={}",
-                header.encoded_len(),
+                "header bytes=0..{header_end} created_ms={} capacity={} shards={} chunk_slots={} key_pattern={}{mark}",
                 header.created_ms,
                 header.capacity,
                 header.shard_count,

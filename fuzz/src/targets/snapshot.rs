@@ -75,7 +75,16 @@ pub fn fix_crcs(data: &[u8]) -> Vec<u8> {
     if !(HEADER_FIXED_LEN..=bytes.len()).contains(&header_len) || header_len > 64 * 1024 {
         return bytes;
     }
-    let pattern_len = (header_len - HEADER_FIXED_LEN) as u16;
+    // Version 2 puts a replication mark after the pattern: a flag byte, then (flag 1) a
+    // 40-character ID and an 8-byte offset. Where the pattern ends follows from which it is.
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let mark_len = match version {
+        0 | 1 => 0,
+        _ if header_len >= HEADER_FIXED_LEN + 49 && bytes[header_len - 4 - 49] == 1 => 49,
+        _ if header_len > HEADER_FIXED_LEN => 1,
+        _ => 0,
+    };
+    let pattern_len = (header_len - HEADER_FIXED_LEN - mark_len) as u16;
     bytes[40..42].copy_from_slice(&pattern_len.to_le_bytes());
     let crc = crc32(&bytes[..header_len - 4]);
     bytes[header_len - 4..header_len].copy_from_slice(&crc.to_le_bytes());
@@ -368,7 +377,9 @@ fn check_bytes(bytes: &[u8]) -> String {
 /// A verified file is exactly its header, its records back to back, and the trailer.
 fn check_layout(bytes: &[u8], header: &Header, records: &[(RecordHeader, usize)], len: u64) {
     assert_eq!(len, bytes.len() as u64);
-    let mut at = header.encoded_len();
+    // The length the file's own header has (a version-1 header is one byte shorter than
+    // what this build would write for the same fields).
+    let mut at = Header::decode(bytes).map_or(header.encoded_len(), |(_, len)| len);
     for (record, start) in records {
         assert_eq!(*start, at + RECORD_HEADER_LEN, "records are contiguous");
         assert!(matches!(record.tag, b'D' | b'S' | b'X'));
