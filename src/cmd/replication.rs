@@ -149,7 +149,14 @@ fn replicaof(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         ctx.out.simple("OK Already connected to specified master");
         return Ok(());
     }
+    let was_leader = !replication.is_follower();
     replication.follow(host, port);
+    if was_leader {
+        // Writes are refused from here on; the changes not yet shipped go into this
+        // process's stream now, so its offset tells the new leader whether it holds them
+        // (PSYNC continues only a stream the new leader has, else it syncs in full).
+        replication.drain_all(ctx.shared.store, ctx.now_ms);
+    }
     ctx.out.ok();
     Ok(())
 }

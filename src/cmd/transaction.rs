@@ -84,13 +84,17 @@ pub fn refused_in_multi_past_maxmemory(name: &str) -> bool {
     !matches!(name, "exec" | "discard" | "quit" | "reset")
 }
 
-/// Whether this request is an `EXEC` that will run a queue: the connection must hold every
-/// other client off while it runs (the exclusive side of the server's gate).
+/// Whether this request must run with every other client held off (the exclusive side of the
+/// server's gate): an `EXEC` that will run a queue, or a `REPLICAOF`/`SLAVEOF` run on its own
+/// (a leader stepping down ships its last changes with no write slipping in after them).
 pub fn needs_exclusive(session: &Session, args: &[Bytes]) -> bool {
-    session.transaction.is_some()
-        && args
-            .first()
-            .is_some_and(|n| n.eq_ignore_ascii_case(b"exec"))
+    let Some(name) = args.first() else {
+        return false;
+    };
+    if session.transaction.is_some() {
+        return name.eq_ignore_ascii_case(b"exec");
+    }
+    name.eq_ignore_ascii_case(b"replicaof") || name.eq_ignore_ascii_case(b"slaveof")
 }
 
 /// Whether running `spec` now runs a command `matches` accepts: `spec` itself, or for an

@@ -31,6 +31,19 @@ impl Replication {
         if !self.tracking() || self.is_follower() {
             return;
         }
+        self.drain_into_stream(store, now_ms, last_frame_ms);
+    }
+
+    /// A leader stepping down (REPLICAOF, with every other client held off): its last changes
+    /// into its own stream, though it is a follower already.
+    pub fn drain_all(&self, store: &Store, now_ms: u64) {
+        if self.tracking() {
+            let mut last_frame_ms = now_ms;
+            self.drain_into_stream(store, now_ms, &mut last_frame_ms);
+        }
+    }
+
+    fn drain_into_stream(&self, store: &Store, now_ms: u64, last_frame_ms: &mut u64) {
         let mut backlog = self.backlog();
         let mut records = Vec::new();
         let mut frame = Vec::new();

@@ -230,6 +230,25 @@ fn a_promoted_follower_is_followed_by_offset() {
         info_field(&promoted, "master_replid2"),
         info_field(&info(&mut l, "replication"), "master_replid")
     );
+
+    // The old leader took a write the new one never saw: pointed at the new leader, it cannot
+    // continue its own stream and syncs in full, and the stray write is gone (as in Redis).
+    let _: i64 = redis::cmd("HEARTBEAT").arg("stray").query(&mut l).unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(one.port)
+        .query(&mut l)
+        .unwrap();
+    caught_up(&mut f1, &mut l);
+    let stats = info(&mut f1, "stats");
+    assert_eq!(
+        info_field(&stats, "sync_full").as_deref(),
+        Some("1"),
+        "{stats}"
+    );
+    let stray: Value = redis::cmd("STATUS").arg("stray").query(&mut l).unwrap();
+    assert!(format!("{stray:?}").contains("offline"), "{stray:?}");
+    assert_eq!(mstatus(&mut l, &users), mstatus(&mut f1, &users));
 }
 
 /// Stops a server with `SHUTDOWN SAVE` (its snapshot then holds its replication position).
