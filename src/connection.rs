@@ -189,6 +189,14 @@ async fn serve_session(
                     Ok(n) => {
                         worked_bytes += n;
                         Stats::add(&services.stats.net_input_bytes, n as u64);
+                        if input.len() > services.config.query_buffer_max {
+                            // Judged as soon as the bytes are in, before any of them is parsed,
+                            // as Redis does: one read can bring more than a chunk, and a
+                            // request completed past the limit must not run (or be judged a
+                            // protocol error) first.
+                            let _ = socket.shutdown().await;
+                            return CloseReason::QueryBufferLimit;
+                        }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return io_failed(entry, &e),
