@@ -83,6 +83,13 @@ enum TickSource {
 #[cfg(target_arch = "x86_64")]
 const TSC_CALIBRATION: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// Measures the tick rate now (a 10 ms sleep where the TSC is used). `main` calls it before
+/// any runtime starts, so the calibration's sleep never happens on a runtime worker; without
+/// the call, the first tick read calibrates.
+pub fn calibrate_ticks() {
+    tick_source();
+}
+
 fn tick_source() -> &'static TickSource {
     static SOURCE: std::sync::OnceLock<TickSource> = std::sync::OnceLock::new();
     SOURCE.get_or_init(calibrate)

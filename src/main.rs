@@ -22,6 +22,8 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // The tick clock calibrates with a short sleep: here, before any runtime thread exists.
+    presenced::clock::calibrate_ticks();
     // Per-core: this thread's runtime is the first core's; server::run starts the others.
     let runtime = match config.runtime {
         RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread()

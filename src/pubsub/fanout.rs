@@ -183,13 +183,7 @@ fn take(
                 let resolved = resolve_slice(&guard, rest, shard, &mut jobs, deliver.stats);
                 drop(guard);
                 rest = &rest[resolved..];
-                deliver
-                    .stats
-                    .events_pending
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                        Some(p.saturating_sub(resolved as u64))
-                    })
-                    .ok();
+                release_pending(&deliver.stats.events_pending, resolved as u64);
                 for job in jobs.drain(..) {
                     admit(job, queues, deliver);
                 }
@@ -294,11 +288,14 @@ impl Deliver<'_> {
         self.stats
             .messages_delivered
             .fetch_add(delivered, Ordering::Relaxed);
-        let _ =
-            self.stats
-                .deliveries_pending
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                    Some(p.saturating_sub(made))
-                });
+        release_pending(&self.stats.deliveries_pending, made);
     }
+}
+
+/// Takes `done` off a pending count, never below zero (a count is added before its work is
+/// queued and taken off once the work is done, by another thread).
+fn release_pending(pending: &AtomicU64, done: u64) {
+    let _ = pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+        Some(p.saturating_sub(done))
+    });
 }

@@ -40,14 +40,15 @@ pub async fn run(services: Arc<Services>, epoch: u64) {
             _ = role_changed(&services, epoch) => return,
             _ = shutdown.changed() => return,
         };
-        if let Err(err) = session {
-            let leader = format!("{host}:{port}");
-            if is_link_loss(&err) {
-                // The leader stopped or the network failed: Sentinel's business, retried here.
-                info!(%leader, "replication link lost: {err}");
-            } else {
-                warn!(%leader, "replication link: {err}");
+        match session {
+            // The leader stopped or the network failed: Sentinel's business, retried here.
+            Err(LinkError::Lost(err)) => {
+                info!(leader = %format!("{host}:{port}"), "replication link lost: {err}");
             }
+            Err(LinkError::Broken(err)) => {
+                warn!(leader = %format!("{host}:{port}"), "replication link: {err}");
+            }
+            Ok(()) => {}
         }
         services.replication.update_link(|link| {
             if link.up {
@@ -60,19 +61,21 @@ pub async fn run(services: Arc<Services>, epoch: u64) {
     }
 }
 
-/// Whether a link error is the connection going away (the leader stopped, the network failed),
-/// as opposed to a leader that refused or sent something wrong.
-fn is_link_loss(err: &str) -> bool {
-    [
-        "connect:",
-        "read:",
-        "ack:",
-        "handshake:",
-        "the leader closed",
-        "the leader did not answer",
-    ]
-    .iter()
-    .any(|prefix| err.starts_with(prefix))
+/// Why a link ended: the connection went away (the leader stopped, the network failed), or
+/// the leader refused or sent something wrong. Plain `String` errors are the second kind.
+enum LinkError {
+    Lost(String),
+    Broken(String),
+}
+
+impl From<String> for LinkError {
+    fn from(err: String) -> Self {
+        LinkError::Broken(err)
+    }
+}
+
+fn lost(what: impl std::fmt::Display) -> LinkError {
+    LinkError::Lost(what.to_string())
 }
 
 /// Completes once the role's epoch is no longer `epoch`.
@@ -91,18 +94,18 @@ async fn follow_once(
     host: &str,
     port: u16,
     epoch: u64,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let replication = &services.replication;
     let mut socket = TcpStream::connect((host, port))
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| lost(format!("connect: {e}")))?;
     let _ = socket.set_nodelay(true);
     let mut input = BytesMut::with_capacity(64 * 1024);
     command(&mut socket, &mut input, &[b"PING"]).await?;
     if let Some(password) = &replication.masterauth {
         let reply = command(&mut socket, &mut input, &[b"AUTH", password.as_bytes()]).await?;
         if reply.starts_with('-') {
-            return Err(format!("AUTH refused: {reply}"));
+            return Err(format!("AUTH refused: {reply}").into());
         }
     }
     let listening_port = services.identity.listen_addr.port().to_string();
@@ -152,7 +155,7 @@ async fn follow_once(
             }
             info!(leader = %format!("{host}:{port}"), offset = applied, "continuing by offset");
         }
-        _ => return Err(format!("PSYNC refused: {reply}")),
+        _ => return Err(format!("PSYNC refused: {reply}").into()),
     }
     replication.update_link(|link| {
         link.up = true;
@@ -168,7 +171,7 @@ async fn apply_stream(
     socket: &mut TcpStream,
     mut input: BytesMut,
     epoch: u64,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let replication = &services.replication;
     let mut decoder = RequestDecoder::new();
     let mut args = Vec::new();
@@ -184,7 +187,7 @@ async fn apply_stream(
             match decoder.decode_into(&mut input, &limits, &mut args) {
                 Ok(true) => {}
                 Ok(false) => break,
-                Err(err) => return Err(format!("bad stream: {}", err.message())),
+                Err(err) => return Err(format!("bad stream: {}", err.message()).into()),
             }
             let frame_bytes = before - input.len();
             apply(services, &args, socket).await?;
@@ -201,9 +204,9 @@ async fn apply_stream(
         }
         tokio::select! {
             read = socket.read_buf(&mut input) => match read {
-                Ok(0) => return Err("the leader closed the link".into()),
+                Ok(0) => return Err(lost("the leader closed the link")),
                 Ok(_) => replication.update_link(|link| link.last_io_ms = clock::now_ms()),
-                Err(e) => return Err(format!("read: {e}")),
+                Err(e) => return Err(lost(format!("read: {e}"))),
             },
             _ = ack.tick() => send_ack(socket, replication.end_offset()).await?,
         }
@@ -223,7 +226,7 @@ async fn apply(
     services: &Services,
     args: &[bytes::Bytes],
     socket: &mut TcpStream,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     match stream::parse(args)? {
         Frame::State { shard, records } => {
             services
@@ -246,14 +249,14 @@ async fn apply(
     Ok(())
 }
 
-async fn send_ack(socket: &mut TcpStream, offset: u64) -> Result<(), String> {
+async fn send_ack(socket: &mut TcpStream, offset: u64) -> Result<(), LinkError> {
     let offset = offset.to_string();
     let mut out = Vec::new();
     stream::frame(&mut out, &[b"REPLCONF", b"ACK", offset.as_bytes()]);
     socket
         .write_all(&out)
         .await
-        .map_err(|e| format!("ack: {e}"))
+        .map_err(|e| lost(format!("ack: {e}")))
 }
 
 /// Sends one handshake command and returns its one-line reply.
@@ -261,38 +264,38 @@ async fn command(
     socket: &mut TcpStream,
     input: &mut BytesMut,
     parts: &[&[u8]],
-) -> Result<String, String> {
+) -> Result<String, LinkError> {
     let mut out = Vec::new();
     stream::frame(&mut out, parts);
     socket
         .write_all(&out)
         .await
-        .map_err(|e| format!("handshake: {e}"))?;
+        .map_err(|e| lost(format!("handshake: {e}")))?;
     read_line(socket, input).await
 }
 
-async fn read_line(socket: &mut TcpStream, input: &mut BytesMut) -> Result<String, String> {
+async fn read_line(socket: &mut TcpStream, input: &mut BytesMut) -> Result<String, LinkError> {
     loop {
         if let Some(end) = input.windows(2).position(|w| w == CRLF) {
             let line = input.split_to(end + 2);
             return Ok(String::from_utf8_lossy(&line[..end]).into_owned());
         }
         if input.len() > LINE_MAX {
-            return Err("handshake reply too long".into());
+            return Err(LinkError::Broken("handshake reply too long".into()));
         }
         let read = tokio::time::timeout(Duration::from_secs(10), socket.read_buf(input))
             .await
-            .map_err(|_| "the leader did not answer within 10 s".to_string())?;
+            .map_err(|_| lost("the leader did not answer within 10 s"))?;
         match read {
-            Ok(0) => return Err("the leader closed the link".into()),
+            Ok(0) => return Err(lost("the leader closed the link")),
             Ok(_) => {}
-            Err(e) => return Err(format!("read: {e}")),
+            Err(e) => return Err(lost(format!("read: {e}"))),
         }
     }
 }
 
 /// `$<len>\r\n` then `len` bytes (no trailing CRLF, as Redis frames its RDB payload).
-async fn read_payload(socket: &mut TcpStream, input: &mut BytesMut) -> Result<Vec<u8>, String> {
+async fn read_payload(socket: &mut TcpStream, input: &mut BytesMut) -> Result<Vec<u8>, LinkError> {
     let line = read_line(socket, input).await?;
     let len: u64 = line
         .strip_prefix('$')
@@ -309,9 +312,9 @@ async fn read_payload(socket: &mut TcpStream, input: &mut BytesMut) -> Result<Ve
         let n = socket
             .read(&mut chunk)
             .await
-            .map_err(|e| format!("full sync: {e}"))?;
+            .map_err(|e| lost(format!("full sync: {e}")))?;
         if n == 0 {
-            return Err("the leader closed the link during the full sync".into());
+            return Err(lost("the leader closed the link during the full sync"));
         }
         payload.extend_from_slice(&chunk[..n]);
     }
