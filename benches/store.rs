@@ -129,6 +129,31 @@ fn store_benches(c: &mut Criterion) {
                 });
             });
         }
+        if shards == 1 {
+            // Measures Store::encode_changes of one full drain (4,096 random users marked by
+            // heartbeats in the untimed setup): the time a replication drain holds the shard's
+            // lock to sort and pack them (stream version 2).
+            store.track_changes(true);
+            group.throughput(Throughput::Elements(4096));
+            group.bench_function("replication_drain/4096_random", |b| {
+                let mut rng = Rng(4);
+                let mut keys = Vec::with_capacity(4096);
+                let (mut packed, mut records) = (Vec::new(), Vec::new());
+                b.iter_batched(
+                    || {
+                        rng.fill(&mut keys, 4096, users);
+                        store.heartbeat_many(&keys, TTL_S, Room::Available, NOW_MS);
+                    },
+                    |()| {
+                        packed.clear();
+                        records.clear();
+                        black_box(store.encode_changes(0, 4096, &mut packed, &mut records))
+                    },
+                    criterion::BatchSize::SmallInput,
+                );
+            });
+            store.track_changes(false);
+        }
         group.finish();
     }
 

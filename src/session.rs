@@ -36,7 +36,7 @@ pub struct Session {
 #[derive(Debug, Default)]
 pub struct ReplicaHandshake {
     pub listening_port: u16,
-    /// It announced `capa presenced-v1`: it reads presenced's stream.
+    /// It announced `capa presenced-v2`: it reads presenced's stream.
     pub reads_presenced_stream: bool,
     /// `PSYNC <replid> <offset>`: the connection becomes the follower's link.
     pub psync: Option<(String, i64)>,

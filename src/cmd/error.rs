@@ -194,7 +194,7 @@ impl fmt::Display for CmdError {
             NoAuth => f.write_str("NOAUTH Authentication required."),
             ReadOnly => f.write_str("READONLY You can't write against a read only replica."),
             ReplicaUnsupported => f.write_str(
-                "ERR presenced streams only to presenced followers (REPLCONF capa presenced-v1): \
+                "ERR presenced streams only to presenced followers (REPLCONF capa presenced-v2): \
                  a Redis replica cannot load its snapshots",
             ),
             InvalidMasterPort => f.write_str("ERR Invalid master port"),

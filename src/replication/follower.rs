@@ -228,10 +228,10 @@ async fn apply(
     socket: &mut TcpStream,
 ) -> Result<(), LinkError> {
     match stream::parse(args)? {
-        Frame::State { shard, records } => {
+        Frame::State { shard, batch } => {
             services
                 .store
-                .apply_changes(shard, records, clock::now_ms())
+                .apply_changes(shard, batch, clock::now_ms())
                 .map_err(|e| format!("bad STATE frame for shard {shard}: {}", e.0))?;
         }
         Frame::FlushAll => {

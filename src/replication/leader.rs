@@ -45,19 +45,28 @@ impl Replication {
 
     fn drain_into_stream(&self, store: &Store, now_ms: u64, last_frame_ms: &mut u64) {
         let mut backlog = self.backlog();
+        let mut packed = Vec::new();
         let mut records = Vec::new();
         let mut frame = Vec::new();
         let mut produced = false;
+        let now = now_ms.to_string();
         for shard in 0..store.shard_count() {
             loop {
+                packed.clear();
                 records.clear();
-                if store.encode_changes(shard, USERS_PER_FRAME, &mut records) == 0 {
+                if store.encode_changes(shard, USERS_PER_FRAME, &mut packed, &mut records) == 0 {
                     break;
                 }
                 frame.clear();
                 stream::frame(
                     &mut frame,
-                    &[b"STATE", shard.to_string().as_bytes(), &records],
+                    &[
+                        b"STATE",
+                        shard.to_string().as_bytes(),
+                        now.as_bytes(),
+                        &packed,
+                        &records,
+                    ],
                 );
                 backlog.push(&frame);
                 produced = true;

@@ -1,8 +1,9 @@
-//! The replication stream's frames (version 1, docs/design/replication.md). Each frame is a
+//! The replication stream's frames (version 2, docs/design/replication.md). Each frame is a
 //! RESP array of bulk strings, so stream offsets are RESP byte counts as in Redis:
 //!
-//! - `STATE <shard> <records>`: users of that shard as they are now (`store::persist`'s
-//!   replication records), drained from its dirty set;
+//! - `STATE <shard> <leader_now_ms> <packed> <records>`: users of that shard as they are now,
+//!   drained from its dirty set — the plain dense ones bit-packed (`store::packed`), the
+//!   others as `store::persist`'s replication records;
 //! - `FLUSHALL`: every user forgotten, a barrier between the changes before and after it;
 //! - `PUBLISH <channel> <message>`: a client's PUBLISH, delivered to the follower's
 //!   subscribers too (as Redis replicates PUBLISH);
@@ -11,10 +12,11 @@
 use bytes::Bytes;
 
 use crate::resp::{Protocol, ReplyBuf};
+use crate::store::ReplicatedBatch;
 
-/// The capability a follower announces (`REPLCONF capa presenced-v1`): the leader streams only
+/// The capability a follower announces (`REPLCONF capa presenced-v2`): the leader streams only
 /// to followers that read this version.
-pub const CAPA: &str = "presenced-v1";
+pub const CAPA: &str = "presenced-v2";
 
 /// Users drained from one shard into one frame.
 pub const USERS_PER_FRAME: usize = 4096;
@@ -34,7 +36,7 @@ pub fn frame(out: &mut Vec<u8>, parts: &[&[u8]]) {
 pub enum Frame<'a> {
     State {
         shard: usize,
-        records: &'a [u8],
+        batch: ReplicatedBatch<'a>,
     },
     FlushAll,
     Publish {
@@ -54,14 +56,16 @@ pub fn parse(args: &[Bytes]) -> Result<Frame<'_>, String> {
         .map(|n| n.to_ascii_uppercase())
         .unwrap_or_default();
     Ok(match (&name[..], args.len()) {
-        (b"STATE", 3) => {
-            let shard = std::str::from_utf8(&args[1])
-                .ok()
-                .and_then(|s| s.parse::<usize>().ok())
-                .ok_or_else(|| "STATE frame with a bad shard index".to_string())?;
+        (b"STATE", 5) => {
+            let shard = decimal(&args[1]).ok_or("STATE frame with a bad shard index")?;
+            let leader_now_ms = decimal(&args[2]).ok_or("STATE frame with a bad clock")?;
             Frame::State {
-                shard,
-                records: &args[2],
+                shard: shard as usize,
+                batch: ReplicatedBatch {
+                    leader_now_ms,
+                    packed: &args[3],
+                    records: &args[4],
+                },
             }
         }
         (b"FLUSHALL", _) => Frame::FlushAll,
@@ -75,35 +79,40 @@ pub fn parse(args: &[Bytes]) -> Result<Frame<'_>, String> {
     })
 }
 
+fn decimal(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse::<u64>().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn frames_round_trip() {
+        let parts = [&b"STATE"[..], b"1", b"1796000000000", b"\x00", b"\x00abc"];
         let mut out = Vec::new();
-        frame(&mut out, &[b"STATE", b"1", b"\x00abc"]);
+        frame(&mut out, &parts);
         let mut expected = ReplyBuf::new(Protocol::Resp2);
-        expected.array(3);
-        for part in [&b"STATE"[..], b"1", b"\x00abc"] {
+        expected.array(parts.len());
+        for part in parts {
             expected.bulk(part);
         }
         assert_eq!(out, expected.buf);
-        let args: Vec<Bytes> = [&b"STATE"[..], b"1", b"\x00abc"]
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a))
-            .collect();
-        assert_eq!(
-            parse(&args),
-            Ok(Frame::State {
-                shard: 1,
-                records: b"\x00abc"
-            })
-        );
-        let bad: Vec<Bytes> = [&b"STATE"[..], b"x", b""]
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a))
-            .collect();
-        assert!(parse(&bad).is_err());
+        let args: Vec<Bytes> = parts.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+        match parse(&args) {
+            Ok(Frame::State { shard: 1, batch }) => {
+                assert_eq!(batch.leader_now_ms, 1_796_000_000_000);
+                assert_eq!(batch.packed, b"\x00");
+                assert_eq!(batch.records, b"\x00abc");
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            [&b"STATE"[..], b"x", b"1", b"", b""],
+            [&b"STATE"[..], b"1", b"-1", b"", b""],
+        ] {
+            let bad: Vec<Bytes> = bad.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+            assert!(parse(&bad).is_err());
+        }
     }
 }

@@ -11,6 +11,7 @@
 mod event;
 mod extra;
 mod growth;
+mod packed;
 mod persist;
 mod shard;
 mod slot;
@@ -24,7 +25,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 pub use event::{Cause, Transition, UserRef};
 pub use extra::{DEVICE_ID_LEN_MAX, DEVICES_PER_USER_MAX, NO_DEADLINE_MS, ShardKey};
 pub use growth::Growth;
-pub use persist::{CHUNK_SLOTS, ImportError};
+pub use persist::{CHUNK_SLOTS, ImportError, ReplicatedBatch};
 pub use shard::{
     ChangedUser, ExpireCondition, ExpiryPass, KeyExpiry, KeyTtl, KeyValue, Room, SetCondition,
     Shard, ShardCounters, StoreError, View, WatchMark,
@@ -449,9 +450,22 @@ impl Store {
     }
 
     /// Replication, on a leader: drains at most `max` changed users of shard `shard_index` into
-    /// replication records appended to `out` (their state now); returns how many.
-    pub fn encode_changes(&self, shard_index: usize, max: usize, out: &mut Vec<u8>) -> usize {
-        self.lock(shard_index).encode_changes(max, out)
+    /// a batch (their state now): plain dense users packed into `packed`, the others as
+    /// records appended to `records`; returns how many.
+    pub fn encode_changes(
+        &self,
+        shard_index: usize,
+        max: usize,
+        packed: &mut Vec<u8>,
+        records: &mut Vec<u8>,
+    ) -> usize {
+        let mut plain = Vec::new();
+        let drained = self
+            .lock(shard_index)
+            .encode_changes(max, &mut plain, records);
+        // Sorted and packed with the lock released: a full drain's packing is most of its time.
+        packed::encode(&mut plain, packed);
+        drained
     }
 
     /// Replication, on a follower: applies records a leader's shard `shard_index` encoded,
@@ -460,7 +474,7 @@ impl Store {
     pub fn apply_changes(
         &self,
         shard_index: usize,
-        bytes: &[u8],
+        batch: ReplicatedBatch<'_>,
         now_ms: u64,
     ) -> Result<usize, ImportError> {
         if shard_index >= self.shards.len() {
@@ -471,7 +485,7 @@ impl Store {
         }
         let mut events = Vec::new();
         let mut shard = self.lock(shard_index);
-        let applied = shard.apply_changes(bytes, self.capacity, now_ms, &mut events);
+        let applied = shard.apply_changes(batch, self.capacity, now_ms, &mut events);
         // Published while the shard is held, as every change's events are: in order.
         self.emit(&events);
         applied

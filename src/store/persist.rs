@@ -10,7 +10,9 @@
 //!   `devices = count: u16, (id_len: u16, id, last_seen_ms: u64, deadline_ms: u64, status: u8)*`,
 //!   `manual = 0u8 | 1u8, status: u8, until_ms: u64 (MAX = none), frozen_ms: u64 (MAX = none)`,
 //!   `value = len: u32 (MAX = none), bytes`;
-//! - replication record (one changed user, docs/design/replication.md):
+//! - replication batch (docs/design/replication.md): the plain dense users packed
+//!   (`store::packed`), then whole records;
+//! - replication record (one changed user):
 //!   `key, slot: u64, 0u8 | 1u8 extras-body` where `key = 0u8, user_id: u64 | 1u8, id_len: u16,
 //!   id` (the user's ID as clients name it; the receiving shard checks it routes there) and
 //!   `extras-body` is an extras entry after its key.
@@ -19,6 +21,7 @@ use std::sync::Arc;
 
 use super::event::{Transition, UserRef};
 use super::extra::{Device, Extra, Override, OwnedKey, ShardKey};
+use super::packed::{self, PackedUser};
 use super::shard::Shard;
 use super::side_shard;
 use super::slot::Slot;
@@ -390,53 +393,83 @@ impl Shard {
         self.restore_users(now_ms);
     }
 
-    /// Drains at most `max` changed users and appends a replication record for each to `out`
-    /// (their state now, extras included); returns how many.
-    pub fn encode_changes(&mut self, max: usize, out: &mut Vec<u8>) -> usize {
+    /// Drains at most `max` changed users into a replication batch: the plain dense ones (a
+    /// numeric ID, no extras entry: nearly every heartbeat) into `plain`, for the caller to
+    /// pack (`store::packed`) once the shard's lock is released, every other one as a whole
+    /// record appended to `records` (their state now, extras included). Returns how many were
+    /// drained.
+    pub fn encode_changes(
+        &mut self,
+        max: usize,
+        plain: &mut Vec<PackedUser>,
+        records: &mut Vec<u8>,
+    ) -> usize {
         let mut changed = Vec::new();
         let drained = self.drain_changes(max, &mut changed);
         let (shard_index, shard_count) = self.placement();
         for user in changed {
             let (key, id) = match &user.user {
                 UserRef::Dense(id) => {
-                    out.push(0);
-                    out.extend_from_slice(&id.to_le_bytes());
-                    (ShardKey::Dense((*id / shard_count as u64) as usize), None)
+                    let index = *id / shard_count as u64;
+                    if user.slot.packed_parts().is_some() {
+                        plain.push(PackedUser {
+                            index,
+                            slot: user.slot,
+                        });
+                        continue;
+                    }
+                    records.push(0);
+                    records.extend_from_slice(&id.to_le_bytes());
+                    (ShardKey::Dense(index as usize), None)
                 }
                 UserRef::Side(id) => {
-                    out.push(1);
-                    put_id(out, id);
+                    records.push(1);
+                    put_id(records, id);
                     (ShardKey::Side(id), Some(id))
                 }
             };
             debug_assert!(id.is_none_or(|id| side_shard(id, shard_count) == shard_index));
             // The ARMED bit is this process's own bookkeeping, never shipped.
-            out.extend_from_slice(&user.slot.with_armed(false).0.to_le_bytes());
+            records.extend_from_slice(&user.slot.with_armed(false).0.to_le_bytes());
             match self.extra_of(key).filter(|_| user.slot.has_extra()) {
-                None => out.push(0),
+                None => records.push(0),
                 Some(extra) => {
-                    out.push(1);
-                    put_extra_body(out, extra);
+                    records.push(1);
+                    put_extra_body(records, extra);
                 }
             }
         }
         drained
     }
 
-    /// Applies replication records (what `encode_changes` wrote on the leader's shard of the
-    /// same index) as changes, appending their transitions to `events`. Checks every record
-    /// as a snapshot's are checked: a user that does not belong to this shard, a malformed
-    /// length or count is an error naming what was wrong, and nothing after it is applied.
+    /// Applies a replication batch (what `encode_changes` wrote on the leader's shard of the
+    /// same index) as changes, appending their transitions to `events`; `leader_now_ms` is the
+    /// leader's clock when it drained them (a user who went offline with their deadline behind
+    /// it expired there, else logged out: the cause the keyspace events name). Checks every
+    /// record as a snapshot's are checked: a user that does not belong to this shard, a
+    /// malformed length or count is an error naming what was wrong, and nothing after it is
+    /// applied.
     pub fn apply_changes(
         &mut self,
-        bytes: &[u8],
+        batch: ReplicatedBatch<'_>,
         capacity: u64,
         now_ms: u64,
         events: &mut Vec<Transition>,
     ) -> Result<usize, ImportError> {
         let (shard_index, shard_count) = self.placement();
-        let mut r = Reader { bytes, at: 0 };
-        let mut applied = 0;
+        let leader_now_ms = batch.leader_now_ms;
+        // The dense indices that hold IDs below `capacity` in this shard.
+        let index_limit =
+            (capacity.saturating_sub(shard_index as u64)).div_ceil(shard_count as u64);
+        let index_limit = index_limit.min(self.dense_len() as u64);
+        let mut applied = packed::decode(batch.packed, index_limit, |user| {
+            let key = ShardKey::Dense(user.index as usize);
+            self.replicate_user(key, user.slot, None, leader_now_ms, now_ms, events);
+        })?;
+        let mut r = Reader {
+            bytes: batch.records,
+            at: 0,
+        };
         while !r.done() {
             let side_id;
             let key = match r.u8()? {
@@ -462,9 +495,18 @@ impl Shard {
                 1 => Some(read_extra_body(&mut r)?),
                 _ => return Err(bad("extras flag")),
             };
-            self.replicate_user(key, slot, extra, now_ms, events);
+            self.replicate_user(key, slot, extra, leader_now_ms, now_ms, events);
             applied += 1;
         }
         Ok(applied)
     }
+}
+
+/// One `STATE` frame's contents for one shard: the leader's clock at the drain, the packed
+/// plain users and the whole records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicatedBatch<'a> {
+    pub leader_now_ms: u64,
+    pub packed: &'a [u8],
+    pub records: &'a [u8],
 }

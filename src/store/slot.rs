@@ -135,6 +135,30 @@ impl Slot {
         })
     }
 
+    /// A plain slot (seen, no extras entry) as the replication stream packs it
+    /// (`store::packed`): its last-seen offset from the epoch and its 19-bit tail (TTL and app
+    /// status), the `ARMED` bit dropped. `None` for a slot that is not plain.
+    pub fn packed_parts(self) -> Option<(u64, u32)> {
+        let offset = self.0 >> LAST_SEEN_SHIFT;
+        let flags = self.0 & ((1 << FLAG_BITS) - 1) & !FLAG_ARMED;
+        if offset == 0 || flags & !APP_MASK != 0 {
+            return None;
+        }
+        let tail = ((self.0 >> TTL_SHIFT) & TTL_MASK) << 2 | (flags >> APP_SHIFT);
+        Some((offset, tail as u32))
+    }
+
+    /// The slot `packed_parts` split, unarmed; `None` for parts no plain slot has.
+    pub fn from_packed_parts(offset: u64, tail: u32) -> Option<Slot> {
+        if offset == 0 || offset > LAST_SEEN_OFFSET_MAX || tail >> (TTL_BITS + 2) != 0 {
+            return None;
+        }
+        let tail = u64::from(tail);
+        Some(Slot(
+            (offset << LAST_SEEN_SHIFT) | ((tail >> 2) << TTL_SHIFT) | ((tail & 0b11) << APP_SHIFT),
+        ))
+    }
+
     /// The same last-seen, marked offline, with the app status back to its default.
     pub fn offline(self) -> Slot {
         Slot(self.0 & !(TTL_MASK << TTL_SHIFT) & !APP_MASK)
@@ -170,6 +194,17 @@ mod tests {
         assert!(busy.has_extra() && busy.armed());
         assert_eq!(busy.last_seen_ms(), Some(now_ms));
         assert_eq!(busy.offline().app_status(), AppStatus::Online);
+        // The stream's packing: plain slots only, every field back.
+        let dnd = slot.with_app_status(AppStatus::Dnd);
+        let (offset, tail) = dnd.packed_parts().expect("plain");
+        assert_eq!(
+            Slot::from_packed_parts(offset, tail),
+            Some(dnd.with_armed(false))
+        );
+        assert_eq!(dnd.with_extra(true).packed_parts(), None);
+        assert_eq!(Slot::NEVER_SEEN.packed_parts(), None);
+        assert_eq!(Slot::from_packed_parts(0, tail), None);
+        assert_eq!(Slot::from_packed_parts(offset, 1 << 19), None);
         let unseen = Slot::NEVER_SEEN.with_extra(true);
         assert!(!unseen.is_never_seen());
         assert_eq!(unseen.last_seen_ms(), None);

@@ -183,6 +183,65 @@ fn follower_subscribers_see_the_leaders_expiry() {
     assert_eq!(states, ["online", "offline"]);
 }
 
+/// Keyspace notifications on a follower name what the leader decided: a user whose TTL ran
+/// out there is `expired`, one logged out (`OFFLINE`) or deleted (`DEL`) there is `del` — the
+/// stream carries states, and the follower tells the two apart by the leader's clock.
+#[test]
+fn follower_keyspace_events_name_the_leaders_cause() {
+    let leader = leader();
+    let follower = follower_of(leader.port);
+    let mut l = leader.client();
+    let mut f = follower.client();
+    caught_up(&mut l, &mut f);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("Egx")
+        .query(&mut f)
+        .unwrap();
+    let mut subscriber = follower.client();
+    let mut pubsub = subscriber.as_pubsub();
+    pubsub.subscribe("__keyevent@0__:expired").unwrap();
+    pubsub.subscribe("__keyevent@0__:del").unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for (user, ttl_s) in [("501", 1), ("502", 60), ("503", 60)] {
+        let _: i64 = redis::cmd("HEARTBEAT")
+            .arg(user)
+            .arg("TTL")
+            .arg(ttl_s)
+            .query(&mut l)
+            .unwrap();
+    }
+    caught_up(&mut l, &mut f);
+    let _: Value = redis::cmd("OFFLINE").arg("502").query(&mut l).unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg("user:503:presence")
+        .query(&mut l)
+        .unwrap();
+    let mut seen: Vec<(String, String)> = (0..3)
+        .map(|_| {
+            let message = pubsub.get_message().expect("a keyspace event within 10 s");
+            let key: String = message.get_payload().unwrap();
+            let event = message
+                .get_channel_name()
+                .trim_start_matches("__keyevent@0__:")
+                .to_string();
+            (key, event)
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("user:501:presence".to_string(), "expired".to_string()),
+            ("user:502:presence".to_string(), "del".to_string()),
+            ("user:503:presence".to_string(), "del".to_string()),
+        ]
+    );
+}
+
 /// `REPLICAOF NO ONE` promotes a follower: it takes writes, keeps the users it had online
 /// (the promotion grace), and the other follower, pointed at it with REPLICAOF, continues by
 /// offset without a full sync (`sync_partial_ok` on the new leader).
@@ -316,11 +375,12 @@ fn a_restarted_follower_continues_within_the_backlog() {
     );
     assert_eq!(mstatus(&mut f, &users), mstatus(&mut l, &users));
 
-    // Past the backlog: more changes than it holds while the follower is down.
+    // Past the backlog: more changes than it holds while the follower is down (non-numeric
+    // IDs: whole records of ~25 bytes each, where numeric ones pack into a byte or two).
     shutdown_saving(&mut follower);
     for round in 0..4 {
         let batch: Vec<String> = (0..2000)
-            .map(|i| format!("{}", 100_000 + round * 2000 + i))
+            .map(|i| format!("past-{}", round * 2000 + i))
             .collect();
         let _: i64 = redis::cmd("MHEARTBEAT").arg(&batch).query(&mut l).unwrap();
         std::thread::sleep(Duration::from_millis(120));

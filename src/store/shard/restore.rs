@@ -123,11 +123,17 @@ impl Shard {
     /// transition the leader's subscribers saw (when the published state differs). The wheel
     /// bookkeeping (`ARMED`, an entry's tick) stays this process's own: a follower runs no
     /// expiry, and a promoted one rebuilds its wheels (`rebuild_wheels`).
+    ///
+    /// The stream carries states, not causes; a user going offline here went offline there
+    /// by expiry if the deadline this copy holds had passed by `leader_now_ms` (the leader's
+    /// clock at the drain), else by a logout, so keyspace events name what the leader decided
+    /// (`expired` or `del`).
     pub(in crate::store) fn replicate_user(
         &mut self,
         key: ShardKey<'_>,
         slot: Slot,
         extra: Option<Extra>,
+        leader_now_ms: u64,
         now_ms: u64,
         events: &mut Vec<Transition>,
     ) {
@@ -138,6 +144,11 @@ impl Shard {
         }
         let local = self.tables.slot(key);
         let slot = slot.with_armed(local.armed());
+        let cause = match local.deadline_ms() {
+            Some(deadline_ms) if deadline_ms <= leader_now_ms => Cause::Timeout,
+            Some(_) => Cause::Logout,
+            None => Cause::Change,
+        };
         let change = match extra {
             Some(mut extra) => {
                 if let Some(current) = self.tables.extra(key) {
@@ -152,7 +163,7 @@ impl Shard {
                 Change {
                     extra: ExtraWrite::Put(extra),
                     shown_last_seen_ms: shown,
-                    ..Change::slot(key, slot.with_extra(true), Cause::Change)
+                    ..Change::slot(key, slot.with_extra(true), cause)
                 }
             }
             None => {
@@ -163,7 +174,7 @@ impl Shard {
                 };
                 Change {
                     extra,
-                    ..Change::slot(key, slot.with_extra(false), Cause::Change)
+                    ..Change::slot(key, slot.with_extra(false), cause)
                 }
             }
         };
