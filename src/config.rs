@@ -140,6 +140,16 @@ pub struct Args {
     /// flight to the failed leader can reach it: a failover declares nobody offline at once
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub promotion_grace: u64,
+    /// Refuse writes (`-NOREPLICAS`) and hold offline detection while fewer than this many
+    /// followers acknowledged the stream within --min-replicas-max-lag seconds (Redis's
+    /// min-replicas-to-write): an isolated leader then neither takes heartbeats it may lose
+    /// nor declares users offline its followers will not hear of. 0: off.
+    #[arg(long, default_value_t = 0)]
+    pub min_replicas_to_write: u64,
+    /// Seconds since a follower's last acknowledgement within which it counts as good for
+    /// --min-replicas-to-write (Redis's min-replicas-max-lag). 0: the check is off.
+    #[arg(long, default_value_t = 10)]
+    pub min_replicas_max_lag: u64,
 
     /// Microseconds a command must run to be kept in the slow log (SLOWLOG GET): 0 keeps every
     /// command, -1 none. CONFIG SET slowlog-log-slower-than changes it at runtime.
@@ -222,6 +232,10 @@ pub struct Config {
     pub repl_backlog_bytes: usize,
     pub replica_priority: u64,
     pub promotion_grace_s: u64,
+    /// `--min-replicas-to-write` / `--min-replicas-max-lag` at start (CONFIG SET changes
+    /// `Replication`'s copies).
+    pub min_replicas_to_write: u64,
+    pub min_replicas_max_lag_s: u64,
     /// The slow log's settings at start (`SlowLog` holds them once running: CONFIG SET).
     pub slowlog_slower_than_us: i64,
     pub slowlog_len_max: u64,
@@ -288,6 +302,8 @@ impl Config {
             repl_backlog_bytes,
             replica_priority: args.replica_priority,
             promotion_grace_s: args.promotion_grace,
+            min_replicas_to_write: args.min_replicas_to_write,
+            min_replicas_max_lag_s: args.min_replicas_max_lag,
             slowlog_slower_than_us: args.slowlog_log_slower_than,
             slowlog_len_max: args.slowlog_max_len,
         })

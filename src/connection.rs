@@ -104,6 +104,7 @@ async fn serve_session(
     let mut flow = Flow::Continue;
     let mut held = false;
     let mut paused_until_ms: Option<u64> = None;
+    let mut acks = services.replication.watch_acks();
     // Bytes read, taken from the outbox and written since this task last gave its thread
     // back: a connection with endless work (a subscriber in a storm, a long pipeline) yields
     // every YIELD_AFTER_BYTES, so the other connections of its core thread keep their turn.
@@ -144,6 +145,19 @@ async fn serve_session(
             // outbox wakes us only when it goes from empty to non-empty), so take them now.
             continue;
         }
+        if let Flow::WaitReplicas {
+            offset,
+            count,
+            until_ms,
+        } = flow
+        {
+            let acked = services.replication.acked_count(offset);
+            if acked >= count || until_ms.is_some_and(|until| clock::now_ms() >= until) {
+                out.integer(acked as i64);
+                flow = Flow::Continue;
+                continue;
+            }
+        }
         if flow == Flow::Replicate && out.is_empty() {
             // PSYNC: from here on this connection is a follower's replication link.
             let (replid, offset) = session.replica.psync.take().unwrap_or_default();
@@ -178,6 +192,16 @@ async fn serve_session(
             let left_ms = until_ms.saturating_sub(clock::now_ms());
             std::time::Duration::from_millis(left_ms.min(PAUSE_RECHECK_MS))
         });
+        // In WAIT: woken by every acknowledgement, and at the timeout.
+        let (waiting_acks, wait_timeout) = match flow {
+            Flow::WaitReplicas { until_ms, .. } => (
+                true,
+                until_ms.map(|until| {
+                    std::time::Duration::from_millis(until.saturating_sub(clock::now_ms()))
+                }),
+            ),
+            _ => (false, None),
+        };
         tokio::select! {
             ready = socket.readable(), if want_read => {
                 if let Err(err) = ready {
@@ -208,6 +232,8 @@ async fn serve_session(
                 }
             }
             _ = tokio::time::sleep(pause_wait.unwrap_or_default()), if pause_wait.is_some() => {}
+            _ = acks.changed(), if waiting_acks => {}
+            _ = tokio::time::sleep(wait_timeout.unwrap_or_default()), if wait_timeout.is_some() => {}
             _ = entry.outbox.ready.notified() => {}
             _ = entry.kill.notified() => return entry.kill_reason(),
             _ = shutdown.changed() => return CloseReason::ServerShutdown,

@@ -263,6 +263,13 @@ async fn expiry_loop(server: Arc<Services>) {
             // must see no writes, the timer's included); users are declared at the end.
             continue;
         }
+        if server.replication.too_few_good_followers() {
+            // --min-replicas-to-write: a leader cut off from its followers declares nobody
+            // offline. Sentinel may be promoting one of them, which carries on from the
+            // stream it has; offline events from here would be false there. The users wait in
+            // the wheel with their deadlines and are declared once followers are back.
+            continue;
+        }
         if server.pubsub.backlogged() {
             // The fan-out's queue is full: the offline events wait with their users in the
             // wheel (nothing is lost, deadlines are kept) rather than grow it without bound.
@@ -320,6 +327,10 @@ async fn replication_loop(server: Arc<Services>) {
             server
                 .replication
                 .produce(&server.store, clock::now_ms(), &mut last_frame_ms);
+        }
+        if !nudged {
+            // A follower that stopped acknowledging turns bad by the clock alone.
+            server.replication.followers_changed(clock::now_ms());
         }
         if nudged {
             tokio::time::sleep(REPLICATION_COALESCE).await;

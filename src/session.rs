@@ -115,4 +115,11 @@ pub enum Flow {
     /// Write what is pending, then serve this connection as a follower's replication link
     /// (`PSYNC`; the request is in `Session::replica`).
     Replicate,
+    /// `WAIT`: write what is pending, read nothing more, and answer the number of followers
+    /// that acknowledged `offset` once it reaches `count` or the clock reaches `until_ms`.
+    WaitReplicas {
+        offset: u64,
+        count: u64,
+        until_ms: Option<u64>,
+    },
 }

@@ -141,8 +141,8 @@ fn reply(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
 fn pause(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     let timeout_ms = match crate::resp::parse_integer(args.required()?) {
         Some(ms) if ms >= 0 => ms as u64,
-        Some(_) => return Err(CmdError::PauseTimeoutNegative),
-        None => return Err(CmdError::PauseTimeoutNotInteger),
+        Some(_) => return Err(CmdError::TimeoutNegative),
+        None => return Err(CmdError::TimeoutNotInteger),
     };
     if args.remaining() > 1 {
         return Err(CmdError::SubcommandArguments {

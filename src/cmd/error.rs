@@ -76,8 +76,8 @@ pub enum CmdError {
     BadLibField(&'static str),
     UnknownClientType(String),
     NoSuchUser(String),
-    PauseTimeoutNotInteger,
-    PauseTimeoutNegative,
+    TimeoutNotInteger,
+    TimeoutNegative,
     PauseMode,
     GetKeysUnknownCommand,
     GetKeysWrongArity,
@@ -113,6 +113,13 @@ pub enum CmdError {
     ExecAbortOutOfMemory,
     /// `CONFIG SET maxmemory` with something that is not a memory value.
     MemoryValueInvalid,
+    // Replication safety.
+    /// A write on a leader with fewer fresh followers than `--min-replicas-to-write`.
+    NoReplicas,
+    /// Such a leader's `EXEC` whose queue holds a write.
+    ExecAbortNoReplicas,
+    /// `WAIT` on a follower.
+    WaitOnReplica,
     /// `CONFIG SET maxmemory-policy` other than `noeviction`: presenced evicts nothing.
     EvictionPolicyUnsupported,
     // Server and persistence.
@@ -155,6 +162,7 @@ impl From<StoreError> for CmdError {
 
 /// Redis's words for a command refused past `maxmemory` (`shared.oomerr`).
 const OOM_TEXT: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+const NOREPLICAS_TEXT: &str = "NOREPLICAS Not enough good replicas to write.";
 
 impl CmdError {
     /// Redis's text for an unknown command: the name and the first arguments, each quoted, up
@@ -232,6 +240,13 @@ impl fmt::Display for CmdError {
             ExecAbortOutOfMemory => {
                 write!(f, "EXECABORT Transaction discarded because of: {OOM_TEXT}")
             }
+            NoReplicas => f.write_str(NOREPLICAS_TEXT),
+            ExecAbortNoReplicas => {
+                write!(f, "EXECABORT Transaction discarded because of: {NOREPLICAS_TEXT}")
+            }
+            WaitOnReplica => f.write_str(
+                "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.",
+            ),
             MemoryValueInvalid => f.write_str(
                 "ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value",
             ),
@@ -303,8 +318,8 @@ impl fmt::Display for CmdError {
             ),
             UnknownClientType(kind) => write!(f, "ERR Unknown client type '{kind}'"),
             NoSuchUser(user) => write!(f, "ERR No such user '{user}'"),
-            PauseTimeoutNotInteger => f.write_str("ERR timeout is not an integer or out of range"),
-            PauseTimeoutNegative => f.write_str("ERR timeout is negative"),
+            TimeoutNotInteger => f.write_str("ERR timeout is not an integer or out of range"),
+            TimeoutNegative => f.write_str("ERR timeout is negative"),
             PauseMode => f.write_str("ERR CLIENT PAUSE mode must be WRITE or ALL"),
             GetKeysUnknownCommand => f.write_str("ERR Invalid command specified"),
             GetKeysWrongArity => {
@@ -425,6 +440,14 @@ mod tests {
             (
                 CmdError::ExecAbortOutOfMemory,
                 "EXECABORT Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.",
+            ),
+            (
+                CmdError::NoReplicas,
+                "NOREPLICAS Not enough good replicas to write.",
+            ),
+            (
+                CmdError::ExecAbortNoReplicas,
+                "EXECABORT Transaction discarded because of: NOREPLICAS Not enough good replicas to write.",
             ),
             (
                 CmdError::MemoryValueInvalid,

@@ -310,6 +310,9 @@ fn replication_fields(ctx: &Ctx<'_>) -> Fields {
     }
     let followers = replication.followers();
     add("connected_slaves", &followers.len());
+    if replication.min_replicas_enabled() {
+        add("min_slaves_good_slaves", &replication.good_followers());
+    }
     for (i, f) in followers.iter().enumerate() {
         let lag_s = ctx.now_ms.saturating_sub(f.last_ack_ms) / 1000;
         let line = format!(

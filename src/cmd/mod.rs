@@ -293,6 +293,7 @@ static COMMANDS: &[CommandSpec] = &[
     replication::REPLICAOF,
     replication::SLAVEOF,
     replication::ROLE,
+    replication::WAIT,
     server_admin::FLUSHALL,
     server_admin::FLUSHDB,
     server_admin::SHUTDOWN,
@@ -523,9 +524,14 @@ fn admit(ctx: &Ctx<'_>, entry: Entry, args: &[Bytes]) -> Result<(Entry, usize), 
     {
         return Err(refused(CmdError::NotAllowedWhileSubscribed(spec.name)));
     }
-    if spec.flags.contains(&"write") && ctx.shared.replication.is_follower() {
-        // A follower's users change only through its leader's stream.
-        return Err(refused(CmdError::ReadOnly));
+    if spec.flags.contains(&"write") {
+        if ctx.shared.replication.is_follower() {
+            // A follower's users change only through its leader's stream.
+            return Err(refused(CmdError::ReadOnly));
+        }
+        if ctx.shared.replication.too_few_good_followers() {
+            return Err(refused(CmdError::NoReplicas));
+        }
     }
     let Some(sub_name) = args.get(1).filter(|_| !spec.subcommands.is_empty()) else {
         return Ok((entry, 1));

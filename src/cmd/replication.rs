@@ -67,6 +67,51 @@ pub const ROLE: CommandSpec = replication_command(
 )
 .with_acl(&["@admin", "@fast", "@dangerous"])
 .with_since("2.8.12");
+pub const WAIT: CommandSpec = CommandSpec::new(
+    "wait",
+    3,
+    &["noscript"],
+    "generic",
+    "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.",
+    wait,
+)
+.with_acl(&["@slow", "@connection"])
+.with_since("3.0.0");
+
+/// `WAIT numreplicas timeout_ms`: the number of followers that acknowledged every change made
+/// so far, once at least `numreplicas` have or `timeout_ms` passed (0: no timeout). The
+/// changes made so far are drained into the stream first, so what this connection wrote is
+/// in what the followers acknowledge (it waits for everything up to now, which includes this
+/// connection's writes: a client that wrote nothing waits for the followers to catch up). The
+/// followers are asked to acknowledge at once (`REPLCONF GETACK`). Inside a transaction it
+/// answers at once, as Redis's does. The waiting is the connection's (`Flow::WaitReplicas`):
+/// it stops reading, no thread blocks.
+fn wait(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
+    let replication = ctx.shared.replication;
+    if replication.is_follower() {
+        return Err(CmdError::WaitOnReplica);
+    }
+    let numreplicas = args.integer()?;
+    let timeout_ms = match crate::resp::parse_integer(args.required()?) {
+        Some(ms) if ms >= 0 => ms as u64,
+        Some(_) => return Err(CmdError::TimeoutNegative),
+        None => return Err(CmdError::TimeoutNotInteger),
+    };
+    replication.drain_all(ctx.shared.store, ctx.now_ms);
+    let offset = replication.end_offset();
+    let acked = replication.acked_count(offset);
+    if ctx.session.in_exec || numreplicas <= 0 || acked >= numreplicas as u64 {
+        ctx.out.integer(acked as i64);
+        return Ok(());
+    }
+    replication.request_acks();
+    ctx.flow = Flow::WaitReplicas {
+        offset,
+        count: numreplicas as u64,
+        until_ms: (timeout_ms > 0).then(|| ctx.now_ms.saturating_add(timeout_ms)),
+    };
+    Ok(())
+}
 
 /// `REPLCONF listening-port <port> | capa <capability> ... | ack <offset> | getack *`: the
 /// handshake's options, remembered for this connection's `PSYNC`.

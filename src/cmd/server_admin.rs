@@ -466,6 +466,23 @@ fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             ctx.shared.slowlog.slower_than_us().to_string(),
         ),
         ("slowlog-max-len", ctx.shared.slowlog.len_max().to_string()),
+        (
+            "min-replicas-to-write",
+            ctx.shared.replication.min_replicas_to_write().to_string(),
+        ),
+        (
+            "min-replicas-max-lag",
+            ctx.shared.replication.min_replicas_max_lag_s().to_string(),
+        ),
+        // Redis's older names for the same two settings.
+        (
+            "min-slaves-to-write",
+            ctx.shared.replication.min_replicas_to_write().to_string(),
+        ),
+        (
+            "min-slaves-max-lag",
+            ctx.shared.replication.min_replicas_max_lag_s().to_string(),
+        ),
     ]
 }
 
@@ -476,6 +493,10 @@ const SETTABLE: &[&str] = &[
     "maxmemory-policy",
     "slowlog-log-slower-than",
     "slowlog-max-len",
+    "min-replicas-to-write",
+    "min-replicas-max-lag",
+    "min-slaves-to-write",
+    "min-slaves-max-lag",
 ];
 
 /// Parameters whose value is a secret: never shown in the slow log, however `CONFIG SET` ends
@@ -490,6 +511,8 @@ enum Setting {
     NoEviction,
     SlowerThanUs(i64),
     LenMax(u64),
+    MinReplicasToWrite(u64),
+    MinReplicasMaxLagS(u64),
 }
 
 impl Setting {
@@ -513,6 +536,21 @@ impl Setting {
                     name,
                     min: -1,
                     max: i64::MAX,
+                }),
+            },
+            "min-replicas-to-write"
+            | "min-slaves-to-write"
+            | "min-replicas-max-lag"
+            | "min-slaves-max-lag" => match u64::try_from(integer()?) {
+                Ok(n) if n <= i32::MAX as u64 => Ok(if name.ends_with("to-write") {
+                    Setting::MinReplicasToWrite(n)
+                } else {
+                    Setting::MinReplicasMaxLagS(n)
+                }),
+                _ => Err(CmdError::ConfigOutOfRange {
+                    name,
+                    min: 0,
+                    max: i32::MAX as i64,
                 }),
             },
             _ => match u64::try_from(integer()?) {
@@ -540,6 +578,12 @@ impl Setting {
             Setting::NoEviction => {}
             Setting::SlowerThanUs(us) => ctx.shared.slowlog.set_slower_than_us(us),
             Setting::LenMax(len) => ctx.shared.slowlog.set_len_max(len),
+            Setting::MinReplicasToWrite(n) => {
+                ctx.shared.replication.set_min_replicas(Some(n), None)
+            }
+            Setting::MinReplicasMaxLagS(s) => {
+                ctx.shared.replication.set_min_replicas(None, Some(s))
+            }
         }
     }
 }
@@ -640,7 +684,8 @@ fn config_help(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
             "    Return parameters matching the glob-like <pattern> and their values.",
             "SET <directive> <value>",
             "    Set the configuration <directive> to <value> (notify-keyspace-events, maxmemory,",
-            "    maxmemory-policy and the slowlog-* ones; the others are fixed at start).",
+            "    maxmemory-policy, the slowlog-* and min-replicas-* ones; the others are fixed",
+            "    at start).",
             "RESETSTAT",
             "    Reset statistics reported by the INFO command.",
             "HELP",

@@ -178,6 +178,17 @@ fn exec(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
     if transaction.aborted {
         return Err(CmdError::ExecAbort);
     }
+    if ctx.shared.replication.too_few_good_followers()
+        && transaction
+            .queued
+            .iter()
+            .filter_map(|queued| super::lookup(queued.first()?))
+            .any(|spec| spec.flags.contains(&"write"))
+    {
+        // The followers went away between queueing and EXEC: as Redis judges an EXEC by the
+        // writes it holds.
+        return Err(CmdError::ExecAbortNoReplicas);
+    }
     if !intact {
         ctx.out.null_array();
         return Ok(());

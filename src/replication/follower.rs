@@ -190,14 +190,22 @@ async fn apply_stream(
                 Err(err) => return Err(format!("bad stream: {}", err.message()).into()),
             }
             let frame_bytes = before - input.len();
-            apply(services, &args, socket).await?;
-            let mut backlog = replication.backlog();
-            // The follower keeps the stream it applied, byte for byte, so that once promoted
-            // it can let the other followers continue from their offsets.
-            let start = backlog.end_offset();
-            backlog.push(&encode_again(&args));
-            debug_assert_eq!(backlog.end_offset() - start, frame_bytes as u64);
-            replication.appended(&backlog);
+            let ack_wanted = apply(services, &args)?;
+            let applied_offset = {
+                let mut backlog = replication.backlog();
+                // The follower keeps the stream it applied, byte for byte, so that once
+                // promoted it can let the other followers continue from their offsets.
+                let start = backlog.end_offset();
+                backlog.push(&encode_again(&args));
+                debug_assert_eq!(backlog.end_offset() - start, frame_bytes as u64);
+                replication.appended(&backlog);
+                backlog.end_offset()
+            };
+            if ack_wanted {
+                // After the GETACK itself is counted: a leader's WAIT then sees this follower
+                // at its own end offset when nothing else was produced since.
+                send_ack(socket, applied_offset).await?;
+            }
         }
         if replication.epoch() != epoch {
             return Ok(());
@@ -222,11 +230,8 @@ fn encode_again(args: &[bytes::Bytes]) -> Vec<u8> {
     out
 }
 
-async fn apply(
-    services: &Services,
-    args: &[bytes::Bytes],
-    socket: &mut TcpStream,
-) -> Result<(), LinkError> {
+/// Applies one frame; true if it asks for an acknowledgement (`REPLCONF GETACK`).
+fn apply(services: &Services, args: &[bytes::Bytes]) -> Result<bool, LinkError> {
     match stream::parse(args)? {
         Frame::State { shard, batch } => {
             services
@@ -243,10 +248,10 @@ async fn apply(
         Frame::Publish { channel, message } => {
             services.pubsub.publish(channel, message);
         }
-        Frame::GetAck => send_ack(socket, services.replication.end_offset()).await?,
+        Frame::GetAck => return Ok(true),
         Frame::Ping | Frame::Unknown => {}
     }
-    Ok(())
+    Ok(false)
 }
 
 async fn send_ack(socket: &mut TcpStream, offset: u64) -> Result<(), LinkError> {

@@ -34,8 +34,8 @@ impl Replication {
         self.drain_into_stream(store, now_ms, last_frame_ms);
     }
 
-    /// A leader stepping down (REPLICAOF, with every other client held off): its last changes
-    /// into its own stream, though it is a follower already.
+    /// Every change made so far into the stream, now: for `WAIT`, and for a leader stepping
+    /// down (REPLICAOF, with every other client held off), though it is a follower already.
     pub fn drain_all(&self, store: &Store, now_ms: u64) {
         if self.tracking() {
             let mut last_frame_ms = now_ms;
@@ -180,7 +180,11 @@ pub async fn feed(
             offset = start_offset,
             "full sync sent"
         );
-        replication.update_follower(entry.id, |f| f.state = "online");
+        replication.update_follower(entry.id, |f| {
+            f.state = "online";
+            f.last_ack_ms = clock::now_ms();
+        });
+        replication.followers_changed(clock::now_ms());
         next_offset = start_offset + 1;
     }
     let reason = stream_to(services, &mut socket, entry, &mut next_offset).await;
@@ -265,10 +269,7 @@ fn read_ack(replication: &Replication, client_id: u64, args: &[bytes::Bytes]) {
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
     {
-        replication.update_follower(client_id, |f| {
-            f.ack_offset = offset;
-            f.last_ack_ms = clock::now_ms();
-        });
+        replication.record_ack(client_id, offset, clock::now_ms());
     }
 }
 

@@ -7,14 +7,15 @@
 //! loads the full-sync snapshot, then applies frames through the same door every change goes
 //! through, so its subscribers see the leader's transitions. Offsets count stream bytes, as
 //! Redis's do, so Sentinel's view of who is most up to date holds. docs/design/replication.md
-//! has the stream's format (version 1) and what survives a failover.
+//! has the stream's format (version 2) and what survives a failover.
 
 mod backlog;
 pub mod follower;
 pub mod leader;
+mod safety;
 pub mod stream;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -85,6 +86,13 @@ pub struct Replication {
     /// Bumped with `State::epoch` at every role change, for the task that starts and stops
     /// the follower link and rebuilds the wheels at a promotion.
     role_changes: watch::Sender<u64>,
+    /// `--min-replicas-to-write`, `--min-replicas-max-lag` (CONFIG SET changes them) and the
+    /// followers that meet them now (`safety`).
+    min_to_write: AtomicU64,
+    max_lag_s: AtomicU64,
+    good_followers: AtomicU64,
+    /// Bumped at every acknowledgement and follower change: what `WAIT` waits on.
+    acks: watch::Sender<u64>,
     pub replica_priority: u64,
     pub promotion_grace_s: u64,
     pub masterauth: Option<String>,
@@ -125,6 +133,10 @@ impl Replication {
             backlog: Mutex::new(Backlog::new(config.repl_backlog_bytes)),
             end_offset: watch::channel(0).0,
             tracking: AtomicBool::new(false),
+            min_to_write: AtomicU64::new(config.min_replicas_to_write),
+            max_lag_s: AtomicU64::new(config.min_replicas_max_lag_s),
+            good_followers: AtomicU64::new(0),
+            acks: watch::channel(0).0,
             replica_priority: config.replica_priority,
             promotion_grace_s: config.promotion_grace_s,
             masterauth: config.masterauth.clone(),
@@ -323,6 +335,8 @@ impl Replication {
         let mut state = self.state();
         state.followers.retain(|f| f.client_id != info.client_id);
         state.followers.push(info);
+        drop(state);
+        self.followers_changed(crate::clock::now_ms());
     }
 
     pub fn update_follower(&self, client_id: u64, update: impl FnOnce(&mut FollowerInfo)) {
@@ -338,6 +352,7 @@ impl Replication {
 
     pub fn remove_follower(&self, client_id: u64) {
         self.state().followers.retain(|f| f.client_id != client_id);
+        self.followers_changed(crate::clock::now_ms());
     }
 
     pub fn count_sync(&self, full: bool, partial_ok: bool) {

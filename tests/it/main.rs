@@ -15,6 +15,7 @@ mod presence;
 mod protocol;
 mod pubsub;
 mod replication;
+mod replication_safety;
 mod slowlog;
 mod smoke;
 mod snapshot;

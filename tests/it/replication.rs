@@ -9,13 +9,13 @@ use crate::support::{TestServer, error_text};
 use crate::util::{info, info_field, poll};
 
 /// Both shard counts and capacities must match between leader and followers.
-const COMMON: &[&str] = &["--shards", "2", "--threads", "2"];
+pub(crate) const COMMON: &[&str] = &["--shards", "2", "--threads", "2"];
 
-fn leader() -> TestServer {
+pub(crate) fn leader() -> TestServer {
     TestServer::start_with(COMMON)
 }
 
-fn follower_of(leader_port: u16) -> TestServer {
+pub(crate) fn follower_of(leader_port: u16) -> TestServer {
     let port = leader_port.to_string();
     let args = [COMMON, &["--replicaof", "127.0.0.1", &port]].concat();
     TestServer::start_with(&args)
@@ -29,7 +29,7 @@ fn offset(con: &mut redis::Connection) -> u64 {
 
 /// Waits until the follower's link is up and it has applied everything the leader produced
 /// (the leader's offset stops moving once its last changes are drained).
-fn caught_up(leader: &mut redis::Connection, follower: &mut redis::Connection) {
+pub(crate) fn caught_up(leader: &mut redis::Connection, follower: &mut redis::Connection) {
     let done = poll(Duration::from_secs(20), || {
         let link = info_field(&info(follower, "replication"), "master_link_status");
         let target = offset(leader);
