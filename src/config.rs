@@ -157,6 +157,11 @@ pub struct Args {
           allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
     pub slowlog_log_slower_than: i64,
 
+    /// Keyspace notifications to publish, in Redis's letters (`Egx`, `KEA`, ...; empty: none).
+    /// CONFIG SET notify-keyspace-events changes it at runtime.
+    #[arg(long, default_value = "", value_parser = parse_notify_flag)]
+    pub notify_keyspace_events: crate::dropin::NotifyFlags,
+
     /// Most entries the slow log keeps, newest first (0..=100000). CONFIG SET slowlog-max-len
     /// changes it at runtime.
     #[arg(long, default_value_t = limits::SLOWLOG_LEN_DEFAULT,
@@ -187,6 +192,11 @@ pub fn parse_memory_bytes(text: &[u8]) -> Option<u64> {
     };
     let value = std::str::from_utf8(digits).ok()?.parse::<u64>().ok()?;
     value.checked_mul(multiplier)
+}
+
+fn parse_notify_flag(text: &str) -> Result<crate::dropin::NotifyFlags, String> {
+    crate::dropin::NotifyFlags::parse(text.as_bytes())
+        .ok_or_else(|| format!("'{text}' is not a set of keyspace notification letters"))
 }
 
 fn parse_memory_flag(text: &str) -> Result<u64, String> {
@@ -239,6 +249,9 @@ pub struct Config {
     /// The slow log's settings at start (`SlowLog` holds them once running: CONFIG SET).
     pub slowlog_slower_than_us: i64,
     pub slowlog_len_max: u64,
+    pub notify_keyspace_events: crate::dropin::NotifyFlags,
+    /// The config file the server started from (absolute), which CONFIG REWRITE rewrites.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -306,6 +319,8 @@ impl Config {
             min_replicas_max_lag_s: args.min_replicas_max_lag,
             slowlog_slower_than_us: args.slowlog_log_slower_than,
             slowlog_len_max: args.slowlog_max_len,
+            notify_keyspace_events: args.notify_keyspace_events,
+            config_file: None,
         })
     }
 

@@ -15,6 +15,7 @@ pub mod clients;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod config_file;
 pub mod connection;
 pub mod dropin;
 pub mod expiry;

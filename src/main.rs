@@ -1,16 +1,28 @@
-//! The `presenced` binary: flags -> Config -> server::run. Nothing else lives here.
+//! The `presenced` binary: config file and flags -> Config -> server::run. Nothing else lives here.
 
 use clap::Parser;
 use presenced::config::{Args, Config, RuntimeKind};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    // `presenced /path/presenced.conf [flags]`: the file's lines first, the flags after them.
+    let (argv, config_file) =
+        match presenced::config_file::expand_argv(std::env::args_os().collect()) {
+            Ok(expanded) => expanded,
+            Err(message) => {
+                eprintln!("presenced: {message}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+    let args = Args::parse_from(argv);
     if let Some(file) = &args.check_snapshot {
         return presenced::snapshot::check_report(file);
     }
     let config = match Config::from_args(args) {
-        Ok(config) => config,
+        Ok(config) => Config {
+            config_file,
+            ..config
+        },
         Err(message) => {
             eprintln!("presenced: {message}");
             return std::process::ExitCode::from(2);

@@ -98,6 +98,7 @@ impl Services {
         let (pubsub, fanout_task) = PubSub::new(config.pubsub_output_max);
         let pubsub = Arc::new(pubsub);
         let keyspace = Arc::new(Keyspace::new(config.key_pattern.clone()));
+        keyspace.set_flags(config.notify_keyspace_events);
         let sink_pubsub = Arc::clone(&pubsub);
         let sink_keyspace = Arc::clone(&keyspace);
         store.set_event_sink(Box::new(move |transitions| {

@@ -127,6 +127,8 @@ pub enum CmdError {
     ConfigImmutable(String),
     /// `CONFIG REWRITE` with no config file.
     NoConfigFile,
+    /// `CONFIG REWRITE` could not write the file (the OS's reason).
+    ConfigRewriteFailed(String),
     ConfigUnknown(String),
     /// The same parameter twice in one CONFIG SET (as typed).
     ConfigDuplicate(String),
@@ -372,6 +374,7 @@ impl fmt::Display for CmdError {
                 "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
             ),
             NoConfigFile => f.write_str("ERR The server is running without a config file"),
+            ConfigRewriteFailed(reason) => write!(f, "ERR Rewriting config file: {reason}"),
             ConfigUnknown(name) => write!(
                 f,
                 "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"

@@ -90,6 +90,13 @@ fn server_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
     let executable = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let config_file = ctx
+        .shared
+        .config
+        .config_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     fields([
         ("redis_version", &REDIS_COMPAT_VERSION),
         ("presenced_version", &env!("CARGO_PKG_VERSION")),
@@ -105,7 +112,7 @@ fn server_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
         ("uptime_in_days", &(metrics.uptime_s / 86_400)),
         ("hz", &10),
         ("executable", &executable),
-        ("config_file", &""),
+        ("config_file", &config_file),
     ])
 }
 

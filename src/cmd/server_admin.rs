@@ -661,12 +661,54 @@ fn config_set(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// `CONFIG REWRITE`: presenced runs from flags, without a config file, and answers as Redis
-/// does then. Sentinel sends it inside the transaction that reconfigures a server after a
-/// failover and ignores the reply: it must be a runtime error, not an unknown subcommand
-/// (which would abort the whole transaction, `SLAVEOF` included).
-fn config_rewrite(_ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
-    Err(CmdError::NoConfigFile)
+/// The settings `CONFIG REWRITE` writes back: the role, and what `CONFIG SET` can change
+/// (under their canonical names; `maxmemory-policy` has one value and no flag).
+const REWRITTEN: &[&str] = &[
+    "notify-keyspace-events",
+    "maxmemory",
+    "slowlog-log-slower-than",
+    "slowlog-max-len",
+    "min-replicas-to-write",
+    "min-replicas-max-lag",
+];
+
+/// `CONFIG REWRITE`: writes the role (`replicaof HOST PORT` on a follower, no such line on a
+/// leader) and the runtime-settable settings into the config file the server started from,
+/// keeping its comments and every other line (`config_file::rewrite`). Sentinel sends it inside
+/// the transaction that reconfigures a server after a failover, so a restarted follower stays a
+/// follower of the new leader. Settings fixed at start keep the file's lines: a flag given on
+/// the command line only is not written into the file. Without a config file it answers as
+/// Redis does (a runtime error, which Sentinel's transaction tolerates).
+fn config_rewrite(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {
+    let Some(path) = ctx.shared.config.config_file.as_deref() else {
+        return Err(CmdError::NoConfigFile);
+    };
+    let params = config_params(ctx);
+    let mut managed: Vec<crate::config_file::Managed> = REWRITTEN
+        .iter()
+        .filter_map(|&name| {
+            let (_, value) = params.iter().find(|(n, _)| *n == name)?;
+            Some(crate::config_file::Managed {
+                name,
+                words: Some(vec![value.clone()]),
+                is_default: crate::config_file::is_default(name, value),
+            })
+        })
+        .collect();
+    let role = match ctx.shared.replication.role() {
+        crate::replication::Role::Leader => None,
+        crate::replication::Role::Follower { host, port } => Some(vec![host, port.to_string()]),
+    };
+    managed.push(crate::config_file::Managed {
+        name: "replicaof",
+        is_default: role.is_none(),
+        words: role,
+    });
+    crate::config_file::rewrite(path, &managed)
+        .map_err(|e| CmdError::ConfigRewriteFailed(e.to_string()))?;
+    tracing::info!(file = %path.display(), "CONFIG REWRITE executed with success");
+    ctx.out.ok();
+    Ok(())
 }
 
 fn config_resetstat(ctx: &mut Ctx<'_>, _args: &mut Args<'_>) -> CmdResult {

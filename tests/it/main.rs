@@ -5,6 +5,7 @@ mod architecture;
 mod auth;
 mod clients;
 mod closing;
+mod config_file;
 mod dropin;
 mod errors;
 mod exactness;

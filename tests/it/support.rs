@@ -36,14 +36,22 @@ impl TestServer {
     /// A server whose snapshot directory is `dir` (persistence tests restart in the same
     /// directory); later flags override the defaults.
     pub fn start_in(dir: &str, extra_args: &[&str]) -> TestServer {
-        let mut args = vec![
+        TestServer::start_from(None, dir, extra_args)
+    }
+
+    /// A server started as `presenced <config file> <test defaults> <extra flags>`: the
+    /// file's settings, then the test defaults (port 0, the store size, `dir`), then
+    /// `extra_args` override one another in that order.
+    pub fn start_from(config_file: Option<&str>, dir: &str, extra_args: &[&str]) -> TestServer {
+        let mut args: Vec<&str> = config_file.into_iter().collect();
+        args.extend([
             "--port",
             "0",
             "--capacity",
             "1048576",
             "--log-level",
             "info",
-        ];
+        ]);
         args.extend(["--dir", dir]);
         args.extend(extra_args);
         let (child, log, port_rx) = spawn_logged(&args);
