@@ -109,14 +109,12 @@ async function main(connections) {
     return client;
   };
 
-  const probe = open({ role: "master" });
   const sentinel = new Redis({ ...sentinels[0], retryStrategy: null, lazyConnect: false });
   sentinel.on("error", () => {});
   connections.push(sentinel);
   const [leaderHost, leaderPort] = await sentinel.call("SENTINEL", "get-master-addr-by-name", name);
   expect(leader === null || `${leaderHost}:${leaderPort}` === leader,
     `the sentinels name the leader ${leaderHost}:${leaderPort}`, leader);
-  await probe.quit();
 
   // --- role: 'master'
   const master = open({ role: "master" });
@@ -177,7 +175,23 @@ async function main(connections) {
   if (leaderPid === null) {
     console.log("no --leader-pid: failover checks skipped");
   } else {
-    // Everything written so far is on the follower ioredis reads from (it may be promoted).
+    // Both followers have io-c (whichever is promoted keeps it), asked directly.
+    const replicas = (await sentinel.call("SENTINEL", "replicas", name)).map((flat) => {
+      const fields = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        fields[String(flat[i])] = String(flat[i + 1]);
+      }
+      return fields;
+    });
+    expect(replicas.length === 2, "SENTINEL replicas lists two followers", JSON.stringify(replicas));
+    for (const r of replicas) {
+      const direct = new Redis({ host: r.ip, port: Number(r.port), retryStrategy: null });
+      direct.on("error", () => {});
+      connections.push(direct);
+      await waitFor(async () => stateOf(await direct.call("STATUS", "io-c")) === "online",
+        REPLICATION_MS, `follower ${r.port} to have io-c`);
+      await direct.quit();
+    }
     const killedAt = Date.now();
     process.kill(leaderPid, "SIGKILL");
     passed(`leader (pid ${leaderPid}) killed with SIGKILL`);
