@@ -21,13 +21,8 @@ Usage: sentinel_failover.py --presenced PATH [--server presenced|redis] [--senti
 """
 
 import argparse
-import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -39,87 +34,9 @@ except ImportError as err:
           file=sys.stderr)
     sys.exit(2)
 
+from cluster import MASTER, Cluster, wait_for, state_of  # noqa: E402 (after the redis check)
+
 TTL_S = 120
-MASTER = "mymaster"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(check, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except (redis.RedisError, OSError):
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def state_of(status):
-    """A STATUS entry's state: a map in RESP3 (redis-py 8's default), a pair in RESP2."""
-    state = status.get(b"state", status.get("state")) if isinstance(status, dict) else status[0]
-    return state.decode() if isinstance(state, bytes) else state
-
-
-class Cluster:
-    def __init__(self, presenced, sentinel, redis_mode):
-        self.presenced = presenced
-        self.redis_mode = redis_mode
-        self.sentinel_bin = sentinel
-        self.root = tempfile.mkdtemp(prefix="presenced-failover-")
-        self.procs = {}
-        self.ports = [free_port() for _ in range(3)]
-        self.sentinel_ports = [free_port() for _ in range(3)]
-
-    def start_node(self, i, replicaof=None):
-        port = self.ports[i]
-        if self.redis_mode:
-            args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--dir", self.root, "--dbfilename", f"d{i}.rdb"]
-            if replicaof is not None:
-                args += ["--replicaof", "127.0.0.1", str(replicaof)]
-            log = open(os.path.join(self.root, f"node{i}.log"), "ab")
-            self.procs[f"node{i}"] = subprocess.Popen(args, stdout=log, stderr=log)
-            wait_for(lambda: redis.Redis(host="127.0.0.1", port=port).ping(), 20,
-                     f"node {i} to answer")
-            return
-        args = [self.presenced, "--port", str(port), "--dir", os.path.join(self.root, f"d{i}"),
-                "--snapshot-interval", "0", "--shards", "2", "--ttl", str(TTL_S),
-                "--log-level", "warn"]
-        if replicaof is not None:
-            args += ["--replicaof", "127.0.0.1", str(replicaof)]
-        log = open(os.path.join(self.root, f"node{i}.log"), "ab")
-        self.procs[f"node{i}"] = subprocess.Popen(args, stdout=log, stderr=log)
-        wait_for(lambda: redis.Redis(host="127.0.0.1", port=port).ping(), 20, f"node {i} to answer")
-
-    def start_sentinels(self):
-        for i, port in enumerate(self.sentinel_ports):
-            conf = os.path.join(self.root, f"sentinel{i}.conf")
-            with open(conf, "w") as f:
-                f.write(f"port {port}\nbind 127.0.0.1\ndaemonize no\n"
-                        f"logfile {os.path.join(self.root, f'sentinel{i}.log')}\n"
-                        f"sentinel monitor {MASTER} 127.0.0.1 {self.ports[0]} 2\n"
-                        f"sentinel down-after-milliseconds {MASTER} 1000\n"
-                        f"sentinel failover-timeout {MASTER} 5000\n"
-                        f"sentinel parallel-syncs {MASTER} 1\n")
-            self.procs[f"sentinel{i}"] = subprocess.Popen(
-                [self.sentinel_bin, conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def stop(self):
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class Heartbeats(threading.Thread):
@@ -192,7 +109,7 @@ def main():
     parser.add_argument("--server", choices=["presenced", "redis"], default="presenced")
     args = parser.parse_args()
     redis_mode = args.server == "redis"
-    cluster = Cluster(args.presenced, args.sentinel, redis_mode)
+    cluster = Cluster(args.presenced, args.sentinel, redis_mode, ttl_s=TTL_S)
     failures = []
     try:
         cluster.start_node(0)

@@ -494,3 +494,83 @@ fn sentinel_failover_under_load() {
         "{stdout}"
     );
 }
+
+/// Runs tests/failover/sentinel_clients.py with `--client <client>` (it starts a presenced
+/// leader, two followers and three real redis-sentinel processes, and stops them) and fails
+/// unless it exits 0 with `sentinel clients (<client>): ok`. Returns its stdout.
+fn sentinel_clients(client: &str, extra: &[&std::ffi::OsStr]) -> String {
+    let sentinel = crate::clients::require_tool("redis-sentinel");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/failover/sentinel_clients.py");
+    let run = std::process::Command::new(crate::clients::require_tool("python3"))
+        .arg(&script)
+        .args(["--presenced", env!("CARGO_BIN_EXE_presenced")])
+        .args(["--client", client])
+        .arg("--sentinel")
+        .arg(&sentinel)
+        .args(extra)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("python3 starts");
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    // Each passed check, for whoever runs the suite with --nocapture.
+    eprintln!("{stdout}");
+    assert!(
+        run.status.success() && stdout.contains(&format!("sentinel clients ({client}): ok")),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}
+
+/// redis-py 8 through real Sentinel: discover_master/discover_slaves name the leader and both
+/// followers; master_for writes (HEARTBEAT, SET ... EX, OFFLINE); slave_for is on a follower,
+/// reads what master_for wrote and gets ReadOnlyError for writes; a follower subscriber gets
+/// the offline events of a TTL expiry and of an OFFLINE. After SIGKILL of the leader,
+/// master_for writes on the promoted follower, slave_for reads from the remaining one and a
+/// fresh follower subscriber gets an OFFLINE's event.
+#[test]
+fn sentinel_clients_redis_py() {
+    let _heavy = crate::support::heavy_test_lock();
+    crate::clients::require_redis_py();
+    let stdout = sentinel_clients("redis-py", &[]);
+    for check in [
+        "ok discover_slaves lists both followers",
+        "-> ReadOnlyError",
+        "ok follower subscriber: offline event for py-e when its TTL ran out",
+        "ok follower subscriber: offline event for py-f after OFFLINE through master_for",
+        "ok master_for: HEARTBEAT writes again",
+        "ok slave_for reads after the failover from ",
+        "ok fresh slave_for().pubsub() on ",
+    ] {
+        assert!(stdout.contains(check), "missing `{check}`:\n{stdout}");
+    }
+}
+
+/// ioredis 5 through real Sentinel (tests/clients/node/sentinel_clients.js, run against the
+/// cluster the Python script starts): role 'master' writes, role 'slave' is on a follower,
+/// reads replicated data and gets READONLY for writes, a role 'slave' subscriber gets an
+/// OFFLINE's event; after the Node script kills the leader with SIGKILL, its master connection
+/// writes again on the promoted follower and its slave connection reads again.
+#[test]
+fn sentinel_clients_ioredis() {
+    let _heavy = crate::support::heavy_test_lock();
+    crate::clients::require_redis_py();
+    let node = crate::clients::require_tool("node");
+    let module = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients/node/node_modules/ioredis");
+    assert!(
+        module.is_dir(),
+        "ioredis is not installed in tests/clients/node: run scripts/install-test-deps"
+    );
+    let stdout = sentinel_clients("ioredis", &["--node".as_ref(), node.as_os_str()]);
+    for check in [
+        "ok slave: HEARTBEAT -> READONLY",
+        "ok subscriber: offline event for io-e after OFFLINE through the master connection",
+        "ok master: HEARTBEAT writes again",
+        "ok slave connection reads after the failover",
+    ] {
+        assert!(stdout.contains(check), "missing `{check}`:\n{stdout}");
+    }
+}
