@@ -73,7 +73,13 @@ class Cluster:
             wait_for(lambda: redis.Redis(host="127.0.0.1", port=port).ping(), 20,
                      f"node {i} to answer")
             return
-        args = [self.presenced, "--port", str(port), "--dir", os.path.join(self.root, f"d{i}"),
+        # Each node runs from a config file of its own, so that Sentinel's reconfiguration
+        # (SLAVEOF + CONFIG REWRITE) is persisted as it would be in production.
+        conf = self.conf_path(i)
+        if not os.path.exists(conf):
+            with open(conf, "w") as f:
+                f.write(f"# node {i}, managed by Sentinel\n")
+        args = [self.presenced, conf, "--port", str(port), "--dir", os.path.join(self.root, f"d{i}"),
                 "--snapshot-interval", "0", "--shards", "2"]
         if self.ttl_s is not None:
             args += ["--ttl", str(self.ttl_s)]
@@ -83,6 +89,18 @@ class Cluster:
         log = open(os.path.join(self.root, f"node{i}.log"), "ab")
         self.procs[f"node{i}"] = subprocess.Popen(args, stdout=log, stderr=log)
         wait_for(lambda: redis.Redis(host="127.0.0.1", port=port).ping(), 20, f"node {i} to answer")
+
+    def conf_path(self, i):
+        return os.path.join(self.root, f"node{i}.conf")
+
+    def conf_replicaof(self, i):
+        """The `replicaof` line of node i's config file, as (host, port), or None."""
+        with open(self.conf_path(i)) as f:
+            for line in f:
+                words = line.split()
+                if len(words) == 3 and words[0] == "replicaof":
+                    return (words[1], words[2])
+        return None
 
     def start_sentinels(self):
         for i, port in enumerate(self.sentinel_ports):

@@ -172,6 +172,18 @@ def main():
         for c in counters:
             c.stop.set()
         false_offline = sum(c.offline for c in counters)
+        if not redis_mode:
+            # Sentinel's SLAVEOF + CONFIG REWRITE reached the files: every node but the new
+            # leader names it, the new leader names nobody.
+            new_index = cluster.ports.index(int(new_addr[1]))
+            wrong = [(i, cluster.conf_replicaof(i)) for i in range(3)
+                     if cluster.conf_replicaof(i) != (None if i == new_index
+                                                      else ("127.0.0.1", str(new_addr[1])))]
+            if wrong:
+                failures.append(f"config files not rewritten to the new role: {wrong}")
+            else:
+                print("config files rewritten by Sentinel: every follower's replicaof names "
+                      "the new leader")
 
         print(f"server: {args.server}")
         print(f"promotion announced {promotion_s:.2f} s after SIGKILL "

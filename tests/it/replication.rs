@@ -464,7 +464,8 @@ fn sentinels_reconfiguration_transaction_runs() {
 /// Failover under three real Redis Sentinels (`down-after-milliseconds 1000`): the leader is
 /// killed with SIGKILL while a redis-py client heartbeats through Sentinel; a follower is
 /// promoted, writes resume, the restarted old leader rejoins as a follower, and no subscriber
-/// on a follower sees a false offline event. tests/failover/sentinel_failover.py drives it and
+/// on a follower sees a false offline event; every node's config file then names its new role
+/// (Sentinel's CONFIG REWRITE). tests/failover/sentinel_failover.py drives it and
 /// prints the timings and how many acknowledged heartbeats were lost (docs/BENCHMARKS.md).
 #[test]
 fn sentinel_failover_under_load() {
@@ -491,6 +492,11 @@ fn sentinel_failover_under_load() {
     );
     assert!(
         stdout.contains("false offline events seen by follower subscribers: 0 "),
+        "{stdout}"
+    );
+    // Sentinel's CONFIG REWRITE persisted every node's new role in its config file.
+    assert!(
+        stdout.contains("config files rewritten by Sentinel"),
         "{stdout}"
     );
 }
