@@ -140,6 +140,13 @@ pub struct Args {
     /// flight to the failed leader can reach it: a failover declares nobody offline at once
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub promotion_grace: u64,
+    /// Milliseconds a leader gathers changes before shipping them to followers again after a
+    /// drain (0..=50). Heartbeats acknowledged within that window are what a clean SIGKILL of
+    /// the leader can lose; 0 ships after every batch of commands (none older than a task
+    /// switch is lost), at the cost of CPU and stream bytes while clients send one request at
+    /// a time (docs/design/replication.md has the measured trade-off)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=50))]
+    pub repl_coalesce_ms: u64,
     /// Refuse writes (`-NOREPLICAS`) and hold offline detection while fewer than this many
     /// followers acknowledged the stream within --min-replicas-max-lag seconds (Redis's
     /// min-replicas-to-write): an isolated leader then neither takes heartbeats it may lose
@@ -242,6 +249,7 @@ pub struct Config {
     pub repl_backlog_bytes: usize,
     pub replica_priority: u64,
     pub promotion_grace_s: u64,
+    pub repl_coalesce_ms: u64,
     /// `--min-replicas-to-write` / `--min-replicas-max-lag` at start (CONFIG SET changes
     /// `Replication`'s copies).
     pub min_replicas_to_write: u64,
@@ -315,6 +323,7 @@ impl Config {
             repl_backlog_bytes,
             replica_priority: args.replica_priority,
             promotion_grace_s: args.promotion_grace,
+            repl_coalesce_ms: args.repl_coalesce_ms,
             min_replicas_to_write: args.min_replicas_to_write,
             min_replicas_max_lag_s: args.min_replicas_max_lag,
             slowlog_slower_than_us: args.slowlog_log_slower_than,

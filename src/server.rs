@@ -307,10 +307,6 @@ async fn memory_loop(server: Arc<Services>) {
 /// connection asked for it sooner (connections ring `Replication::nudge` after each batch).
 const REPLICATION_PERIOD: Duration = Duration::from_millis(50);
 
-/// The least time between two drains asked for by connections: changes of many batches are
-/// coalesced into one drain, so a busy leader drains at most a thousand times a second.
-const REPLICATION_COALESCE: Duration = Duration::from_millis(1);
-
 async fn replication_loop(server: Arc<Services>) {
     let mut interval = tokio::time::interval(REPLICATION_PERIOD);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -333,7 +329,14 @@ async fn replication_loop(server: Arc<Services>) {
             server.replication.followers_changed(clock::now_ms());
         }
         if nudged {
-            tokio::time::sleep(REPLICATION_COALESCE).await;
+            // The least time between two drains asked for by connections
+            // (--repl-coalesce-ms, 1 by default): changes of many batches are coalesced into
+            // one drain, so a busy leader drains at most a thousand times a second. With 0 the
+            // loop only yields: it drains as soon as it runs again.
+            match server.config.repl_coalesce_ms {
+                0 => tokio::task::yield_now().await,
+                ms => tokio::time::sleep(Duration::from_millis(ms)).await,
+            }
         }
     }
 }

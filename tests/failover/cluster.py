@@ -51,8 +51,10 @@ class Cluster:
     sentinel_ports[i] as procs[f"sentinel{i}"]. `ttl_s` is presenced's --ttl (its default when
     None). stop() kills whatever still runs and removes the temporary directory."""
 
-    def __init__(self, presenced, sentinel, redis_mode, ttl_s=None):
+    def __init__(self, presenced, sentinel, redis_mode, ttl_s=None, settings=()):
         self.presenced = presenced
+        # Config-file lines every presenced node starts with (`repl-coalesce-ms 0`, ...).
+        self.settings = list(settings)
         self.redis_mode = redis_mode
         self.sentinel_bin = sentinel
         self.ttl_s = ttl_s
@@ -79,6 +81,8 @@ class Cluster:
         if not os.path.exists(conf):
             with open(conf, "w") as f:
                 f.write(f"# node {i}, managed by Sentinel\n")
+                for line in self.settings:
+                    f.write(line + "\n")
         args = [self.presenced, conf, "--port", str(port), "--dir", os.path.join(self.root, f"d{i}"),
                 "--snapshot-interval", "0", "--shards", "2"]
         if self.ttl_s is not None:

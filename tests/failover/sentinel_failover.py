@@ -17,7 +17,7 @@ With `--server redis`, the same run against real redis-server processes (heartbe
 subscribers), for the side-by-side figures in docs/BENCHMARKS.md.
 
 Usage: sentinel_failover.py --presenced PATH [--server presenced|redis] [--sentinel PATH]
-       [--load-s 3]
+       [--load-s 3] [--setting "repl-coalesce-ms 0" ...]
 """
 
 import argparse
@@ -107,9 +107,13 @@ def main():
     parser.add_argument("--sentinel", default="redis-sentinel")
     parser.add_argument("--load-s", type=float, default=3.0)
     parser.add_argument("--server", choices=["presenced", "redis"], default="presenced")
+    parser.add_argument("--setting", action="append", default=[],
+                        help="a config-file line for every presenced node, e.g. "
+                             "'repl-coalesce-ms 0' (repeatable)")
     args = parser.parse_args()
     redis_mode = args.server == "redis"
-    cluster = Cluster(args.presenced, args.sentinel, redis_mode, ttl_s=TTL_S)
+    cluster = Cluster(args.presenced, args.sentinel, redis_mode, ttl_s=TTL_S,
+                      settings=args.setting)
     failures = []
     try:
         cluster.start_node(0)
