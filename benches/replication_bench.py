@@ -24,7 +24,6 @@ Usage: python3 benches/replication_bench.py [--quick] [--users U] [--secs S]
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,25 +37,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESENCED = os.path.join(ROOT, "target", "release", "presenced")
 LOADGEN = os.path.join(ROOT, "target", "release", "loadgen")
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(check, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (redis.RedisError, OSError):
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {timeout_s} s waiting for {what}")
+# The failover tests' helpers: a free loopback port, and a bounded wait for a condition.
+sys.path.insert(0, os.path.join(ROOT, "tests", "failover"))
+from cluster import free_port, wait_for  # noqa: E402
 
 
 class Node:
