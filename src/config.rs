@@ -128,6 +128,16 @@ pub struct Args {
     /// Password a follower sends its leader (`AUTH`), for a leader with --requirepass
     #[arg(long, env = "PRESENCED_MASTERAUTH")]
     pub masterauth: Option<String>,
+    /// The address and port a follower asks its leader to show for it (INFO's `slaveN:`,
+    /// ROLE), which Sentinel and clients then use: for a follower behind NAT or a proxy
+    /// (Redis's replica-announce-ip / replica-announce-port)
+    #[arg(long)]
+    pub replica_announce_ip: Option<String>,
+    #[arg(long)]
+    pub replica_announce_port: Option<u16>,
+    /// Source address of a follower's link to its leader (Redis's bind-source-addr)
+    #[arg(long)]
+    pub bind_source_addr: Option<IpAddr>,
     /// Bytes of the replication stream a leader keeps, so that a follower that reconnects
     /// within them resumes by offset instead of a full sync (Redis's repl-backlog-size)
     #[arg(long, default_value = "1mb", value_parser = parse_memory_flag)]
@@ -246,6 +256,9 @@ pub struct Config {
     /// `--replicaof HOST PORT` at start: the leader to follow.
     pub replicaof: Option<(String, u16)>,
     pub masterauth: Option<String>,
+    pub replica_announce_ip: Option<String>,
+    pub replica_announce_port: Option<u16>,
+    pub bind_source_addr: Option<IpAddr>,
     pub repl_backlog_bytes: usize,
     pub replica_priority: u64,
     pub promotion_grace_s: u64,
@@ -320,6 +333,9 @@ impl Config {
             maxmemory_bytes: args.maxmemory,
             replicaof,
             masterauth: args.masterauth,
+            replica_announce_ip: args.replica_announce_ip,
+            replica_announce_port: args.replica_announce_port,
+            bind_source_addr: args.bind_source_addr,
             repl_backlog_bytes,
             replica_priority: args.replica_priority,
             promotion_grace_s: args.promotion_grace,

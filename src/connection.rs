@@ -165,6 +165,7 @@ async fn serve_session(
                 replid,
                 offset,
                 listening_port: session.replica.listening_port,
+                announced_ip: session.replica.announced_ip.take(),
             };
             return crate::replication::leader::feed(services, socket, entry, request).await;
         }

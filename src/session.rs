@@ -36,6 +36,9 @@ pub struct Session {
 #[derive(Debug, Default)]
 pub struct ReplicaHandshake {
     pub listening_port: u16,
+    /// `REPLCONF ip-address`: the address the follower wants to be known by (its
+    /// --replica-announce-ip), else its connection's.
+    pub announced_ip: Option<String>,
     /// It announced `capa presenced-v2`: it reads presenced's stream.
     pub reads_presenced_stream: bool,
     /// `PSYNC <replid> <offset>`: the connection becomes the follower's link.

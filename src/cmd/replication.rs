@@ -133,9 +133,15 @@ fn replconf(ctx: &mut Ctx<'_>, args: &mut Args<'_>) -> CmdResult {
         } else if option.eq_ignore_ascii_case(b"ack") || option.eq_ignore_ascii_case(b"getack") {
             // ACKs are read by the link once it streams; before that there is nothing to do.
             return Ok(());
-        } else if !option.eq_ignore_ascii_case(b"ip-address")
-            && !option.eq_ignore_ascii_case(b"rdb-only")
-        {
+        } else if option.eq_ignore_ascii_case(b"ip-address") {
+            // What INFO's slaveN:ip= and ROLE show for it, as in Redis (a follower behind a
+            // NAT or a proxy names the address the others should use).
+            let ip = std::str::from_utf8(value)
+                .ok()
+                .filter(|ip| !ip.is_empty() && ip.len() <= 255)
+                .ok_or(CmdError::Syntax)?;
+            ctx.session.replica.announced_ip = Some(ip.to_string());
+        } else if !option.eq_ignore_ascii_case(b"rdb-only") {
             return Err(CmdError::UnrecognizedReplconfOption(super::printable(
                 option, 64,
             )));

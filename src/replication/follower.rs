@@ -78,6 +78,32 @@ fn lost(what: impl std::fmt::Display) -> LinkError {
     LinkError::Lost(what.to_string())
 }
 
+/// The link's connection, from `--bind-source-addr` when set (as Redis's `bind-source-addr`:
+/// a leader, a firewall or a test proxy then sees which follower it is by its address).
+async fn connect(
+    host: &str,
+    port: u16,
+    source: Option<std::net::IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect((host, port)).await;
+    };
+    let mut last_err = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(source, 0))?;
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) => last_err = Some(err),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| std::io::Error::other("the host resolved to no address")))
+}
+
 /// Completes once the role's epoch is no longer `epoch`.
 async fn role_changed(services: &Services, epoch: u64) {
     let mut roles = services.replication.watch_role();
@@ -96,7 +122,7 @@ async fn follow_once(
     epoch: u64,
 ) -> Result<(), LinkError> {
     let replication = &services.replication;
-    let mut socket = TcpStream::connect((host, port))
+    let mut socket = connect(host, port, services.config.bind_source_addr)
         .await
         .map_err(|e| lost(format!("connect: {e}")))?;
     let _ = socket.set_nodelay(true);
@@ -108,13 +134,25 @@ async fn follow_once(
             return Err(format!("AUTH refused: {reply}").into());
         }
     }
-    let listening_port = services.identity.listen_addr.port().to_string();
+    let config = &services.config;
+    let listening_port = config
+        .replica_announce_port
+        .unwrap_or_else(|| services.identity.listen_addr.port())
+        .to_string();
     command(
         &mut socket,
         &mut input,
         &[b"REPLCONF", b"listening-port", listening_port.as_bytes()],
     )
     .await?;
+    if let Some(ip) = &config.replica_announce_ip {
+        command(
+            &mut socket,
+            &mut input,
+            &[b"REPLCONF", b"ip-address", ip.as_bytes()],
+        )
+        .await?;
+    }
     command(
         &mut socket,
         &mut input,

@@ -107,6 +107,7 @@ pub struct SyncRequest {
     /// The first stream byte it lacks (-1: it has nothing).
     pub offset: i64,
     pub listening_port: u16,
+    pub announced_ip: Option<String>,
 }
 
 /// Serves a follower on this connection until it goes away or falls out of the backlog.
@@ -119,7 +120,10 @@ pub async fn feed(
     let replication = &services.replication;
     replication.ensure_tracking(&services.store);
     entry.meta().replica = true;
-    let ip = entry.addr.ip().to_string();
+    let ip = request
+        .announced_ip
+        .clone()
+        .unwrap_or_else(|| entry.addr.ip().to_string());
     let mut info = FollowerInfo {
         client_id: entry.id,
         ip,

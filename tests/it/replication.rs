@@ -580,3 +580,49 @@ fn sentinel_clients_ioredis() {
         assert!(stdout.contains(check), "missing `{check}`:\n{stdout}");
     }
 }
+
+/// A follower behind a proxy or NAT: `--replica-announce-ip/-port` are what its leader shows
+/// for it (INFO's `slaveN:`, ROLE, so Sentinel and clients use them), and `--bind-source-addr`
+/// is the address its link comes from.
+#[test]
+fn a_follower_announces_the_address_it_is_reached_at() {
+    let leader = leader();
+    let port = leader.port.to_string();
+    let args = [
+        COMMON,
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+            "--replica-announce-ip",
+            "127.0.0.77",
+            "--replica-announce-port",
+            "4444",
+            "--bind-source-addr",
+            "127.0.0.5",
+        ],
+    ]
+    .concat();
+    let follower = TestServer::start_with(&args);
+    let mut l = leader.client();
+    let mut f = follower.client();
+    caught_up(&mut l, &mut f);
+    let replication = info(&mut l, "replication");
+    let slave0 = info_field(&replication, "slave0").unwrap_or_default();
+    assert!(
+        slave0.starts_with("ip=127.0.0.77,port=4444,state=online,"),
+        "{replication}"
+    );
+    let role: Value = redis::cmd("ROLE").query(&mut l).unwrap();
+    let role = format!("{role:?}");
+    assert!(
+        role.contains("127.0.0.77") && role.contains("4444"),
+        "{role}"
+    );
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut l).unwrap();
+    let link = clients
+        .lines()
+        .find(|line| line.contains("flags=S"))
+        .unwrap_or_default();
+    assert!(link.contains("addr=127.0.0.5:"), "{clients}");
+}
