@@ -1,0 +1,245 @@
+//! The database under test: a presenced leader, two followers and three real
+//! `redis-sentinel` processes on loopback, each data node behind a proxy of ours. The
+//! supervisor starts, kills, pauses and restarts them, and every process it started dies with
+//! it (`kill_on_drop`, and `stop_all` on the way out).
+//!
+//! Addresses: node `i` listens on `127.0.0.1:real_ports[i]`, and everyone reaches it through its
+//! proxy at `127.0.0.1:proxy_ports[i]` (the address it announces, so Sentinel and clients only
+//! ever know the proxy). Each process connects from a loopback address of its own, which is how
+//! a proxy knows whose traffic it carries: node `i` from `127.0.0.(11+i)`, sentinel `j` from
+//! `127.0.0.(21+j)`, client `k` from `127.0.0.(31+k)`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+use crate::proxy::Proxy;
+
+pub const NODES: usize = 3;
+pub const SENTINELS: usize = 3;
+pub const MASTER_NAME: &str = "presenced";
+
+pub fn node_source(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11 + i as u8))
+}
+
+pub fn sentinel_source(j: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 21 + j as u8))
+}
+
+pub fn client_source(k: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 31 + (k % 200) as u8))
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+/// A free loopback port (bound and released: the window for a clash is tiny, and a clash
+/// fails the start loudly).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub struct Settings {
+    pub presenced: PathBuf,
+    pub sentinel: PathBuf,
+    pub root: PathBuf,
+    pub ttl_s: u64,
+    pub down_after_ms: u64,
+}
+
+pub struct Cluster {
+    pub settings: Settings,
+    pub real_ports: [u16; NODES],
+    pub proxies: Vec<Proxy>,
+    pub sentinel_ports: [u16; SENTINELS],
+    nodes: Vec<Option<Child>>,
+    sentinels: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    pub async fn start(settings: Settings) -> Result<Cluster, String> {
+        std::fs::create_dir_all(&settings.root).map_err(|e| e.to_string())?;
+        let mut real_ports = [0; NODES];
+        let mut proxy_ports = [0; NODES];
+        for i in 0..NODES {
+            real_ports[i] = free_port().map_err(|e| e.to_string())?;
+            proxy_ports[i] = free_port().map_err(|e| e.to_string())?;
+        }
+        let mut sentinel_ports = [0; SENTINELS];
+        for port in &mut sentinel_ports {
+            *port = free_port().map_err(|e| e.to_string())?;
+        }
+        let mut proxies = Vec::new();
+        for i in 0..NODES {
+            let proxy = Proxy::start(loopback(proxy_ports[i]), loopback(real_ports[i]))
+                .await
+                .map_err(|e| format!("proxy {i}: {e}"))?;
+            proxies.push(proxy);
+        }
+        let mut cluster = Cluster {
+            settings,
+            real_ports,
+            proxies,
+            sentinel_ports,
+            nodes: (0..NODES).map(|_| None).collect(),
+            sentinels: (0..SENTINELS).map(|_| None).collect(),
+        };
+        for i in 0..NODES {
+            cluster.write_node_conf(i)?;
+            cluster.start_node(i).await?;
+        }
+        for j in 0..SENTINELS {
+            cluster.start_sentinel(j)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn proxy_addr(&self, i: usize) -> SocketAddr {
+        self.proxies[i].listen
+    }
+
+    pub fn sentinel_addrs(&self) -> Vec<SocketAddr> {
+        self.sentinel_ports.iter().map(|&p| loopback(p)).collect()
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.settings.root.join(format!("node{i}"))
+    }
+
+    fn conf_path(&self, i: usize) -> PathBuf {
+        self.settings.root.join(format!("node{i}.conf"))
+    }
+
+    /// Node `i`'s config file: written once; Sentinel's CONFIG REWRITE keeps its role in it
+    /// from then on, so a node restarted after a kill comes back in the role it last had.
+    fn write_node_conf(&self, i: usize) -> Result<(), String> {
+        let mut conf = format!(
+            "# node {i} of a fault-harness run\n\
+             bind 127.0.0.1\nport {port}\ndir {dir}\nshards 2\nttl {ttl}\n\
+             snapshot-interval 1\nlog-level info\n\
+             replica-announce-ip 127.0.0.1\nreplica-announce-port {proxy}\n\
+             bind-source-addr {source}\n",
+            port = self.real_ports[i],
+            dir = self.node_dir(i).display(),
+            ttl = self.settings.ttl_s,
+            proxy = self.proxy_addr(i).port(),
+            source = node_source(i),
+        );
+        if i > 0 {
+            conf.push_str(&format!(
+                "replicaof 127.0.0.1 {}\n",
+                self.proxy_addr(0).port()
+            ));
+        }
+        std::fs::write(self.conf_path(i), conf).map_err(|e| format!("node {i} conf: {e}"))
+    }
+
+    pub async fn start_node(&mut self, i: usize) -> Result<(), String> {
+        let log = log_file(&self.settings.root.join(format!("node{i}.log")))?;
+        let child = Command::new(&self.settings.presenced)
+            .arg(self.conf_path(i))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("node {i}: {}: {e}", self.settings.presenced.display()))?;
+        self.nodes[i] = Some(child);
+        // Answering PING directly (not through its proxy, which may be cutting us off).
+        let addr = loopback(self.real_ports[i]);
+        for _ in 0..400 {
+            if let Ok(mut con) = crate::resp::Connection::connect(
+                addr,
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                std::time::Duration::from_millis(200),
+            )
+            .await
+                && con.call(&[b"PING"]).await.is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        Err(format!("node {i} did not answer within 10 s"))
+    }
+
+    fn start_sentinel(&mut self, j: usize) -> Result<(), String> {
+        let root = &self.settings.root;
+        let conf_path = root.join(format!("sentinel{j}.conf"));
+        // It listens on its source address too: the address it announces to the others is
+        // the one its connections come from.
+        let conf = format!(
+            "port {port}\nbind 127.0.0.1 {source}\nbind-source-addr {source}\ndaemonize no\n\
+             logfile {log}\ndir {dir}\n\
+             sentinel monitor {MASTER_NAME} 127.0.0.1 {leader} 2\n\
+             sentinel down-after-milliseconds {MASTER_NAME} {down}\n\
+             sentinel failover-timeout {MASTER_NAME} 5000\n\
+             sentinel parallel-syncs {MASTER_NAME} 1\n",
+            port = self.sentinel_ports[j],
+            source = sentinel_source(j),
+            log = root.join(format!("sentinel{j}.log")).display(),
+            dir = root.display(),
+            leader = self.proxy_addr(0).port(),
+            down = self.settings.down_after_ms,
+        );
+        std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+        let child = Command::new(&self.settings.sentinel)
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("sentinel {j}: {}: {e}", self.settings.sentinel.display()))?;
+        self.sentinels[j] = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].as_ref().and_then(Child::id)
+    }
+
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`).
+    pub fn pause(&self, i: usize, stop: bool) {
+        if let Some(pid) = self.pid(i) {
+            let signal = if stop { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: kill(2) with a pid this supervisor spawned and still holds (not reaped),
+            // and a valid signal number; it touches no memory of ours.
+            unsafe {
+                libc::kill(pid as libc::pid_t, signal);
+            }
+        }
+    }
+
+    pub async fn stop_all(&mut self) {
+        for i in 0..NODES {
+            self.pause(i, false);
+            self.kill(i).await;
+        }
+        for slot in &mut self.sentinels {
+            if let Some(mut child) = slot.take() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+fn log_file(path: &Path) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
