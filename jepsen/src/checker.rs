@@ -322,6 +322,19 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
             }
         }
     }
+    // The store's own count after the quiescence: nobody online (reads hide a user past the
+    // deadline, so a user the server never declared offline shows only here).
+    for op in ops.iter().filter(|op| op.f == "store") {
+        let online = op.value["online_users"].as_u64().unwrap_or(0);
+        if online > 0 {
+            findings.zombie_online.add(false, || {
+                format!(
+                    "node {:?} still counts {online} users online after the quiescence ({} wheel entries)",
+                    op.node, op.value["expiry_wheel_entries"]
+                )
+            });
+        }
+    }
     // The final reads: every user offline everywhere once all TTLs ran out.
     for (user, s) in &final_reads {
         if s.state != "offline" {

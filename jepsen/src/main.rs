@@ -231,6 +231,30 @@ async fn final_reads(
         };
         let mut args: Vec<&[u8]> = vec![b"MSTATUS"];
         args.extend(names.iter().map(|n| n.as_bytes()));
+        // What the node's store says, beside what reads show (reads hide a user past their
+        // deadline; the store's count does not).
+        if let Ok(info) = con.call(&[b"INFO", b"presence"]).await {
+            let text = info.as_text().unwrap_or_default();
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            let at = now_ms();
+            history.record(Op {
+                process: "final".into(),
+                f: "store",
+                users: Vec::new(),
+                invoke_ms: at,
+                complete_ms: at,
+                outcome: Outcome::Ok,
+                node: Some(node),
+                value: serde_json::json!({
+                    "online_users": field("online_users"),
+                    "expiry_wheel_entries": field("expiry_wheel_entries"),
+                }),
+            });
+        }
         let invoke_ms = now_ms();
         if let Ok(reply) = con.call(&args).await {
             history.record(Op {

@@ -626,3 +626,52 @@ fn a_follower_announces_the_address_it_is_reached_at() {
         .unwrap_or_default();
     assert!(link.contains("addr=127.0.0.5:"), "{clients}");
 }
+
+/// A leader paused (SIGSTOP) while its follower is promoted, then resumed: it still thinks it
+/// leads, runs the heartbeats its clients had sent meanwhile and streams them down the old
+/// link. The promoted follower must not end up with users online that never expire: once the
+/// strays' TTL and the promotion grace have run out, its store counts nobody online.
+#[test]
+fn a_resumed_old_leader_leaves_no_user_online_forever_on_the_promoted_follower() {
+    let leader = leader();
+    let follower = follower_of(leader.port);
+    let mut l = leader.client();
+    let mut f = follower.client();
+    caught_up(&mut l, &mut f);
+    // A client connection the old leader has accepted, to send to while it is stopped.
+    let mut client = leader.raw();
+    crate::util::roundtrip(&mut client, b"PING\r\n", b"+PONG\r\n");
+    let pid = leader.pid().to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    use std::io::Write;
+    let mut requests = Vec::new();
+    for i in 0..50 {
+        requests.extend_from_slice(
+            format!("*4\r\n$9\r\nHEARTBEAT\r\n$6\r\nstray{i}\r\n$3\r\nTTL\r\n$1\r\n2\r\n")
+                .as_bytes(),
+        );
+    }
+    client.write_all(&requests).unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut f)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal("-CONT");
+    // The strays' 2 s TTL and the promotion grace (10 s) run out; then nobody is online in
+    // the promoted follower's store (reads would hide them; the count does not).
+    let settled = poll(Duration::from_secs(25), || {
+        let presence = info(&mut f, "presence");
+        (info_field(&presence, "online_users").as_deref() == Some("0")).then_some(())
+    });
+    let presence = info(&mut f, "presence");
+    assert!(settled.is_some(), "users stay online for good:\n{presence}");
+}
