@@ -209,11 +209,15 @@ impl Shard {
     /// Extends an online user's deadline (and each live device's) to at least `floor_ms`.
     fn regrace_user(&mut self, key: ShardKey<'_>, floor_ms: u64) {
         let slot = self.tables.slot(key);
-        if slot.ttl_s() == 0 {
-            return;
-        }
+        let online = slot.ttl_s() > 0;
+        // The wheel bookkeeping (the slot's ARMED bit, an extras entry's count and tick) of
+        // every user is reset, offline ones included: it describes entries of the wheels just
+        // emptied, and a stale count would make a later heartbeat believe an entry exists and
+        // arm none, leaving that user online for good.
         let mut regraced = slot.with_armed(false);
-        if let (Some(last_seen_ms), Some(deadline_ms)) = (slot.last_seen_ms(), slot.deadline_ms())
+        if online
+            && let (Some(last_seen_ms), Some(deadline_ms)) =
+                (slot.last_seen_ms(), slot.deadline_ms())
             && deadline_ms < floor_ms
         {
             let ttl_s = (floor_ms - last_seen_ms).div_ceil(1000);
@@ -225,8 +229,10 @@ impl Shard {
             let mut extra = stored.clone();
             extra.wheel_entries = 0;
             extra.wheel_tick = None;
-            for device in &mut extra.devices {
-                device.deadline_ms = device.deadline_ms.max(floor_ms);
+            if online {
+                for device in &mut extra.devices {
+                    device.deadline_ms = device.deadline_ms.max(floor_ms);
+                }
             }
             let change = Change {
                 extra: ExtraWrite::Put(extra),
@@ -236,6 +242,181 @@ impl Shard {
             self.commit(change, 0, &mut Vec::new());
             return;
         }
-        self.restore_slot(key, regraced);
+        if regraced != slot {
+            self.restore_slot(key, regraced);
+        }
+    }
+}
+
+#[cfg(test)]
+mod rebuild_tests {
+    use super::super::test_support::*;
+    use crate::store::extra::ShardKey;
+    use crate::store::status::ManualStatus;
+
+    /// The smallest case the randomized test below found: a user with a device logs out, a
+    /// rebuild runs while they are offline, and they come back without a device. The rebuild
+    /// used to skip offline users, leaving their extras entry counting an entry of the
+    /// discarded wheel; the heartbeat then armed nothing and the user stayed online for good.
+    #[test]
+    fn a_user_offline_during_a_rebuild_expires_after_coming_back() {
+        let mut shard = shard();
+        let mut events = Vec::new();
+        let key = ShardKey::Dense(5);
+        let t_ms = T0_MS;
+        shard
+            .heartbeat(
+                key,
+                2,
+                None,
+                Some(b"d0"),
+                Room::Available,
+                t_ms,
+                &mut events,
+            )
+            .unwrap();
+        shard.offline(key, None, t_ms + 1_600, &mut events);
+        shard.rebuild_wheels(t_ms + 3_300, 2_000);
+        shard
+            .heartbeat(
+                key,
+                2,
+                None,
+                None,
+                Room::Available,
+                t_ms + 5_000,
+                &mut events,
+            )
+            .unwrap();
+        events.clear();
+        for step in 1..=10 {
+            tick(&mut shard, t_ms + 5_000 + step * 1_000);
+        }
+        assert_eq!(shard.online_count(), 0);
+        assert_eq!(shard.tables.slot(key).ttl_s(), 0);
+    }
+
+    /// Heartbeats, overrides and logouts with wheel rebuilds (a promotion's) at random points
+    /// in between: once every TTL and the grace have run out and the wheel has run, nobody is
+    /// online — no user is left with a deadline and no wheel entry.
+    #[test]
+    fn rebuilds_between_operations_leave_nobody_online_for_good() {
+        for seed in 0..200u64 {
+            let mut shard = shard();
+            let mut events = Vec::new();
+            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let mut t_ms = T0_MS;
+            let mut log = Vec::new();
+            for _ in 0..300 {
+                t_ms += next() % 300;
+                let user = (next() % 8) as usize;
+                let key = ShardKey::Dense(user);
+                match next() % 20 {
+                    0..=1 => {
+                        let manual = [Some(ManualStatus::Dnd), Some(ManualStatus::Away), None]
+                            [(next() % 3) as usize];
+                        let _ =
+                            shard.set_status(key, manual, None, Room::Available, t_ms, &mut events);
+                        log.push(format!("{t_ms} setstatus {user} {manual:?}"));
+                    }
+                    2 => {
+                        shard.offline(key, None, t_ms, &mut events);
+                        log.push(format!("{t_ms} offline {user}"));
+                    }
+                    3 => {
+                        shard.rebuild_wheels(t_ms, 2_000);
+                        log.push(format!("{t_ms} rebuild"));
+                    }
+                    4..=5 => {
+                        let device: &[u8] = if next() % 2 == 0 { b"d0" } else { b"d1" };
+                        let _ = shard.heartbeat(
+                            key,
+                            2,
+                            None,
+                            Some(device),
+                            Room::Available,
+                            t_ms,
+                            &mut events,
+                        );
+                        log.push(format!("{t_ms} heartbeat {user} device"));
+                    }
+                    _ => {
+                        let _ =
+                            shard.heartbeat(key, 2, None, None, Room::Available, t_ms, &mut events);
+                        log.push(format!("{t_ms} heartbeat {user}"));
+                    }
+                }
+                if next() % 4 == 0 {
+                    tick(&mut shard, t_ms);
+                    log.push(format!("{t_ms} tick"));
+                }
+            }
+            for step in 1..=20 {
+                tick(&mut shard, t_ms + step * 1_000);
+            }
+            let stuck: Vec<usize> = (0..8)
+                .filter(|&u| shard.tables.slot(ShardKey::Dense(u)).ttl_s() > 0)
+                .collect();
+            assert!(
+                shard.online_count() == 0 && stuck.is_empty(),
+                "seed {seed}: users {stuck:?} online for good ({} counted) after\n{}",
+                shard.online_count(),
+                log.join("\n")
+            );
+        }
+    }
+
+    /// As a server sees it: many users, bursts of heartbeats and logouts within the same
+    /// milliseconds, the wheel run every 10 ms, one rebuild in the middle.
+    #[test]
+    fn a_rebuild_amid_bursts_leaves_nobody_online_for_good() {
+        for seed in 0..200u64 {
+            let mut shard = shard();
+            let mut events = Vec::new();
+            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let mut t_ms = T0_MS;
+            let mut last_tick = t_ms;
+            for op in 0..6000 {
+                if next() % 4 == 0 {
+                    t_ms += 1;
+                }
+                if t_ms >= last_tick + 10 {
+                    tick(&mut shard, t_ms);
+                    last_tick = t_ms;
+                }
+                if op == 3000 {
+                    shard.rebuild_wheels(t_ms, 2_000);
+                    t_ms += 60;
+                }
+                let key = ShardKey::Dense((next() % 40) as usize);
+                if next() % 10 == 0 {
+                    shard.offline(key, None, t_ms, &mut events);
+                } else {
+                    let _ = shard.heartbeat(key, 2, None, None, Room::Available, t_ms, &mut events);
+                }
+            }
+            for step in 1..=20 {
+                tick(&mut shard, t_ms + step * 1_000);
+            }
+            let stuck: Vec<usize> = (0..40)
+                .filter(|&u| shard.tables.slot(ShardKey::Dense(u)).ttl_s() > 0)
+                .collect();
+            assert!(
+                stuck.is_empty(),
+                "seed {seed}: users {stuck:?} online for good"
+            );
+        }
     }
 }
