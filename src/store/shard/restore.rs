@@ -376,7 +376,7 @@ mod rebuild_tests {
     /// milliseconds, the wheel run every 10 ms, one rebuild in the middle.
     #[test]
     fn a_rebuild_amid_bursts_leaves_nobody_online_for_good() {
-        for seed in 0..200u64 {
+        for (seed, grace_ms) in (0..400u64).map(|s| (s, if s % 2 == 0 { 2_000 } else { 0 })) {
             let mut shard = shard();
             let mut events = Vec::new();
             let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -392,19 +392,28 @@ mod rebuild_tests {
                 if next() % 4 == 0 {
                     t_ms += 1;
                 }
-                if t_ms >= last_tick + 10 {
+                // A follower runs no ticks: 50 ms without any before the promotion's rebuild.
+                let stepped_down = (2_950..3_000).contains(&op);
+                if t_ms >= last_tick + 50 && !stepped_down {
                     tick(&mut shard, t_ms);
                     last_tick = t_ms;
                 }
+                if stepped_down {
+                    t_ms += 1;
+                    continue;
+                }
                 if op == 3000 {
-                    shard.rebuild_wheels(t_ms, 2_000);
+                    shard.rebuild_wheels(t_ms, grace_ms);
                     t_ms += 60;
                 }
                 let key = ShardKey::Dense((next() % 40) as usize);
+                // A connection's clock is its batch's start: up to a few ms behind the wheel's.
+                let op_ms = t_ms - next() % 8;
                 if next() % 10 == 0 {
-                    shard.offline(key, None, t_ms, &mut events);
+                    shard.offline(key, None, op_ms, &mut events);
                 } else {
-                    let _ = shard.heartbeat(key, 2, None, None, Room::Available, t_ms, &mut events);
+                    let _ =
+                        shard.heartbeat(key, 2, None, None, Room::Available, op_ms, &mut events);
                 }
             }
             for step in 1..=20 {
