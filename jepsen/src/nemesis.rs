@@ -24,8 +24,8 @@ pub enum Kind {
     /// SIGSTOP a node, SIGCONT it after a while.
     Pause,
     /// Through the proxies: the leader cut off (connections refused) or blackholed (bytes
-    /// discarded, connections hanging) from the followers and the Sentinels; the leader's
-    /// replies to its followers dropped (one way); or a minority (the leader, one
+    /// held, connections hanging) from the followers and the Sentinels; what the leader sends
+    /// its followers held (one way); or a minority (the leader, one
     /// Sentinel) split from a majority (the followers, two Sentinels).
     Partition,
 }
@@ -183,7 +183,7 @@ impl Nemesis {
                                 },
                             );
                         }
-                        format!("node {leader} (leader): its replies to followers dropped")
+                        format!("node {leader} (leader): its stream to followers held, one way")
                     }
                     2 => {
                         // Connections stay open and carry nothing: what a dead switch looks

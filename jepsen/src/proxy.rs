@@ -1,8 +1,9 @@
 //! The faulty network: one TCP proxy in front of each data node. Every process connects from
 //! a loopback address of its own (`127.0.0.x`), so a proxy knows which process each connection
-//! comes from and applies that link's rule: pass, delay, drop one direction (bytes silently
-//! discarded, as a one-way partition loses packets), blackhole (both directions discarded, the
-//! connection left hanging), or cut (connections closed, new ones refused at once).
+//! comes from and applies that link's rule: pass, delay, hold one direction (a one-way
+//! partition: under TCP a link that loses every packet stalls, it never loses bytes mid-stream),
+//! blackhole (both directions held, the connection left hanging), or cut (connections closed,
+//! new ones refused at once).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,9 +19,9 @@ use tokio::sync::watch;
 pub struct Rule {
     /// Close its connections and refuse new ones.
     pub cut: bool,
-    /// Discard what it sends to the node.
+    /// Hold what it sends to the node (not read until the rule is lifted).
     pub drop_to_node: bool,
-    /// Discard what the node sends back to it.
+    /// Hold what the node sends back to it.
     pub drop_to_source: bool,
     /// Hold every chunk this long before forwarding it.
     pub delay_ms: u64,
@@ -118,7 +119,11 @@ impl Proxy {
     }
 }
 
-/// Forwards both ways until either side closes or the source's rule cuts the link.
+/// Forwards both ways until either side closes or the source's rule cuts the link. A blocked
+/// direction is not read (its bytes wait in the kernel's buffers, the sender's fill up), as a
+/// link that loses every packet behaves under TCP: nothing is lost or reordered, it stalls,
+/// and it resumes when the rule is lifted (bytes are never discarded mid-stream, which no TCP
+/// connection can do).
 async fn pipe(client: TcpStream, node: TcpStream, source: IpAddr, rules: Rules) {
     let _ = client.set_nodelay(true);
     let _ = node.set_nodelay(true);
@@ -128,33 +133,32 @@ async fn pipe(client: TcpStream, node: TcpStream, source: IpAddr, rules: Rules) 
     let mut to_node = [0u8; 32 * 1024];
     let mut to_source = [0u8; 32 * 1024];
     loop {
-        if rules.get(source).cut {
+        let rule = rules.get(source);
+        if rule.cut {
             return;
         }
         tokio::select! {
-            read = client_read.read(&mut to_node) => {
+            read = client_read.read(&mut to_node), if !rule.drop_to_node => {
                 let Ok(n) = read else { return };
                 if n == 0 {
                     return;
                 }
-                let rule = rules.get(source);
                 if rule.delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
                 }
-                if !rule.drop_to_node && node_write.write_all(&to_node[..n]).await.is_err() {
+                if node_write.write_all(&to_node[..n]).await.is_err() {
                     return;
                 }
             }
-            read = node_read.read(&mut to_source) => {
+            read = node_read.read(&mut to_source), if !rule.drop_to_source => {
                 let Ok(n) = read else { return };
                 if n == 0 {
                     return;
                 }
-                let rule = rules.get(source);
                 if rule.delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
                 }
-                if !rule.drop_to_source && client_write.write_all(&to_source[..n]).await.is_err() {
+                if client_write.write_all(&to_source[..n]).await.is_err() {
                     return;
                 }
             }
