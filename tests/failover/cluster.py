@@ -19,12 +19,21 @@ import redis
 MASTER = "mymaster"
 
 
+_GIVEN_PORTS = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free loopback port, never one this process handed out before: a port bound and
+    released is often handed out again by the kernel at once, and two servers given the same
+    one fail to start."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 def wait_for(check, timeout_s, what):

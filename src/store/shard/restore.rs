@@ -254,6 +254,17 @@ mod rebuild_tests {
     use crate::store::extra::ShardKey;
     use crate::store::status::ManualStatus;
 
+    /// A seeded generator for the randomized tests (xorshift64).
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     /// The smallest case the randomized test below found: a user with a device logs out, a
     /// rebuild runs while they are offline, and they come back without a device. The rebuild
     /// used to skip offline users, leaving their extras entry counting an entry of the
@@ -304,13 +315,7 @@ mod rebuild_tests {
         for seed in 0..200u64 {
             let mut shard = shard();
             let mut events = Vec::new();
-            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut next = move || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state
-            };
+            let mut next = xorshift(seed);
             let mut t_ms = T0_MS;
             let mut log = Vec::new();
             for _ in 0..300 {
@@ -379,13 +384,7 @@ mod rebuild_tests {
         for (seed, grace_ms) in (0..400u64).map(|s| (s, if s % 2 == 0 { 2_000 } else { 0 })) {
             let mut shard = shard();
             let mut events = Vec::new();
-            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut next = move || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state
-            };
+            let mut next = xorshift(seed);
             let mut t_ms = T0_MS;
             let mut last_tick = t_ms;
             for op in 0..6000 {
