@@ -339,7 +339,11 @@ mod rebuild_tests {
                         log.push(format!("{t_ms} rebuild"));
                     }
                     4..=5 => {
-                        let device: &[u8] = if next() % 2 == 0 { b"d0" } else { b"d1" };
+                        let device: &[u8] = if next().is_multiple_of(2) {
+                            b"d0"
+                        } else {
+                            b"d1"
+                        };
                         let _ = shard.heartbeat(
                             key,
                             2,
@@ -357,7 +361,7 @@ mod rebuild_tests {
                         log.push(format!("{t_ms} heartbeat {user}"));
                     }
                 }
-                if next() % 4 == 0 {
+                if next().is_multiple_of(4) {
                     tick(&mut shard, t_ms);
                     log.push(format!("{t_ms} tick"));
                 }
@@ -388,7 +392,7 @@ mod rebuild_tests {
             let mut t_ms = T0_MS;
             let mut last_tick = t_ms;
             for op in 0..6000 {
-                if next() % 4 == 0 {
+                if next().is_multiple_of(4) {
                     t_ms += 1;
                 }
                 // A follower runs no ticks: 50 ms without any before the promotion's rebuild.
@@ -408,7 +412,7 @@ mod rebuild_tests {
                 let key = ShardKey::Dense((next() % 40) as usize);
                 // A connection's clock is its batch's start: up to a few ms behind the wheel's.
                 let op_ms = t_ms - next() % 8;
-                if next() % 10 == 0 {
+                if next().is_multiple_of(10) {
                     shard.offline(key, None, op_ms, &mut events);
                 } else {
                     let _ =
