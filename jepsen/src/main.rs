@@ -91,7 +91,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli, kinds: Vec<nemesis::Kind>) -> Result<usize, String> {
+async fn run(mut cli: Cli, kinds: Vec<nemesis::Kind>) -> Result<usize, String> {
+    // Absolute: Sentinel changes into its `dir` before it opens its `logfile`, so a relative
+    // path in its config would point nowhere.
+    cli.out = std::path::absolute(&cli.out).map_err(|e| format!("{}: {e}", cli.out.display()))?;
     let root = cli.out.join("cluster");
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&cli.out).map_err(|e| format!("{}: {e}", cli.out.display()))?;
