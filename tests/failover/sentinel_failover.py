@@ -184,9 +184,18 @@ def main():
             # Sentinel's SLAVEOF + CONFIG REWRITE reached the files: every node but the new
             # leader names it, the new leader names nobody.
             new_index = cluster.ports.index(int(new_addr[1]))
-            wrong = [(i, cluster.conf_replicaof(i)) for i in range(3)
-                     if cluster.conf_replicaof(i) != (None if i == new_index
-                                                      else ("127.0.0.1", str(new_addr[1])))]
+
+            def wrong_files():
+                return [(i, cluster.conf_replicaof(i)) for i in range(3)
+                        if cluster.conf_replicaof(i) != (None if i == new_index
+                                                         else ("127.0.0.1", str(new_addr[1])))]
+            # Sentinel reconfigures the followers one at a time (parallel-syncs 1): wait for
+            # the last rewrite rather than read the files once.
+            try:
+                wait_for(lambda: not wrong_files(), 30, "every config file to name its new role")
+            except RuntimeError:
+                pass
+            wrong = wrong_files()
             if wrong:
                 failures.append(f"config files not rewritten to the new role: {wrong}")
             else:
