@@ -187,7 +187,6 @@ async fn follow_once(
                 return Ok(());
             }
             load_snapshot(services, payload).await?;
-            promoted_meanwhile(services, epoch);
             replication.adopt(id, offset);
             info!(leader = %format!("{host}:{port}"), offset, "full sync loaded");
         }
@@ -238,7 +237,6 @@ async fn apply_stream(
                 return Ok(());
             }
             let ack_wanted = apply(services, &args)?;
-            promoted_meanwhile(services, epoch);
             let applied_offset = {
                 let mut backlog = replication.backlog();
                 // The follower keeps the stream it applied, byte for byte, so that once
@@ -267,24 +265,6 @@ async fn apply_stream(
             _ = ack.tick() => send_ack(socket, replication.end_offset()).await?,
         }
     }
-}
-
-/// After applying what the old leader sent: if this process was promoted while it applied
-/// (the role changes on another thread), the promotion's rebuild of the offline detection may
-/// already have run without the users just applied, and they would never expire. Rebuilding
-/// again (with the same grace) covers them; it runs at most once per promotion, and only in
-/// that race (the role changes between the check before a frame and the end of applying it).
-fn promoted_meanwhile(services: &Services, epoch: u64) {
-    let replication = &services.replication;
-    if replication.epoch() == epoch || replication.is_follower() {
-        return;
-    }
-    let _gate = services.gate.shared();
-    let grace_ms = replication.promotion_grace_s * 1000;
-    services.store.rebuild_wheels(clock::now_ms(), grace_ms);
-    tracing::info!(
-        "a frame from the old leader was applied as this process was promoted: offline detection rebuilt"
-    );
 }
 
 /// A frame's bytes as the leader sent them (frames are arrays of bulk strings, so encoding
