@@ -50,6 +50,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
     tokio::spawn(follower_links(Arc::clone(&server)));
     tokio::spawn(memory_loop(Arc::clone(&server)));
     tokio::spawn(snapshot_loop(Arc::clone(&server)));
+    tokio::spawn(clock_discipline(Arc::clone(&server)));
     let mut core_threads = Vec::new();
     if per_core {
         for core in 1..server.config.thread_count {
@@ -199,6 +200,34 @@ fn restore(server: &Services) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Steers presence time toward the wall clock (see `clock`), logging a wall clock that steps.
+async fn clock_discipline(server: Arc<Services>) {
+    let mut shutdown = server.shutdown_requested();
+    let mut ticker = tokio::time::interval(clock::DISCIPLINE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut previous_ms, mut catching_up) = (0i64, false);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let error_ms = clock::discipline();
+        // Between two steerings the error moves by at most 1% of 100 ms unless the wall
+        // clock itself stepped; a step of a second or more is news to an operator.
+        if error_ms.abs_diff(previous_ms) >= 1_000 {
+            warn!(
+                wall_offset_ms = error_ms,
+                "the wall clock stepped; presence time follows it at most 1% fast or slow"
+            );
+            catching_up = true;
+        } else if catching_up && error_ms.abs() < 100 {
+            info!("presence time has caught up with the wall clock");
+            catching_up = false;
+        }
+        previous_ms = error_ms;
+    }
+}
+
 /// Periodic snapshots and BGSAVE requests, one at a time, off the async workers.
 async fn snapshot_loop(server: Arc<Services>) {
     let mut shutdown = server.shutdown_requested();
@@ -254,6 +283,12 @@ async fn expiry_loop(server: Arc<Services>) {
             // old leader last shipped them, each online one given the promotion grace.
             epoch_seen = epoch;
             let grace_ms = server.replication.promotion_grace_s * 1000;
+            // The deliberately broken build the fault harness must catch (docs/RELIABILITY.md).
+            #[cfg(feature = "broken-promotion-without-grace")]
+            let grace_ms = {
+                let _ = grace_ms;
+                0
+            };
             let _gate = server.gate.shared();
             server.store.rebuild_wheels(now_ms, grace_ms);
             info!(grace_ms, "promoted to leader: offline detection starts");

@@ -15,7 +15,7 @@
 //!   back, or the last event disagrees with the final state (everyone offline once the
 //!   workload has stopped and every TTL has run out).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::history::{Op, Outcome};
 
@@ -34,16 +34,24 @@ pub struct Bounds {
 pub struct Count {
     pub total: usize,
     pub in_window: usize,
+    /// Distinct users with at least one such observation.
+    pub users: BTreeSet<String>,
+    /// Distinct users with one outside every fault window.
+    pub users_outside: BTreeSet<String>,
     pub examples: Vec<String>,
 }
 
 impl Count {
-    fn add(&mut self, in_window: bool, example: impl FnOnce() -> String) {
+    fn add(&mut self, in_window: bool, user: &str, example: impl FnOnce() -> String) {
         self.total += 1;
+        self.users.insert(user.to_string());
         if in_window {
             self.in_window += 1;
-        } else if self.examples.len() < 3 {
-            self.examples.push(example());
+        } else {
+            self.users_outside.insert(user.to_string());
+            if self.examples.len() < 3 {
+                self.examples.push(example());
+            }
         }
     }
 
@@ -63,6 +71,41 @@ pub struct Findings {
     pub reads: usize,
     pub events: usize,
     pub faults: Vec<(String, u64, u64)>,
+    /// What each fault cost, measured from the history (same order as `faults`).
+    pub per_fault: Vec<FaultFigures>,
+}
+
+/// One fault's cost, measured: what the documented bounds are checked against.
+#[derive(Clone, Debug, Default)]
+pub struct FaultFigures {
+    pub kind: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// The replication the leader reported just before the fault (bytes its furthest-behind
+    /// follower lagged, and Redis's `lag` seconds).
+    pub repl_behind_bytes: Option<u64>,
+    /// The node that acknowledged heartbeats before the fault, and the one at its window's end.
+    pub leader_before: Option<usize>,
+    pub leader_after: Option<usize>,
+    /// The longest time no heartbeat was acknowledged, from a gap that overlaps the fault.
+    pub write_outage_ms: u64,
+    pub lost_heartbeats: usize,
+    pub false_offline_reads: usize,
+    pub false_offline_users: BTreeSet<String>,
+    /// The last false-offline read, in ms after the fault healed (negative: during it).
+    pub false_offline_last_after_heal_ms: Option<i64>,
+    pub zombie_reads: usize,
+    pub zombie_users: BTreeSet<String>,
+    /// The furthest past its deadline (+ tolerance's base) a user was shown online, in ms.
+    pub zombie_overshoot_max_ms: u64,
+}
+
+impl FaultFigures {
+    pub fn failed_over(&self) -> bool {
+        self.leader_before.is_some()
+            && self.leader_after.is_some()
+            && self.leader_before != self.leader_after
+    }
 }
 
 impl Findings {
@@ -129,7 +172,20 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
             (what, op.invoke_ms, op.complete_ms)
         })
         .collect();
-    let in_window = |t: u64| windows.iter().any(|&(a, b)| t >= a && t <= b);
+    let window_of = |t: u64| windows.iter().position(|&(a, b)| t >= a && t <= b);
+    let in_window = |t: u64| window_of(t).is_some();
+    findings.per_fault = ops
+        .iter()
+        .filter(|op| op.f == "nemesis")
+        .map(|op| FaultFigures {
+            kind: op.value["fault"].as_str().unwrap_or_default().to_string(),
+            start_ms: op.invoke_ms,
+            end_ms: op.complete_ms,
+            repl_behind_bytes: op.value["repl_before"]["behind_bytes"].as_u64(),
+            ..FaultFigures::default()
+        })
+        .collect();
+    measure_writes(ops, &mut findings.per_fault, bounds.settle_ms);
 
     let mut heartbeats: HashMap<&str, Vec<&Op>> = HashMap::new();
     let mut logouts: HashMap<&str, Vec<&Op>> = HashMap::new();
@@ -186,7 +242,18 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
                         && !logged_out_since(h.invoke_ms)
                 });
                 if let Some(h) = covering {
-                    findings.false_offline.add(in_window(r.invoke_ms), || {
+                    if let Some(f) = window_of(r.invoke_ms) {
+                        let figures = &mut findings.per_fault[f];
+                        figures.false_offline_reads += 1;
+                        figures.false_offline_users.insert(user.clone());
+                        let after = r.invoke_ms as i64 - figures.end_ms as i64;
+                        figures.false_offline_last_after_heal_ms = Some(
+                            figures
+                                .false_offline_last_after_heal_ms
+                                .map_or(after, |a| a.max(after)),
+                        );
+                    }
+                    findings.false_offline.add(in_window(r.invoke_ms), user, || {
                         format!(
                             "{user} offline on node {:?} ({}) at {} while its heartbeat acknowledged at {} holds until {}",
                             r.node, r.process, r.invoke_ms, h.complete_ms, h.invoke_ms + ttl
@@ -218,7 +285,14 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
                 if let Some(from) = should_be_offline_from
                     && r.invoke_ms > from + bounds.zombie_tolerance_ms
                 {
-                    findings.zombie_online.add(in_window(r.invoke_ms), || {
+                    if let Some(f) = window_of(r.invoke_ms) {
+                        let figures = &mut findings.per_fault[f];
+                        figures.zombie_reads += 1;
+                        figures.zombie_users.insert(user.clone());
+                        figures.zombie_overshoot_max_ms =
+                            figures.zombie_overshoot_max_ms.max(r.invoke_ms - from);
+                    }
+                    findings.zombie_online.add(in_window(r.invoke_ms), user, || {
                         format!(
                             "{user} {} on node {:?} ({}) at {}, {} ms after it should be offline",
                             s.state,
@@ -242,7 +316,10 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
             if let Some(s) = judge {
                 let shows = s.last_seen_ms.is_some_and(|t| t + 50 >= h.invoke_ms);
                 if !shows {
-                    findings.lost_heartbeats.add(in_window(h.invoke_ms), || {
+                    if let Some(f) = window_of(h.invoke_ms) {
+                        findings.per_fault[f].lost_heartbeats += 1;
+                    }
+                    findings.lost_heartbeats.add(in_window(h.invoke_ms), user, || {
                         format!(
                             "{user}: heartbeat sent at {} acknowledged at {}; node {:?} showed {} last seen {:?} at {}",
                             h.invoke_ms, h.complete_ms, s.op.node, s.state, s.last_seen_ms, s.op.invoke_ms
@@ -261,7 +338,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
             {
                 findings
                     .last_seen_backwards
-                    .add(in_window(s.op.invoke_ms), || {
+                    .add(in_window(s.op.invoke_ms), user, || {
                         format!(
                             "{user} on node {:?} ({}): last seen {prev} at {prev_at}, then {t} at {}",
                             s.op.node, s.op.process, s.op.invoke_ms
@@ -299,16 +376,18 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
                 let repeated = state(p) == state(e) && state(e) == "offline";
                 let backwards = matches!((seen(p), seen(e)), (Some(a), Some(b)) if b + 1 < a);
                 if repeated || backwards {
-                    findings.event_order.add(in_window(e.complete_ms), || {
-                        format!(
-                            "{user}: event {} (last seen {:?}) at {} after {} (last seen {:?})",
-                            state(e),
-                            seen(e),
-                            e.complete_ms,
-                            state(p),
-                            seen(p)
-                        )
-                    });
+                    findings
+                        .event_order
+                        .add(in_window(e.complete_ms), user, || {
+                            format!(
+                                "{user}: event {} (last seen {:?}) at {} after {} (last seen {:?})",
+                                state(e),
+                                seen(e),
+                                e.complete_ms,
+                                state(p),
+                                seen(p)
+                            )
+                        });
                 }
             }
             previous = Some(e);
@@ -319,7 +398,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
             // and what was published in the gap is gone (allowed, counted).
             let resubscribed = subscriptions.iter().any(|&t| t > last.complete_ms);
             if (last_state == "offline") != (*fin == "offline") {
-                findings.event_order.add(resubscribed, || {
+                findings.event_order.add(resubscribed, user, || {
                     format!("{user}: last event {last_state}, final state {fin}")
                 });
             }
@@ -330,7 +409,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
     for op in ops.iter().filter(|op| op.f == "store") {
         let online = op.value["online_users"].as_u64().unwrap_or(0);
         if online > 0 {
-            findings.zombie_online.add(false, || {
+            findings.zombie_online.add(false, "(store count)", || {
                 format!(
                     "node {:?} still counts {online} users online after the quiescence ({} wheel entries)",
                     op.node, op.value["expiry_wheel_entries"]
@@ -341,7 +420,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
     // The final reads: every user offline everywhere once all TTLs ran out.
     for (user, s) in &final_reads {
         if s.state != "offline" {
-            findings.zombie_online.add(false, || {
+            findings.zombie_online.add(false, user, || {
                 format!(
                     "{user} still {} on node {:?} in the final read",
                     s.state, s.op.node
@@ -350,6 +429,37 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
         }
     }
     findings
+}
+
+/// Per fault: who acknowledged heartbeats before it and at its window's end, and the longest
+/// stretch without any acknowledged heartbeat that overlaps the fault itself.
+fn measure_writes(ops: &[Op], per_fault: &mut [FaultFigures], settle_ms: u64) {
+    let mut acked: Vec<(u64, Option<usize>)> = ops
+        .iter()
+        .filter(|op| op.f == "heartbeat" && op.outcome == Outcome::Ok)
+        .map(|op| (op.complete_ms, op.node))
+        .collect();
+    acked.sort_by_key(|&(t, _)| t);
+    for figures in per_fault {
+        let (start, end) = (figures.start_ms, figures.end_ms);
+        let before = acked.partition_point(|&(t, _)| t < start);
+        figures.leader_before = before.checked_sub(1).and_then(|i| acked[i].1);
+        let window_end = acked.partition_point(|&(t, _)| t <= end + settle_ms);
+        figures.leader_after = window_end.checked_sub(1).and_then(|i| acked[i].1);
+        let mut outage = 0;
+        let mut previous = before.checked_sub(1).map_or(start, |i| acked[i].0);
+        for &(t, _) in &acked[before..window_end] {
+            if previous < end {
+                outage = outage.max(t - previous);
+            }
+            previous = t;
+        }
+        if previous < end {
+            // Nothing acknowledged until the window closed.
+            outage = outage.max(end + settle_ms - previous);
+        }
+        figures.write_outage_ms = outage;
+    }
 }
 
 fn logged_out_since_for(outs: &[&Op], since_ms: u64, until_ms: u64) -> bool {

@@ -35,8 +35,8 @@ struct Cli {
     /// Seconds of workload under faults (the quiescence and final reads come after).
     #[arg(long, default_value_t = 60)]
     time_limit: u64,
-    /// Faults to inject, comma-separated: kill, pause, partition ("" for none).
-    #[arg(long, default_value = "kill,pause,partition")]
+    /// Faults to inject, comma-separated: kill, pause, partition, clock, disk ("" for none).
+    #[arg(long, default_value = "kill,pause,partition,clock,disk")]
     nemesis: String,
     /// Seed of the fault schedule and of the workload's choices.
     #[arg(long, default_value_t = 7)]
@@ -100,12 +100,24 @@ async fn run(mut cli: Cli, kinds: Vec<nemesis::Kind>) -> Result<usize, String> {
     std::fs::create_dir_all(&cli.out).map_err(|e| format!("{}: {e}", cli.out.display()))?;
     let presenced = std::fs::canonicalize(&cli.presenced)
         .map_err(|e| format!("{}: {e} (cargo build --release)", cli.presenced.display()))?;
+    let faketime = kinds
+        .contains(&nemesis::Kind::Clock)
+        .then(|| PathBuf::from(supervisor::LIBFAKETIME));
+    if let Some(lib) = &faketime
+        && !lib.exists()
+    {
+        return Err(format!(
+            "the clock nemesis needs libfaketime at {} (apt-get install faketime)",
+            lib.display()
+        ));
+    }
     let settings = supervisor::Settings {
         presenced,
         sentinel: cli.sentinel.clone(),
         root,
         ttl_s: cli.ttl_s,
         down_after_ms: 1000,
+        faketime,
     };
     let started_ms = now_ms();
     let cluster = supervisor::Cluster::start(settings).await?;

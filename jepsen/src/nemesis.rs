@@ -28,7 +28,16 @@ pub enum Kind {
     /// its followers held (one way); or a minority (the leader, one
     /// Sentinel) split from a majority (the followers, two Sentinels).
     Partition,
+    /// A node's wall clock (libfaketime) stepped 20-120 s forward or back, or drifting 5-50%
+    /// fast or slow, for the fault's span; then stepped back to the true time.
+    Clock,
+    /// SIGKILL a node; before its restart, its newest snapshot is truncated, has a byte
+    /// flipped or 4 KiB zeroed: it must refuse that file, load the one before (or start
+    /// empty) and catch up from the leader.
+    Disk,
 }
+
+const ALL: &str = "kill, pause, partition, clock, disk";
 
 impl Kind {
     pub fn parse_list(text: &str) -> Result<Vec<Kind>, String> {
@@ -38,10 +47,9 @@ impl Kind {
                 "kill" => Ok(Kind::Kill),
                 "pause" => Ok(Kind::Pause),
                 "partition" => Ok(Kind::Partition),
-                "clock" | "disk" => Err(format!(
-                    "nemesis '{name}' is not built yet (see jepsen/README.md); use kill, pause, partition"
-                )),
-                other => Err(format!("unknown nemesis '{other}': kill, pause, partition")),
+                "clock" => Ok(Kind::Clock),
+                "disk" => Ok(Kind::Disk),
+                other => Err(format!("unknown nemesis '{other}': {ALL}")),
             })
             .collect()
     }
@@ -51,6 +59,8 @@ impl Kind {
             Kind::Kill => "kill",
             Kind::Pause => "pause",
             Kind::Partition => "partition",
+            Kind::Clock => "clock",
+            Kind::Disk => "disk",
         }
     }
 }
@@ -77,6 +87,43 @@ pub async fn current_leader(cluster: &Cluster) -> Option<usize> {
     None
 }
 
+/// What the leader says of its followers just before a fault: the bytes the furthest behind
+/// lags (`master_repl_offset` minus its `offset`) and the largest `lag` in seconds.
+async fn replication_behind(cluster: &Cluster) -> serde_json::Value {
+    let Some(leader) = current_leader(cluster).await else {
+        return serde_json::Value::Null;
+    };
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), cluster.real_ports[leader]);
+    let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let Ok(mut con) = Connection::connect(addr, source, Duration::from_millis(300)).await else {
+        return serde_json::Value::Null;
+    };
+    let Ok(reply) = con.call(&[b"INFO", b"replication"]).await else {
+        return serde_json::Value::Null;
+    };
+    let text = reply.as_text().unwrap_or_default();
+    let field = |line: &str, name: &str| {
+        line.split([',', ':'])
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    let master = text
+        .lines()
+        .find_map(|l| l.strip_prefix("master_repl_offset:"))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let followers: Vec<(u64, u64)> = text
+        .lines()
+        .filter(|l| l.starts_with("slave") && l.contains("offset="))
+        .filter_map(|l| Some((field(l, "offset")?, field(l, "lag").unwrap_or(0))))
+        .collect();
+    json!({
+        "leader": leader,
+        "followers": followers.len(),
+        "behind_bytes": master.map(|m| followers.iter().map(|&(o, _)| m.saturating_sub(o)).max().unwrap_or(0)),
+        "lag_s": followers.iter().map(|&(_, l)| l).max(),
+    })
+}
+
 pub struct Nemesis {
     pub kinds: Vec<Kind>,
     pub rng: Rng,
@@ -93,25 +140,35 @@ impl Nemesis {
         if self.kinds.is_empty() {
             return;
         }
+        let mut round: Vec<Kind> = Vec::new();
         loop {
             // Quiet long enough that a fault's window (its span and the settling after it)
             // leaves time the checker judges strictly.
-            let quiet_ms = self.rng.range(10_000, 20_000);
+            let quiet_ms = self.rng.range(8_000, 16_000);
             if sleep_unless_stopped(quiet_ms, &stop).await {
                 return;
             }
-            let kind = self.kinds[self.rng.range(0, self.kinds.len() as u64) as usize];
+            // Every kind once per round, in a seeded order: a short run still meets each.
+            if round.is_empty() {
+                round = self.kinds.clone();
+                for i in (1..round.len()).rev() {
+                    round.swap(i, self.rng.range(0, i as u64 + 1) as usize);
+                }
+            }
+            let kind = round.remove(0);
             let fault_ms = self.rng.range(3_000, 8_000);
             let start_ms = now_ms();
-            let detail = {
+            let (detail, repl_before) = {
                 let mut cluster = cluster.lock().await;
-                self.begin(kind, &mut cluster).await
+                let repl_before = replication_behind(&cluster).await;
+                (self.begin(kind, &mut cluster).await, repl_before)
             };
             // A fault runs its course even past `stop`, so that it is healed and recorded.
             tokio::time::sleep(Duration::from_millis(fault_ms)).await;
+            let (node, what) = (detail.node, detail.what.clone());
             let healed = {
                 let mut cluster = cluster.lock().await;
-                heal(kind, &detail, &mut cluster).await
+                heal(kind, detail, &mut cluster).await
             };
             history.record(Op {
                 process: "nemesis".into(),
@@ -124,10 +181,12 @@ impl Nemesis {
                 } else {
                     Outcome::Fail
                 },
-                node: detail.node,
+                node,
                 value: json!({
                     "fault": kind.name(),
-                    "detail": detail.what,
+                    "detail": what,
+                    "healed": healed.as_ref().ok().cloned().flatten(),
+                    "repl_before": repl_before,
                     "heal_error": healed.err(),
                 }),
             });
@@ -144,11 +203,64 @@ impl Nemesis {
             _ => self.rng.range(0, NODES as u64) as usize,
         };
         match kind {
-            Kind::Kill => {
+            Kind::Kill | Kind::Disk => {
                 cluster.kill(target).await;
+                // Decided now, so the schedule depends on the seed alone.
+                let damage = (kind == Kind::Disk).then(|| {
+                    (
+                        self.rng.range(0, 3),
+                        self.rng.range(0, 1_000) as f64 / 1_000.0,
+                    )
+                });
                 Fault {
                     node: Some(target),
                     what: format!("SIGKILL node {target} (leader: {leader:?})"),
+                    damage,
+                    drift: None,
+                }
+            }
+            Kind::Clock => {
+                let variant = self.rng.range(0, 3);
+                let step_ms = self.rng.range(20_000, 120_000) as i64;
+                let rate_pct = self.rng.range(5, 51) as i64;
+                let (what, drift) = match variant {
+                    0 | 1 => {
+                        let offset_ms = if variant == 0 { step_ms } else { -step_ms };
+                        if let Err(e) = cluster.set_clock_offset(target, offset_ms) {
+                            eprintln!("clock nemesis: {e}");
+                        }
+                        (
+                            format!(
+                                "node {target}'s wall clock stepped {offset_ms:+} ms (leader: {leader:?})"
+                            ),
+                            None,
+                        )
+                    }
+                    _ => {
+                        let rate_pct = if self.rng.chance(50) {
+                            rate_pct
+                        } else {
+                            -rate_pct
+                        };
+                        let stop = Arc::new(AtomicBool::new(false));
+                        let task = tokio::spawn(drift_clock(
+                            cluster.clock_file(target),
+                            rate_pct,
+                            Arc::clone(&stop),
+                        ));
+                        (
+                            format!(
+                                "node {target}'s wall clock drifting {rate_pct:+}% (leader: {leader:?})"
+                            ),
+                            Some((stop, task)),
+                        )
+                    }
+                };
+                Fault {
+                    node: Some(target),
+                    what,
+                    damage: None,
+                    drift,
                 }
             }
             Kind::Pause => {
@@ -156,6 +268,8 @@ impl Nemesis {
                 Fault {
                     node: Some(target),
                     what: format!("SIGSTOP node {target} (leader: {leader:?})"),
+                    damage: None,
+                    drift: None,
                 }
             }
             Kind::Partition => {
@@ -216,6 +330,8 @@ impl Nemesis {
                 Fault {
                     node: Some(leader),
                     what,
+                    damage: None,
+                    drift: None,
                 }
             }
         }
@@ -225,25 +341,60 @@ impl Nemesis {
 struct Fault {
     node: Option<usize>,
     what: String,
+    /// Disk: how to damage the newest snapshot (variant, where in the file).
+    damage: Option<(u64, f64)>,
+    /// Clock drift: the task moving the offset, and its stop flag.
+    drift: Option<(Arc<AtomicBool>, tokio::task::JoinHandle<()>)>,
 }
 
-async fn heal(kind: Kind, fault: &Fault, cluster: &mut Cluster) -> Result<(), String> {
+/// Moves a wall-clock offset by `rate_pct` percent of real time, every 250 ms, until `stop`.
+async fn drift_clock(path: std::path::PathBuf, rate_pct: i64, stop: Arc<AtomicBool>) {
+    let start = tokio::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let offset_ms = start.elapsed().as_millis() as i64 * rate_pct / 100;
+        if let Err(e) = crate::supervisor::write_clock_offset(&path, offset_ms) {
+            eprintln!("clock nemesis: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Heals the fault; returns what the healing did, if it is worth recording (a damaged file).
+async fn heal(kind: Kind, fault: Fault, cluster: &mut Cluster) -> Result<Option<String>, String> {
     match kind {
+        Kind::Disk => {
+            let Some(node) = fault.node else {
+                return Ok(None);
+            };
+            let (pick, fraction) = fault.damage.unwrap_or((0, 0.5));
+            let damaged = cluster.damage_newest_snapshot(node, pick, fraction);
+            cluster.start_node(node).await.map(|()| Some(damaged))
+        }
+        Kind::Clock => {
+            if let Some((stop, task)) = fault.drift {
+                stop.store(true, Ordering::Relaxed);
+                let _ = task.await;
+            }
+            match fault.node {
+                Some(node) => cluster.set_clock_offset(node, 0).map(|()| None),
+                None => Ok(None),
+            }
+        }
         Kind::Kill => match fault.node {
-            Some(node) => cluster.start_node(node).await,
-            None => Ok(()),
+            Some(node) => cluster.start_node(node).await.map(|()| None),
+            None => Ok(None),
         },
         Kind::Pause => {
             if let Some(node) = fault.node {
                 cluster.pause(node, false);
             }
-            Ok(())
+            Ok(None)
         }
         Kind::Partition => {
             for proxy in &cluster.proxies {
                 proxy.rules.clear();
             }
-            Ok(())
+            Ok(None)
         }
     }
 }

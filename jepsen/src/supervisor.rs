@@ -59,7 +59,14 @@ pub struct Settings {
     pub root: PathBuf,
     pub ttl_s: u64,
     pub down_after_ms: u64,
+    /// libfaketime, preloaded into every data node so the clock nemesis can step its wall
+    /// clock (`None`: nodes run on the real clock).
+    pub faketime: Option<PathBuf>,
 }
+
+/// Where Debian's `faketime` package puts the library (the multi-threaded variant, as
+/// presenced runs threads).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 pub struct Cluster {
     pub settings: Settings,
@@ -151,9 +158,33 @@ impl Cluster {
         std::fs::write(self.conf_path(i), conf).map_err(|e| format!("node {i} conf: {e}"))
     }
 
+    /// The file libfaketime reads node `i`'s wall-clock offset from (`+0`, `+30s`, `-1.5s`).
+    pub fn clock_file(&self, i: usize) -> PathBuf {
+        self.settings.root.join(format!("node{i}.faketime"))
+    }
+
+    /// Sets node `i`'s wall-clock offset in milliseconds; it takes effect within
+    /// libfaketime's one-second cache.
+    pub fn set_clock_offset(&self, i: usize, offset_ms: i64) -> Result<(), String> {
+        write_clock_offset(&self.clock_file(i), offset_ms)
+    }
+
     pub async fn start_node(&mut self, i: usize) -> Result<(), String> {
         let log = log_file(&self.settings.root.join(format!("node{i}.log")))?;
-        let child = Command::new(&self.settings.presenced)
+        let mut command = Command::new(&self.settings.presenced);
+        if let Some(lib) = &self.settings.faketime {
+            if !self.clock_file(i).exists() {
+                self.set_clock_offset(i, 0)?;
+            }
+            // Only the wall clock is faked: presenced's monotonic clock is the real one, as
+            // it is on a machine whose clock NTP or an operator steps.
+            command
+                .env("LD_PRELOAD", lib)
+                .env("FAKETIME_TIMESTAMP_FILE", self.clock_file(i))
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let child = command
             .arg(self.conf_path(i))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -212,6 +243,58 @@ impl Cluster {
         Ok(())
     }
 
+    /// Damages node `i`'s newest snapshot (the node is down): truncates it, flips a byte, or
+    /// zeroes 4 KiB, chosen by `pick` (0, 1, 2) at `fraction` (0..1) of its length. Says what.
+    pub fn damage_newest_snapshot(&self, i: usize, pick: u64, fraction: f64) -> String {
+        let dir = self.node_dir(i);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("presenced-") && n.ends_with(".snap"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        let Some(newest) = files.pop() else {
+            return format!("node {i} had no snapshot to damage");
+        };
+        let name = newest.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_default();
+        let Ok(mut bytes) = std::fs::read(&newest) else {
+            return format!("node {i}: {name} could not be read");
+        };
+        let at = ((bytes.len() as f64 * fraction) as usize).min(bytes.len().saturating_sub(1));
+        let what = match pick {
+            0 => {
+                bytes.truncate(at);
+                format!("truncated to {at} of its bytes")
+            }
+            1 => {
+                if let Some(byte) = bytes.get_mut(at) {
+                    *byte ^= 0x5a;
+                }
+                format!("byte {at} flipped")
+            }
+            _ => {
+                let end = (at + 4096).min(bytes.len());
+                bytes[at..end].fill(0);
+                format!("bytes {at}..{end} zeroed")
+            }
+        };
+        match std::fs::write(&newest, bytes) {
+            Ok(()) => format!(
+                "node {i}: newest snapshot {name} {what} ({} files)",
+                files.len() + 1
+            ),
+            Err(e) => format!("node {i}: {name} could not be written: {e}"),
+        }
+    }
+
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.nodes[i].as_ref().and_then(Child::id)
     }
@@ -245,6 +328,12 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Writes a libfaketime offset file: `offset_ms` as signed seconds.
+pub fn write_clock_offset(path: &Path, offset_ms: i64) -> Result<(), String> {
+    let text = format!("{:+.3}s\n", offset_ms as f64 / 1_000.0);
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn log_file(path: &Path) -> Result<std::fs::File, String> {

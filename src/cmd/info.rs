@@ -108,6 +108,8 @@ fn server_fields(ctx: &Ctx<'_>, metrics: &Metrics) -> Fields {
         ("run_id", &ctx.shared.identity.run_id),
         ("tcp_port", &ctx.shared.identity.listen_addr.port()),
         ("server_time_usec", &clock::now_us()),
+        ("clock_wall_offset_ms", &clock::wall_offset_ms()),
+        ("clock_slew_ppm", &clock::slew_ppm()),
         ("uptime_in_seconds", &metrics.uptime_s),
         ("uptime_in_days", &(metrics.uptime_s / 86_400)),
         ("hz", &10),

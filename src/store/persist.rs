@@ -463,6 +463,9 @@ impl Shard {
             (capacity.saturating_sub(shard_index as u64)).div_ceil(shard_count as u64);
         let index_limit = index_limit.min(self.dense_len() as u64);
         let mut applied = packed::decode(batch.packed, index_limit, |user| {
+            if broken_build_drops_record() {
+                return;
+            }
             let key = ShardKey::Dense(user.index as usize);
             self.replicate_user(key, user.slot, None, leader_now_ms, now_ms, events);
         })?;
@@ -495,11 +498,27 @@ impl Shard {
                 1 => Some(read_extra_body(&mut r)?),
                 _ => return Err(bad("extras flag")),
             };
+            if broken_build_drops_record() {
+                continue;
+            }
             self.replicate_user(key, slot, extra, leader_now_ms, now_ms, events);
             applied += 1;
         }
         Ok(applied)
     }
+}
+
+/// True for every tenth change record in the deliberately broken build the fault harness must
+/// catch (feature `broken-follower-drops-records`, docs/RELIABILITY.md); false otherwise.
+#[inline]
+fn broken_build_drops_record() -> bool {
+    #[cfg(feature = "broken-follower-drops-records")]
+    {
+        static RECORDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        RECORDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 10 == 9
+    }
+    #[cfg(not(feature = "broken-follower-drops-records"))]
+    false
 }
 
 /// One `STATE` frame's contents for one shard: the leader's clock at the drain, the packed
