@@ -7,9 +7,12 @@
 //! - **zombie online**: a read shows a user online later than `zombie_tolerance_ms` after the
 //!   latest deadline any of their heartbeats (acknowledged or unknown) could have set, or after
 //!   an acknowledged logout with no heartbeat since;
-//! - **lost heartbeat**: an acknowledged heartbeat whose effect a later read does not show
-//!   (last seen earlier than the heartbeat was sent) while it is within its TTL — counted per
-//!   heartbeat, beside the faults;
+//! - **false offline event**: an offline event for a user while an acknowledged heartbeat is
+//!   within its TTL — the leader itself declared a live user gone; allowed only while a
+//!   node's clock is wrong (see `check`);
+//! - **lost heartbeat**: an acknowledged heartbeat whose effect a later read on the leader
+//!   does not show (last seen earlier than the heartbeat was sent) before the user's next
+//!   heartbeat — counted per heartbeat, beside the faults;
 //! - **last seen backwards**: one reader on one node sees a user's last-seen move back;
 //! - **event order**: a user's events from the subscriber repeat a state or move last-seen
 //!   back, or the last event disagrees with the final state (everyone offline once the
@@ -38,12 +41,15 @@ pub struct Count {
     pub users: BTreeSet<String>,
     /// Distinct users with one outside every fault window.
     pub users_outside: BTreeSet<String>,
+    /// When each was seen, and whether inside a fault window (for the timeline).
+    pub times: Vec<(u64, bool)>,
     pub examples: Vec<String>,
 }
 
 impl Count {
-    fn add(&mut self, in_window: bool, user: &str, example: impl FnOnce() -> String) {
+    fn add(&mut self, at_ms: u64, in_window: bool, user: &str, example: impl FnOnce() -> String) {
         self.total += 1;
+        self.times.push((at_ms, in_window));
         self.users.insert(user.to_string());
         if in_window {
             self.in_window += 1;
@@ -63,6 +69,7 @@ impl Count {
 #[derive(Default)]
 pub struct Findings {
     pub false_offline: Count,
+    pub false_offline_events: Count,
     pub zombie_online: Count,
     pub lost_heartbeats: Count,
     pub last_seen_backwards: Count,
@@ -94,6 +101,10 @@ pub struct FaultFigures {
     pub false_offline_users: BTreeSet<String>,
     /// The last false-offline read, in ms after the fault healed (negative: during it).
     pub false_offline_last_after_heal_ms: Option<i64>,
+    /// Offline events published for a user whose acknowledged heartbeat still held, and the
+    /// most any came before that heartbeat's deadline, in ms.
+    pub false_offline_events: usize,
+    pub false_offline_event_early_max_ms: u64,
     pub zombie_reads: usize,
     pub zombie_users: BTreeSet<String>,
     /// The furthest past its deadline (+ tolerance's base) a user was shown online, in ms.
@@ -109,9 +120,10 @@ impl FaultFigures {
 }
 
 impl Findings {
-    pub fn checks(&self) -> [(&'static str, &Count); 5] {
+    pub fn checks(&self) -> [(&'static str, &Count); 6] {
         [
-            ("false offline", &self.false_offline),
+            ("false offline (reads)", &self.false_offline),
+            ("false offline (events)", &self.false_offline_events),
             ("zombie online", &self.zombie_online),
             ("acknowledged heartbeat lost", &self.lost_heartbeats),
             ("last seen backwards", &self.last_seen_backwards),
@@ -168,11 +180,17 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
         .iter()
         .filter(|op| op.f == "nemesis")
         .map(|op| {
-            let what = op.value["detail"].as_str().unwrap_or_default().to_string();
+            let mut what = op.value["detail"].as_str().unwrap_or_default().to_string();
+            // What the healing did, where it did more than undo the fault (a damaged file).
+            if let Some(healed) = op.value["healed"].as_str() {
+                what = format!("{what}; restarted after {healed}");
+            }
             (what, op.invoke_ms, op.complete_ms)
         })
         .collect();
-    let window_of = |t: u64| windows.iter().position(|&(a, b)| t >= a && t <= b);
+    // An observation belongs to the latest fault whose window holds it: windows overlap when
+    // a fault follows the last one's heal by less than the settle time.
+    let window_of = |t: u64| windows.iter().rposition(|&(a, b)| t >= a && t <= b);
     let in_window = |t: u64| window_of(t).is_some();
     findings.per_fault = ops
         .iter()
@@ -186,7 +204,49 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
         })
         .collect();
     measure_writes(ops, &mut findings.per_fault, bounds.settle_ms);
+    // Offline events come from the leader's own deadlines, so no fault but a wrong clock may
+    // produce a false one: a failover's promotion grace keeps every user online at that
+    // moment for longer than any fault here lasts. While a node's wall clock is off (and
+    // while the 1% steering undoes what it followed, at most as long again) its deadlines
+    // may fall up to 1% early.
+    let clock_windows: Vec<(u64, u64)> = findings
+        .per_fault
+        .iter()
+        .zip(&windows)
+        .filter(|(f, _)| f.kind == "clock")
+        .map(|(_, &w)| w)
+        .collect();
+    let in_clock_window = |t: u64| clock_windows.iter().any(|&(a, b)| t >= a && t <= b);
+    // How far a node's presence time may be off at `t`: 1% of the time since its wall clock
+    // went wrong, while it was wrong; the same 1% takes it back afterwards.
+    let clock_faults: Vec<(u64, u64)> = findings
+        .per_fault
+        .iter()
+        .filter(|f| f.kind == "clock")
+        .map(|f| (f.start_ms, f.end_ms))
+        .collect();
+    let clock_skew_ms = |t: u64| {
+        clock_faults
+            .iter()
+            .filter(|&&(a, e)| t >= a && t <= e + bounds.settle_ms)
+            .map(|&(a, e)| (t.min(e) - a) / 100 + 1)
+            .max()
+            .unwrap_or(0)
+    };
 
+    let mut acked: Vec<(u64, Option<usize>)> = ops
+        .iter()
+        .filter(|op| op.f == "heartbeat" && op.outcome == Outcome::Ok)
+        .map(|op| (op.complete_ms, op.node))
+        .collect();
+    acked.sort_by_key(|&(t, _)| t);
+    // The node that acknowledged the latest heartbeat before `t`.
+    let leader_at = |t: u64| {
+        acked
+            .partition_point(|&(at, _)| at < t)
+            .checked_sub(1)
+            .and_then(|i| acked[i].1)
+    };
     let mut heartbeats: HashMap<&str, Vec<&Op>> = HashMap::new();
     let mut logouts: HashMap<&str, Vec<&Op>> = HashMap::new();
     let mut reads: HashMap<String, Vec<Seen<'_>>> = HashMap::new();
@@ -253,7 +313,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
                                 .map_or(after, |a| a.max(after)),
                         );
                     }
-                    findings.false_offline.add(in_window(r.invoke_ms), user, || {
+                    findings.false_offline.add(r.invoke_ms, in_window(r.invoke_ms), user, || {
                         format!(
                             "{user} offline on node {:?} ({}) at {} while its heartbeat acknowledged at {} holds until {}",
                             r.node, r.process, r.invoke_ms, h.complete_ms, h.invoke_ms + ttl
@@ -292,7 +352,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
                         figures.zombie_overshoot_max_ms =
                             figures.zombie_overshoot_max_ms.max(r.invoke_ms - from);
                     }
-                    findings.zombie_online.add(in_window(r.invoke_ms), user, || {
+                    findings.zombie_online.add(r.invoke_ms, in_window(r.invoke_ms), user, || {
                         format!(
                             "{user} {} on node {:?} ({}) at {}, {} ms after it should be offline",
                             s.state,
@@ -305,21 +365,36 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
                 }
             }
         }
-        // Lost heartbeats: each acknowledged heartbeat, judged by the first read after it
-        // that is late enough to show it and early enough that it still holds.
+        // Lost heartbeats: each acknowledged heartbeat, judged by the last read that is late
+        // enough to show it and comes before the user's next heartbeat (which would hide the
+        // loss), on the node then acknowledging heartbeats (the leader): a cut-off or paused
+        // node's stale reads are false offlines, not losses, and an old leader that
+        // acknowledged it before it was cut off may still show it to its own readers.
         for h in hbs.iter().filter(|h| h.outcome == Outcome::Ok) {
-            let judge = seen.iter().find(|s| {
-                s.op.invoke_ms > h.complete_ms + bounds.read_lag_ms
-                    && s.op.complete_ms < h.invoke_ms + ttl
+            let next_ms = hbs
+                .iter()
+                .map(|n| n.invoke_ms)
+                .filter(|&t| t > h.invoke_ms)
+                .min()
+                .unwrap_or(u64::MAX);
+            let judge = seen.iter().rev().find(|s| {
+                s.op.node.is_some()
+                    && s.op.node == leader_at(s.op.invoke_ms)
+                    && s.op.invoke_ms > h.complete_ms + bounds.read_lag_ms
+                    && s.op.complete_ms < next_ms
                     && !logged_out_since_for(outs, h.invoke_ms, s.op.complete_ms)
             });
             if let Some(s) = judge {
-                let shows = s.last_seen_ms.is_some_and(|t| t + 50 >= h.invoke_ms);
+                // Last seen is stamped by the leader's presence time: 50 ms for the
+                // scheduling between the harness's clock read and the server's, plus what a
+                // wrong clock allows.
+                let slack_ms = 50 + clock_skew_ms(h.invoke_ms);
+                let shows = s.last_seen_ms.is_some_and(|t| t + slack_ms >= h.invoke_ms);
                 if !shows {
                     if let Some(f) = window_of(h.invoke_ms) {
                         findings.per_fault[f].lost_heartbeats += 1;
                     }
-                    findings.lost_heartbeats.add(in_window(h.invoke_ms), user, || {
+                    findings.lost_heartbeats.add(h.invoke_ms, in_window(h.invoke_ms), user, || {
                         format!(
                             "{user}: heartbeat sent at {} acknowledged at {}; node {:?} showed {} last seen {:?} at {}",
                             h.invoke_ms, h.complete_ms, s.op.node, s.state, s.last_seen_ms, s.op.invoke_ms
@@ -338,7 +413,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
             {
                 findings
                     .last_seen_backwards
-                    .add(in_window(s.op.invoke_ms), user, || {
+                    .add(s.op.invoke_ms, in_window(s.op.invoke_ms), user, || {
                         format!(
                             "{user} on node {:?} ({}): last seen {prev} at {prev_at}, then {t} at {}",
                             s.op.node, s.op.process, s.op.invoke_ms
@@ -364,8 +439,36 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
         .map(|(u, s)| (u.as_str(), s.state.as_str()))
         .collect();
     for (user, list) in &events {
+        let hbs = heartbeats.get(user).map_or(&[][..], Vec::as_slice);
+        let outs = logouts.get(user).map_or(&[][..], Vec::as_slice);
         let mut previous: Option<&Op> = None;
         for e in list {
+            // An offline event while an acknowledged heartbeat holds: the server itself
+            // declared a live user gone (not a stale follower's read), which is what the
+            // promotion grace exists to prevent.
+            let at = e.complete_ms;
+            if e.value["state"] == "offline"
+                && let Some(h) = hbs.iter().find(|h| {
+                    h.outcome == Outcome::Ok
+                        && h.complete_ms + bounds.read_lag_ms <= at
+                        && at < h.invoke_ms + ttl
+                        && !logged_out_since_for(outs, h.invoke_ms, at)
+                })
+            {
+                if let Some(f) = window_of(at) {
+                    let figures = &mut findings.per_fault[f];
+                    figures.false_offline_events += 1;
+                    figures.false_offline_event_early_max_ms = figures
+                        .false_offline_event_early_max_ms
+                        .max(h.invoke_ms + ttl - at);
+                }
+                findings.false_offline_events.add(at, in_clock_window(at), user, || {
+                    format!(
+                        "{user}: offline event from node {:?} at {at} while its heartbeat acknowledged at {} holds until {}",
+                        e.node, h.complete_ms, h.invoke_ms + ttl
+                    )
+                });
+            }
             if let Some(p) = previous
                 && !subscriptions
                     .iter()
@@ -378,7 +481,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
                 if repeated || backwards {
                     findings
                         .event_order
-                        .add(in_window(e.complete_ms), user, || {
+                        .add(e.complete_ms, in_window(e.complete_ms), user, || {
                             format!(
                                 "{user}: event {} (last seen {:?}) at {} after {} (last seen {:?})",
                                 state(e),
@@ -398,9 +501,11 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
             // and what was published in the gap is gone (allowed, counted).
             let resubscribed = subscriptions.iter().any(|&t| t > last.complete_ms);
             if (last_state == "offline") != (*fin == "offline") {
-                findings.event_order.add(resubscribed, user, || {
-                    format!("{user}: last event {last_state}, final state {fin}")
-                });
+                findings
+                    .event_order
+                    .add(last.complete_ms, resubscribed, user, || {
+                        format!("{user}: last event {last_state}, final state {fin}")
+                    });
             }
         }
     }
@@ -409,7 +514,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
     for op in ops.iter().filter(|op| op.f == "store") {
         let online = op.value["online_users"].as_u64().unwrap_or(0);
         if online > 0 {
-            findings.zombie_online.add(false, "(store count)", || {
+            findings.zombie_online.add(op.invoke_ms, false, "(store count)", || {
                 format!(
                     "node {:?} still counts {online} users online after the quiescence ({} wheel entries)",
                     op.node, op.value["expiry_wheel_entries"]
@@ -420,7 +525,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
     // The final reads: every user offline everywhere once all TTLs ran out.
     for (user, s) in &final_reads {
         if s.state != "offline" {
-            findings.zombie_online.add(false, user, || {
+            findings.zombie_online.add(s.op.invoke_ms, false, user, || {
                 format!(
                     "{user} still {} on node {:?} in the final read",
                     s.state, s.op.node
@@ -440,11 +545,23 @@ fn measure_writes(ops: &[Op], per_fault: &mut [FaultFigures], settle_ms: u64) {
         .map(|op| (op.complete_ms, op.node))
         .collect();
     acked.sort_by_key(|&(t, _)| t);
-    for figures in per_fault {
+    let next_starts: Vec<u64> = per_fault
+        .iter()
+        .skip(1)
+        .map(|f| f.start_ms)
+        .chain([u64::MAX])
+        .collect();
+    for (figures, next_start) in per_fault.iter_mut().zip(next_starts) {
         let (start, end) = (figures.start_ms, figures.end_ms);
         let before = acked.partition_point(|&(t, _)| t < start);
         figures.leader_before = before.checked_sub(1).and_then(|i| acked[i].1);
-        let window_end = acked.partition_point(|&(t, _)| t <= end + settle_ms);
+        // The leader after: at the window's end, or before the next fault if that is sooner,
+        // or at the last acknowledgement of the run (the workload stops at the time limit).
+        let last_ack_ms = acked.last().map_or(end, |&(t, _)| t);
+        let until = (end + settle_ms)
+            .min(next_start.max(end))
+            .min(last_ack_ms.max(start));
+        let window_end = acked.partition_point(|&(t, _)| t <= until);
         figures.leader_after = window_end.checked_sub(1).and_then(|i| acked[i].1);
         let mut outage = 0;
         let mut previous = before.checked_sub(1).map_or(start, |i| acked[i].0);
@@ -456,7 +573,7 @@ fn measure_writes(ops: &[Op], per_fault: &mut [FaultFigures], settle_ms: u64) {
         }
         if previous < end {
             // Nothing acknowledged until the window closed.
-            outage = outage.max(end + settle_ms - previous);
+            outage = outage.max(until.saturating_sub(previous));
         }
         figures.write_outage_ms = outage;
     }

@@ -61,6 +61,70 @@ impl History {
         self.ops.lock().unwrap_or_else(|p| p.into_inner()).push(op);
     }
 
+    /// Reads a `history.jsonl` back (`--check`): each completion paired with its process's
+    /// invoke (a process has one operation outstanding at a time).
+    pub fn read_jsonl(path: &std::path::Path) -> Result<History, String> {
+        const NAMES: [&str; 8] = [
+            "heartbeat",
+            "logout",
+            "setstatus",
+            "mstatus",
+            "event",
+            "nemesis",
+            "subscribed",
+            "store",
+        ];
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let history = History::default();
+        let mut pending: std::collections::HashMap<String, u64> = Default::default();
+        for (number, line) in text.lines().enumerate() {
+            let bad = |what: &str| format!("{}:{}: {what}", path.display(), number + 1);
+            let v: Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
+            let field = |name: &str| v[name].as_str().unwrap_or_default().to_string();
+            let Some(f) = NAMES.iter().copied().find(|n| *n == v["f"]) else {
+                return Err(bad("unknown operation"));
+            };
+            let time_ms = v["time_ms"].as_u64().ok_or_else(|| bad("no time_ms"))?;
+            let process = field("process");
+            let outcome = match field("type").as_str() {
+                "invoke" => {
+                    pending.insert(process, time_ms);
+                    continue;
+                }
+                "ok" | "event" => Outcome::Ok,
+                "fail" => Outcome::Fail,
+                "info" => Outcome::Unknown,
+                _ => return Err(bad("unknown type")),
+            };
+            let invoke_ms = if f == "event" {
+                time_ms
+            } else {
+                pending
+                    .remove(&process)
+                    .ok_or_else(|| bad("completion without invoke"))?
+            };
+            let users = v["users"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            history.record(Op {
+                process,
+                f,
+                users,
+                invoke_ms,
+                complete_ms: time_ms,
+                outcome,
+                node: v["node"].as_u64().map(|n| n as usize),
+                value: v["value"].clone(),
+            });
+        }
+        Ok(history)
+    }
+
     pub fn ops(&self) -> Vec<Op> {
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner()).clone();
         ops.sort_by_key(|op| (op.invoke_ms, op.complete_ms));

@@ -1,10 +1,12 @@
 //! presenced-jepsen: a Jepsen-shaped fault harness for presenced. A supervisor starts a
 //! leader, two followers and three real Sentinels on loopback, each data node behind a proxy
 //! of ours; a workload of users, readers and a subscriber runs through Sentinel discovery;
-//! a seeded nemesis kills, pauses and partitions; the history is checked and reported.
+//! a seeded nemesis kills, pauses, partitions, steps clocks and damages snapshots; the history
+//! is checked and reported (report.md, timeline.png).
 //!
-//! `cargo run --release -p presenced-jepsen -- --time-limit 60 --nemesis kill,pause,partition
-//! --seed 7 --out DIR` (jepsen/README.md).
+//! `cargo run --release -p presenced-jepsen -- --time-limit 60 --nemesis
+//! kill,pause,partition,clock,disk --seed 7 --out DIR` (jepsen/README.md, docs/RELIABILITY.md);
+//! `--check DIR/history.jsonl` judges a recorded history again.
 
 mod checker;
 mod history;
@@ -14,6 +16,7 @@ mod report;
 mod resp;
 mod rng;
 mod supervisor;
+mod timeline;
 mod workload;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -56,6 +59,11 @@ struct Cli {
     /// The TTL every heartbeat carries, in seconds.
     #[arg(long, default_value_t = 6)]
     ttl_s: u64,
+    /// Runs nothing: judges a recorded history.jsonl again (after a change to the checker)
+    /// and writes report.md and timeline.png into --out. Times in the report count from the
+    /// history's first line.
+    #[arg(long, value_name = "HISTORY")]
+    check: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,6 +100,17 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(mut cli: Cli, kinds: Vec<nemesis::Kind>) -> Result<usize, String> {
+    if let Some(path) = cli.check.clone() {
+        let history = History::read_jsonl(&path)?;
+        let started_ms = history.ops().first().map_or(0, |op| op.invoke_ms);
+        std::fs::create_dir_all(&cli.out).map_err(|e| format!("{}: {e}", cli.out.display()))?;
+        let command = format!(
+            "presenced-jepsen --check {} --ttl-s {}",
+            path.display(),
+            cli.ttl_s
+        );
+        return judge(&cli, &command, &history, started_ms);
+    }
     // Absolute: Sentinel changes into its `dir` before it opens its `logfile`, so a relative
     // path in its config would point nowhere.
     cli.out = std::path::absolute(&cli.out).map_err(|e| format!("{}: {e}", cli.out.display()))?;
@@ -134,6 +153,11 @@ async fn run(mut cli: Cli, kinds: Vec<nemesis::Kind>) -> Result<usize, String> {
     history
         .write_jsonl(&cli.out.join("history.jsonl"))
         .map_err(|e| format!("history.jsonl: {e}"))?;
+    judge(&cli, &cli_summary(&cli), &history, started_ms)
+}
+
+/// The checker over a history, its report.md and timeline.png; returns the violations.
+fn judge(cli: &Cli, command: &str, history: &History, started_ms: u64) -> Result<usize, String> {
     let ops = history.ops();
     let bounds = checker::Bounds {
         ttl_ms: cli.ttl_s * 1000,
@@ -142,8 +166,18 @@ async fn run(mut cli: Cli, kinds: Vec<nemesis::Kind>) -> Result<usize, String> {
         settle_ms: SETTLE_MS,
     };
     let findings = checker::check(&ops, &bounds);
-    let text = report::markdown(&cli_summary(&cli), &ops, &findings, &bounds, started_ms);
+    let text = report::markdown(command, &ops, &findings, &bounds, started_ms);
     std::fs::write(cli.out.join("report.md"), &text).map_err(|e| format!("report.md: {e}"))?;
+    // A picture is a help, not a verdict: a failure to draw it is said, not fatal.
+    if let Err(e) = timeline::draw(
+        &cli.out.join("timeline.png"),
+        &ops,
+        &findings,
+        &bounds,
+        started_ms,
+    ) {
+        eprintln!("presenced-jepsen: timeline.png: {e}");
+    }
     println!("{text}");
     Ok(findings.violations())
 }

@@ -45,14 +45,15 @@ pub fn markdown(
          users shown falsely offline or online (reads), with when the last false offline was \
          seen after the fault healed and how far past a deadline a user was shown online.\n\n\
          | start s | end s | fault | leader | no write acked ms | repl behind B | hb lost | \
-         false offline users (reads), last after heal ms | zombie users (reads), max past deadline ms |\n\
-         |---|---|---|---|---|---|---|---|---|"
+         false offline users (reads), last after heal ms | false offline events | \
+         zombie users (reads), max past deadline ms |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
     );
     for ((what, start, end), f) in findings.faults.iter().zip(&findings.per_fault) {
         let node = |n: Option<usize>| n.map_or("?".to_string(), |n| n.to_string());
         let _ = writeln!(
             out,
-            "| {:.1} | {:.1} | {what} | {} → {} | {} | {} | {} | {} ({}), {} | {} ({}), {} |",
+            "| {:.1} | {:.1} | {what} | {} → {} | {} | {} | {} | {} ({}), {} | {} | {} ({}), {} |",
             start.saturating_sub(started_ms) as f64 / 1000.0,
             end.saturating_sub(started_ms) as f64 / 1000.0,
             node(f.leader_before),
@@ -65,6 +66,7 @@ pub fn markdown(
             f.false_offline_reads,
             f.false_offline_last_after_heal_ms
                 .map_or("-".to_string(), |t| t.to_string()),
+            f.false_offline_events,
             f.zombie_users.len(),
             f.zombie_reads,
             f.zombie_overshoot_max_ms,
@@ -76,7 +78,9 @@ pub fn markdown(
          that kind (failovers: faults after which another node acknowledged heartbeats).\n\n\
          | fault | count | failovers | no write acked, max ms | hb lost, max per fault | \
          false offline users, max per fault | last false offline after heal, max ms | \
-         zombie users, max per fault | past deadline, max ms |\n|---|---|---|---|---|---|---|---|---|"
+         false offline events, max per fault (max ms before the deadline) | \
+         zombie users, max per fault | past deadline, max ms |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
     );
     let mut kinds: BTreeMap<&str, Vec<&crate::checker::FaultFigures>> = BTreeMap::new();
     for f in &findings.per_fault {
@@ -93,21 +97,23 @@ pub fn markdown(
             .map_or("-".to_string(), |t| t.to_string());
         let _ = writeln!(
             out,
-            "| {kind} | {} | {} | {} | {} | {} | {last_after} | {} | {} |",
+            "| {kind} | {} | {} | {} | {} | {} | {last_after} | {} ({}) | {} | {} |",
             list.len(),
             list.iter().filter(|f| f.failed_over()).count(),
             max(&|f| f.write_outage_ms),
             max(&|f| f.lost_heartbeats as u64),
             max(&|f| f.false_offline_users.len() as u64),
+            max(&|f| f.false_offline_events as u64),
+            max(&|f| f.false_offline_event_early_max_ms),
             max(&|f| f.zombie_users.len() as u64),
             max(&|f| f.zombie_overshoot_max_ms),
         );
     }
     let _ = writeln!(
         out,
-        "\n## Checks\n\nA fault's window is its span plus {:.1} s. Bounds: reads may lag an \
-         acknowledgement by {} ms; a user may show online up to {} ms past their latest possible \
-         deadline.\n\n| check | total | inside fault windows (allowed) | violations |\n|---|---|---|---|",
+        "\n## Checks\n\nA fault's window is its span plus {:.1} s; false offline events are \
+         allowed only inside a clock fault's window. Bounds: reads may lag an acknowledgement by \
+         {} ms; a user may show online up to {} ms past their latest possible deadline.\n\n| check | total | inside fault windows (allowed) | violations |\n|---|---|---|---|",
         bounds.settle_ms as f64 / 1000.0,
         bounds.read_lag_ms,
         bounds.zombie_tolerance_ms

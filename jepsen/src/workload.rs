@@ -337,9 +337,10 @@ impl Writer {
                 json!({ "ttl_s": self.ttl_s }),
             )
             .await;
-            // Heartbeats every third of the TTL, jittered by ±20%.
-            let period = ttl_ms / 3;
-            plans[i].next_ms = now_ms() + self.rng.range(period * 8 / 10, period * 12 / 10);
+            // The next heartbeat a third to two thirds of the TTL later: the seeds' gateways
+            // send one every 20 s with a 30 s TTL, and at two thirds a write outage of a few
+            // seconds lets deadlines pass, which is what the promotion grace is for.
+            plans[i].next_ms = now_ms() + self.rng.range(ttl_ms / 3, ttl_ms * 2 / 3);
         }
     }
 
