@@ -234,12 +234,7 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
             .unwrap_or(0)
     };
 
-    let mut acked: Vec<(u64, Option<usize>)> = ops
-        .iter()
-        .filter(|op| op.f == "heartbeat" && op.outcome == Outcome::Ok)
-        .map(|op| (op.complete_ms, op.node))
-        .collect();
-    acked.sort_by_key(|&(t, _)| t);
+    let acked = acknowledgements(ops);
     // The node that acknowledged the latest heartbeat before `t`.
     let leader_at = |t: u64| {
         acked
@@ -536,15 +531,21 @@ pub fn check(ops: &[Op], bounds: &Bounds) -> Findings {
     findings
 }
 
-/// Per fault: who acknowledged heartbeats before it and at its window's end, and the longest
-/// stretch without any acknowledged heartbeat that overlaps the fault itself.
-fn measure_writes(ops: &[Op], per_fault: &mut [FaultFigures], settle_ms: u64) {
+/// Every acknowledged heartbeat's completion time and node, in time order.
+fn acknowledgements(ops: &[Op]) -> Vec<(u64, Option<usize>)> {
     let mut acked: Vec<(u64, Option<usize>)> = ops
         .iter()
         .filter(|op| op.f == "heartbeat" && op.outcome == Outcome::Ok)
         .map(|op| (op.complete_ms, op.node))
         .collect();
     acked.sort_by_key(|&(t, _)| t);
+    acked
+}
+
+/// Per fault: who acknowledged heartbeats before it and at its window's end, and the longest
+/// stretch without any acknowledged heartbeat that overlaps the fault itself.
+fn measure_writes(ops: &[Op], per_fault: &mut [FaultFigures], settle_ms: u64) {
+    let acked = acknowledgements(ops);
     let next_starts: Vec<u64> = per_fault
         .iter()
         .skip(1)

@@ -79,16 +79,13 @@ pub fn draw(
         latency.push((secs(op.invoke_ms), ms, color));
     }
     let top_ms = latency.iter().map(|p| p.1).fold(10.0, f64::max) * 1.5;
-    let mut chart = ChartBuilder::on(&panels[0])
-        .margin(12)
-        .x_label_area_size(if with_text { 30 } else { 0 })
-        .y_label_area_size(if with_text { 70 } else { 0 })
-        .caption_if(
-            with_text,
-            "operation latency (ms; blue writes, green reads, red failed or timed out)",
-        )
-        .build_cartesian_2d(0.0..span_s, (0.1..top_ms).log_scale())
-        .map_err(|e| e.to_string())?;
+    let mut chart = panel(
+        &panels[0],
+        with_text,
+        "operation latency (ms; blue writes, green reads, red failed or timed out)",
+    )
+    .build_cartesian_2d(0.0..span_s, (0.1..top_ms).log_scale())
+    .map_err(|e| e.to_string())?;
     mesh(&mut chart, with_text, "s since start", "ms")?;
     shade(&mut chart, &faults, 0.1, top_ms, with_text)?;
     chart
@@ -116,25 +113,14 @@ pub fn draw(
         };
         *bucket += 1;
     }
-    let top_rate = writes
-        .iter()
-        .chain(&reads)
-        .chain(&failed)
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        * 1.15;
-    let mut chart = ChartBuilder::on(&panels[1])
-        .margin(12)
-        .x_label_area_size(if with_text { 30 } else { 0 })
-        .y_label_area_size(if with_text { 70 } else { 0 })
-        .caption_if(
-            with_text,
-            "per second: heartbeats acknowledged (blue), reads (green), failed or unknown (red)",
-        )
-        .build_cartesian_2d(0.0..span_s, 0.0..top_rate)
-        .map_err(|e| e.to_string())?;
+    let top_rate = headroom(&[&writes, &reads, &failed]);
+    let mut chart = panel(
+        &panels[1],
+        with_text,
+        "per second: heartbeats acknowledged (blue), reads (green), failed or unknown (red)",
+    )
+    .build_cartesian_2d(0.0..span_s, 0.0..top_rate)
+    .map_err(|e| e.to_string())?;
     mesh(&mut chart, with_text, "s since start", "ops/s")?;
     shade(&mut chart, &faults, 0.0, top_rate, false)?;
     for (series, color) in [
@@ -169,19 +155,8 @@ pub fn draw(
             }
         }
     }
-    let top_found = allowed
-        .iter()
-        .chain(&violations)
-        .copied()
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        * 1.15;
-    let mut chart = ChartBuilder::on(&panels[2])
-        .margin(12)
-        .x_label_area_size(if with_text { 30 } else { 0 })
-        .y_label_area_size(if with_text { 70 } else { 0 })
-        .caption_if(with_text, "checker findings per second: allowed (orange: inside a fault window or by rule), violations (red)")
+    let top_found = headroom(&[&allowed, &violations]);
+    let mut chart = panel(&panels[2], with_text, "checker findings per second: allowed (orange: inside a fault window or by rule), violations (red)")
         .build_cartesian_2d(0.0..span_s, 0.0..top_found)
         .map_err(|e| e.to_string())?;
     mesh(&mut chart, with_text, "s since start", "findings/s")?;
@@ -262,17 +237,31 @@ where
     Ok(())
 }
 
-/// `caption` only where there is a font to write it in.
-trait CaptionIf {
-    fn caption_if(&mut self, with_text: bool, text: &str) -> &mut Self;
+/// A panel's chart: margins, room for the axes' labels and the caption only where there is
+/// a font to write them in.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    with_text: bool,
+    caption: &str,
+) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .margin(12)
+        .x_label_area_size(if with_text { 30 } else { 0 })
+        .y_label_area_size(if with_text { 70 } else { 0 });
+    if with_text {
+        builder.caption(caption, ("sans-serif", 18));
+    }
+    builder
 }
 
-impl<DB: DrawingBackend> CaptionIf for ChartBuilder<'_, '_, DB> {
-    fn caption_if(&mut self, with_text: bool, text: &str) -> &mut Self {
-        if with_text {
-            self.caption(text, ("sans-serif", 18))
-        } else {
-            self
-        }
-    }
+/// The top of a per-second panel: the largest count of its series, plus 15%.
+fn headroom(series: &[&[u32]]) -> f64 {
+    series
+        .iter()
+        .flat_map(|s| s.iter().copied())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.15
 }
